@@ -1,0 +1,282 @@
+"""Annotation files (``*.pvm.json``, contract 2): read, validate, write atomically.
+
+One file per patient and observer holds the L4 slice index, the six muscle
+outlines, the fat and muscle samples (polygons, and optionally painted
+labels) and the classifier settings, so that a measurement can be recomputed
+exactly. Unknown keys are kept and written back.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from . import schema
+from .errors import AnnotationError
+
+__all__ = [
+    "FORMAT",
+    "Annotation",
+    "annotation_sha256",
+    "check_identifier",
+    "read_annotation",
+    "write_annotation",
+    "write_json_atomic",
+]
+
+FORMAT = "napari-pvm.annotation/1"
+#: Extra key holding painted sample labels (run-length encoded).
+LABELS_KEY = "sample_labels"
+_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_KNOWN = {"format", "image", "slice_index", "level", "rois", "samples", "patient_id",
+          "observer_id", "session", "classifier", LABELS_KEY}
+
+
+@dataclasses.dataclass
+class Annotation:
+    """The content of one annotation file.
+
+    Attributes
+    ----------
+    slice_index : int
+        Axial slice (contract 1, inferior → superior) the outlines are on.
+    level : str
+        Vertebral level, ``"L4"`` by default.
+    rois : dict
+        ``{"PS_L": (N, 2) float array of [row, col], ...}``; absent muscles
+        are simply missing.
+    samples : list of dict
+        ``{"class": "fat" | "muscle", "vertices": (N, 2) array}``.
+    sample_labels : ndarray or None
+        Painted samples on the slice (0 unlabelled, 1 muscle, 2 fat).
+    image_sha256 : str or None
+    patient_id, observer_id, session : str or None
+    classifier : dict
+        ``{"preset", "n_trees", "seed", "class_balance"}`` (any subset).
+    extra : dict
+        Unknown keys, preserved on writing.
+    """
+
+    slice_index: int
+    level: str = "L4"
+    rois: dict = dataclasses.field(default_factory=dict)
+    samples: list = dataclasses.field(default_factory=list)
+    sample_labels: np.ndarray = None
+    image_sha256: str = None
+    patient_id: str = None
+    observer_id: str = None
+    session: str = None
+    classifier: dict = dataclasses.field(default_factory=dict)
+    extra: dict = dataclasses.field(default_factory=dict)
+
+    def to_dict(self):
+        out = dict(self.extra)
+        out.update(
+            {
+                "format": FORMAT,
+                "image": {"sha256": self.image_sha256} if self.image_sha256 else {},
+                "slice_index": int(self.slice_index),
+                "level": self.level,
+                "rois": [
+                    {"muscle": k.split("_")[0], "side": k.split("_")[1], "vertices": _plain(v)}
+                    for k, v in sorted(self.rois.items(), key=lambda kv: schema.ROI_KEYS.index(kv[0]))
+                ],
+                "samples": [{"class": s["class"], "vertices": _plain(s["vertices"])} for s in self.samples],
+            }
+        )
+        for key in ("patient_id", "observer_id", "session"):
+            if getattr(self, key):
+                out[key] = getattr(self, key)
+        if self.classifier:
+            out["classifier"] = dict(self.classifier)
+        if self.sample_labels is not None and np.any(self.sample_labels):
+            out[LABELS_KEY] = _encode_labels(self.sample_labels)
+        return out
+
+
+def _plain(vertices):
+    return [[float(r), float(c)] for r, c in np.asarray(vertices, dtype=float)]
+
+
+def check_identifier(value, what="patient ID"):
+    """Return ``value`` stripped, or raise if it could break a CSV or a path.
+
+    Allowed: 1 to 64 letters, digits, ``.``, ``_`` and ``-``, starting with a
+    letter or digit (so "007" and "P-12.a" pass, "../x", "a,b" and "=1+1" do not).
+    """
+    text = "" if value is None else str(value).strip()
+    if not text:
+        raise AnnotationError(f"a {what} is required")
+    if not _ID_PATTERN.match(text):
+        raise AnnotationError(
+            f"{what} {text!r} has characters that could break a CSV or a file path; "
+            "use 1–64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return text
+
+
+def parse_annotation(obj, *, source="annotation"):
+    """Build an :class:`Annotation` from a decoded JSON object, checking its shape."""
+    if not isinstance(obj, dict):
+        raise AnnotationError(f"{source}: the file must hold a JSON object")
+    fmt = obj.get("format")
+    if fmt != FORMAT:
+        raise AnnotationError(f"{source}: format tag is {fmt!r}, expected {FORMAT!r}")
+    for key in ("slice_index", "rois"):
+        if key not in obj:
+            raise AnnotationError(f"{source}: missing key {key!r}")
+    slice_index = obj["slice_index"]
+    if isinstance(slice_index, bool) or not isinstance(slice_index, int) or slice_index < 0:
+        raise AnnotationError(f"{source}: slice_index must be a non-negative integer, got {slice_index!r}")
+    if not isinstance(obj["rois"], list):
+        raise AnnotationError(f"{source}: 'rois' must be a list")
+    rois = {}
+    for i, roi in enumerate(obj["rois"]):
+        if not isinstance(roi, dict) or not {"muscle", "side", "vertices"} <= roi.keys():
+            raise AnnotationError(f"{source}: rois[{i}] needs 'muscle', 'side' and 'vertices'")
+        muscle, side = roi["muscle"], roi["side"]
+        if muscle not in schema.MUSCLES:
+            raise AnnotationError(f"{source}: rois[{i}] has unknown muscle {muscle!r}; use one of PS, ES, MF")
+        if side not in ("L", "R"):
+            raise AnnotationError(f"{source}: rois[{i}] has unknown side {side!r}; use L or R (the patient's)")
+        key = f"{muscle}_{side}"
+        if key in rois:
+            raise AnnotationError(f"{source}: {key} is outlined twice")
+        rois[key] = _vertices(roi["vertices"], f"{source}: {key}")
+    samples = []
+    for i, sample in enumerate(obj.get("samples") or []):
+        if not isinstance(sample, dict) or "class" not in sample or "vertices" not in sample:
+            raise AnnotationError(f"{source}: samples[{i}] needs 'class' and 'vertices'")
+        if sample["class"] not in schema.SAMPLE_CLASSES:
+            raise AnnotationError(f"{source}: samples[{i}] has unknown class {sample['class']!r}; use fat or muscle")
+        samples.append({"class": sample["class"], "vertices": _vertices(sample["vertices"], f"{source}: samples[{i}]")})
+    image = obj.get("image") or {}
+    if not isinstance(image, dict):
+        raise AnnotationError(f"{source}: 'image' must be an object")
+    classifier = obj.get("classifier") or {}
+    if not isinstance(classifier, dict):
+        raise AnnotationError(f"{source}: 'classifier' must be an object")
+    ids = {}
+    for key in ("patient_id", "observer_id", "session"):
+        if obj.get(key) not in (None, ""):
+            ids[key] = check_identifier(obj[key], key.replace("_", " "))
+    labels = _decode_labels(obj[LABELS_KEY], source) if obj.get(LABELS_KEY) else None
+    level = obj.get("level") or "L4"
+    if not isinstance(level, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9/-]{0,15}", level):
+        raise AnnotationError(f"{source}: level {level!r} is not a vertebral level such as 'L4'")
+    return Annotation(
+        slice_index=slice_index,
+        level=level,
+        rois=rois,
+        samples=samples,
+        sample_labels=labels,
+        image_sha256=image.get("sha256") or None,
+        classifier=dict(classifier),
+        extra={k: v for k, v in obj.items() if k not in _KNOWN},
+        **ids,
+    )
+
+
+def _vertices(value, what):
+    try:
+        v = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise AnnotationError(f"{what}: vertices must be [row, col] numbers") from None
+    if v.ndim != 2 or v.shape[1] != 2 or not np.all(np.isfinite(v)):
+        raise AnnotationError(f"{what}: vertices must be a list of finite [row, col] pairs")
+    return v
+
+
+def read_annotation(path):
+    """Read and check an annotation file (contract 2).
+
+    Raises
+    ------
+    AnnotationError
+        Not JSON, wrong format tag, missing keys, unknown muscle/side/class.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise AnnotationError(f"annotation file not found: {path}") from None
+    except UnicodeDecodeError:
+        raise AnnotationError(f"{path.name} is not UTF-8 text") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise AnnotationError(f"{path.name} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    return parse_annotation(obj, source=path.name)
+
+
+def write_annotation(path, annotation):
+    """Write an annotation atomically (temporary file, fsync, rename)."""
+    write_json_atomic(path, annotation.to_dict())
+
+
+def annotation_sha256(annotation):
+    """Digest of the annotation's measured content (outlines, samples, slice,
+    level, classifier settings); ignores IDs and key order."""
+    d = annotation.to_dict() if isinstance(annotation, Annotation) else dict(annotation)
+    content = {k: d.get(k) for k in ("slice_index", "level", "rois", "samples", "classifier", LABELS_KEY)}
+    blob = json.dumps(content, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def write_json_atomic(path, obj):
+    """Write JSON so that the file is either the old or the whole new content."""
+    path = Path(path)
+    blob = (json.dumps(obj, indent=1, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(blob)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def _encode_labels(labels):
+    """Run-length encode painted labels: [[flat_start, length, value], ...]."""
+    labels = np.asarray(labels)
+    flat = labels.ravel()
+    change = np.flatnonzero(np.diff(flat)) + 1
+    starts = np.concatenate([[0], change])
+    lengths = np.diff(np.concatenate([starts, [flat.size]]))
+    values = flat[starts]
+    runs = [[int(s), int(n), int(v)] for s, n, v in zip(starts, lengths, values) if v]
+    return {"shape": list(labels.shape), "runs": runs, "values": {"1": "muscle", "2": "fat"}}
+
+
+def _decode_labels(obj, source):
+    try:
+        shape = tuple(int(s) for s in obj["shape"])
+        out = np.zeros(int(np.prod(shape)), np.uint8)
+        for start, length, value in obj["runs"]:
+            if value not in (1, 2):
+                raise ValueError(f"label value {value}")
+            out[int(start) : int(start) + int(length)] = value
+        if len(shape) != 2:
+            raise ValueError("shape")
+        return out.reshape(shape)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AnnotationError(f"{source}: painted sample labels are malformed ({exc})") from None
