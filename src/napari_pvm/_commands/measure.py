@@ -1,11 +1,75 @@
-"""measure (not implemented yet)."""
+"""Classify fat and measure one annotated case; optionally append the row to the shared CSV."""
 
-from ..core.errors import PvmError
+from . import Outcome
 
 
 def add_arguments(parser):
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("image", help="NIfTI file, DICOM file or DICOM series folder")
+    parser.add_argument("annotation", help="the case's *.pvm.json annotation file")
+    parser.add_argument("--patient", help="patient ID (overrides the annotation's)")
+    parser.add_argument("--observer", help="observer ID (overrides the annotation's)")
+    parser.add_argument("--session", help="reading label, e.g. read1 or read2 (default: the annotation's, else read1)")
+    parser.add_argument("--series", help="which series or slab of a DICOM folder holding several")
+    parser.add_argument("--csv", help="shared measurements CSV to append the row to")
+    parser.add_argument("--preset", help="feature preset of the fat classifier")
+    parser.add_argument("--trees", type=int, help="number of trees of the random forest")
+    parser.add_argument("--seed", type=int, help="seed of the random forest")
+    parser.add_argument("--class-balance", choices=("true", "false"), help="weight classes equally when training")
+    parser.add_argument("--json", action="store_true", help="print the row as one flat JSON object")
 
 
 def run(args):
-    raise PvmError("'napari-pvm measure' is not implemented yet")
+    from ..core.annotation import read_annotation
+    from ..core.errors import PvmError
+    from ..core.io import read_volume
+    from ..core.measure import measure_annotation
+
+    volume = read_volume(args.image, series=args.series)
+    annotation = read_annotation(args.annotation)
+    result = measure_annotation(
+        volume,
+        annotation,
+        patient_id=args.patient,
+        observer_id=args.observer,
+        session=args.session,
+        preset=args.preset,
+        n_trees=args.trees,
+        seed=args.seed,
+        class_balance=None if args.class_balance is None else args.class_balance == "true",
+    )
+    row = result.row
+    if args.csv:
+        if not row["patient_id"]:
+            raise PvmError("--csv needs a patient ID: give --patient ID or set patient_id in the annotation")
+        if not row["observer_id"]:
+            raise PvmError("--csv needs an observer ID: give --observer ID or set observer_id in the annotation")
+        from ..core.store import append_rows
+
+        (row_id,) = append_rows(args.csv, [row])
+        row["row_id"] = row_id
+    return Outcome(row, format_row(row))
+
+
+def format_row(row):
+    """A readable table of one row: groups × sides with areas and FI%."""
+    lines = [
+        f"patient {row.get('patient_id') or '-'}  observer {row.get('observer_id') or '-'}  "
+        f"session {row.get('session')}  level {row.get('level')}  slice {row.get('slice_index')}",
+        f"spacing {row['row_spacing_mm']:.4g} × {row['col_spacing_mm']:.4g} mm  "
+        f"classifier {row.get('method')} ({row.get('features_preset')}, {row.get('n_trees')} trees, seed {row.get('seed')})",
+        "",
+        f"{'muscle':<6} {'side':<4} {'total cm²':>10} {'lean cm²':>10} {'fat cm²':>10} {'FI %':>7}",
+    ]
+    for group in ("PS", "ES", "MF", "ESMF"):
+        for side in ("L", "R", "B"):
+            total = row.get(f"{group}_{side}_total_area_cm2")
+            if total is None:
+                continue
+            lean, fat, fi = (row[f"{group}_{side}_{m}"] for m in ("muscle_area_cm2", "fat_area_cm2", "fi_pct"))
+            lines.append(f"{group:<6} {side:<4} {total:>10.2f} {lean:>10.2f} {fat:>10.2f} {fi:>7.2f}")
+    missing = sorted(set("PS_L PS_R ES_L ES_R MF_L MF_R".split()) - set(row["rois_present"].split(";")))
+    if missing:
+        lines.append(f"not outlined: {', '.join(missing)}")
+    if row.get("row_id"):
+        lines.append(f"row {row['row_id']} appended")
+    return "\n".join(lines)

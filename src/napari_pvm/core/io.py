@@ -197,7 +197,8 @@ def _read_nifti(path):
         ) from None
     if not np.isfinite(data).all():
         raise ImageReadError(f"{path.name} contains NaN or infinite voxel values")
-    _check_zooms(img.header.get_zooms()[:3], path.name)
+    # nibabel silently replaces zero pixdims by 1 on load: check the raw header
+    _check_zooms(_raw_pixdim(path), path.name)
     affine = np.asarray(img.affine, dtype=float)
     return _to_display(
         data,
@@ -207,6 +208,17 @@ def _read_nifti(path):
         path=str(path),
         metadata={"format": "NIfTI"},
     )
+
+
+def _raw_pixdim(path):
+    """pixdim[1:4] exactly as stored in the file's header."""
+    import nibabel as nib
+    from nibabel.openers import ImageOpener
+
+    with ImageOpener(str(path)) as fh:
+        block = fh.read(348)
+    header = nib.Nifti1Header(binaryblock=block, check=False)
+    return tuple(float(z) for z in header["pixdim"][1:4])
 
 
 def _strip_nii(name):

@@ -177,7 +177,10 @@ def make_phantom(
     >>> 15 < ph.truth["ES_L_total_area_cm2"] < 22
     True
     """
-    spacing = float(spacing)
+    # NIfTI headers hold float32: use the value the file will carry, so that
+    # areas from the written file equal the truth to the last digit
+    spacing = float(np.float32(spacing))
+    slice_thickness = float(np.float32(slice_thickness))
     if not (0.2 <= spacing <= 3.0):
         raise PvmError(f"phantom spacing {spacing} mm is outside 0.2–3 mm")
     if shape is None:

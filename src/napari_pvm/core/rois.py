@@ -81,14 +81,14 @@ def validate_polygon(vertices, shape, *, name="outline"):
             f"{name}: vertices lie outside the {rows}×{cols} image "
             f"(rows {lo[0]:.1f}–{hi[0]:.1f}, columns {lo[1]:.1f}–{hi[1]:.1f}); redraw it on the image"
         )
-    if polygon_area_px(v) < 1.0:
-        raise AnnotationError(f"{name}: the outline encloses no area; redraw it")
     crossing = _self_intersection(v)
     if crossing is not None:
         raise AnnotationError(
             f"{name}: the outline crosses itself near row {crossing[0]:.0f}, column "
             f"{crossing[1]:.0f}; redraw it without a figure-of-eight"
         )
+    if polygon_area_px(v) < 1.0:
+        raise AnnotationError(f"{name}: the outline encloses no area; redraw it")
     return v
 
 

@@ -1,0 +1,50 @@
+"""npe2 reader: NIfTI files and DICOM files or folders → Image layers in mm."""
+
+from .core.io import find_dicom_series, is_readable_path, read_volume
+
+
+def get_reader(path):
+    """Return a reader for ``path`` if it looks like an image we read, else None."""
+    if isinstance(path, list):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    return read_layers if is_readable_path(path) else None
+
+
+def read_layers(path):
+    """Read ``path`` into one Image layer per series (or slab) with its scale.
+
+    Raises :class:`~napari_pvm.core.errors.ImageReadError` with a clear
+    message on bad input; napari shows it as a notification.
+    """
+    import os
+
+    if isinstance(path, list):
+        path = path[0]
+    if os.path.isdir(path):
+        keys = list(find_dicom_series(path))
+        volumes = [read_volume(path, series=k) for k in keys] if len(keys) > 1 else [read_volume(path)]
+    else:
+        volumes = [read_volume(path)]
+    return [volume_layer_tuple(v) for v in volumes]
+
+
+def volume_layer_tuple(volume):
+    """(data, kwargs, 'image') of a Volume, carrying its spacing as scale."""
+    import numpy as np
+
+    body = volume.data[volume.data > np.percentile(volume.data, 50)]
+    hi = float(np.percentile(body, 99.5)) if body.size else float(volume.data.max())
+    lo = float(volume.data.min())
+    return (
+        volume.data,
+        {
+            "name": volume.name,
+            "scale": volume.spacing,
+            "colormap": "gray",
+            "contrast_limits": (lo, hi if hi > lo else lo + 1.0),
+            "metadata": {"napari_pvm": volume.layer_metadata()},
+        },
+        "image",
+    )

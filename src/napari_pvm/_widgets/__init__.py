@@ -1,0 +1,1 @@
+"""napari docks of napari-pvm (the only package that imports napari and Qt)."""
