@@ -1,11 +1,38 @@
-"""gui (not implemented yet)."""
+"""Open napari with an image (the phantom by default), its annotation and the napari-pvm docks."""
 
-from ..core.errors import PvmError
+import os
+
+from . import Outcome
 
 
 def add_arguments(parser):
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("image", nargs="?", help="NIfTI file or DICOM folder (default: the synthetic phantom)")
+    parser.add_argument("--annotation", help="*.pvm.json annotation to load into the measurement dock")
 
 
 def run(args):
-    raise PvmError("'napari-pvm gui' is not implemented yet")
+    from ..core.errors import PvmError
+
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) and os.name != "nt":
+        raise PvmError("no display: run on a desktop, forward X (ssh -X), or use xvfb-run for a headless screen")
+    import napari
+
+    viewer = open_viewer(args.image, annotation=args.annotation)
+    napari.run()
+    viewer.close()
+    return Outcome({"closed": True})
+
+
+def open_viewer(image=None, *, annotation=None, show=True):
+    """A viewer with the image (or phantom) and the measurement dock; returns it."""
+    import napari
+
+    viewer = napari.Viewer(show=show)
+    if image:
+        viewer.open(image, plugin="napari-pvm")
+    else:
+        viewer.open_sample("napari-pvm", "phantom")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-pvm", "Measure")
+    if annotation:
+        widget.load_annotation(annotation)
+    return viewer

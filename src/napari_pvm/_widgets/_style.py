@@ -30,7 +30,7 @@ def roi_shapes_kwargs(keys, *, scale, name="muscle outlines"):
     return {
         "name": name,
         "shape_type": ["polygon"] * len(keys),
-        "features": {"roi": keys},
+        "features": {"roi": _categorical(keys, schema.ROI_KEYS)},
         "edge_color": [ROI_COLORS[k] for k in keys],
         "face_color": "transparent",
         "edge_width": 1.5,
@@ -38,3 +38,9 @@ def roi_shapes_kwargs(keys, *, scale, name="muscle outlines"):
         "text": {"string": "{roi}", "color": "white", "size": 10, "anchor": "center"},
         "metadata": {"napari_pvm": "rois", "roi_keys": list(schema.ROI_KEYS)},
     }
+
+
+def _categorical(values, categories):
+    import pandas as pd
+
+    return pd.Categorical(list(values), categories=list(categories))

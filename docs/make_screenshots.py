@@ -1,0 +1,85 @@
+"""Regenerate the screenshots of README.md and docs/user-guide.md.
+
+They are taken from a real napari window, on a virtual screen when there is
+no display:
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/make_screenshots.py
+
+Each step drives the docks through the same methods a click calls.
+"""
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+IMAGES = HERE / "images"
+
+
+def wait_for(predicate, app, timeout=120.0):
+    start = time.monotonic()
+    while not predicate():
+        app.processEvents()
+        time.sleep(0.02)
+        if time.monotonic() - start > timeout:
+            raise TimeoutError("timed out waiting for the viewer")
+
+
+def save(viewer, app, name):
+    for _ in range(20):
+        app.processEvents()
+        time.sleep(0.02)
+    IMAGES.mkdir(exist_ok=True)
+    viewer.screenshot(str(IMAGES / name), canvas_only=False, flash=False)
+    print("wrote", IMAGES / name)
+
+
+def main():
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from napari_pvm.core.phantom import write_phantom
+
+    tmp = Path(tempfile.mkdtemp(prefix="pvm-shots-"))
+    files = write_phantom(tmp, seed=0)
+    viewer = napari.Viewer(title="napari-pvm")
+    viewer.window._qt_window.resize(1500, 950)
+    app = QApplication.instance()
+    viewer.open(str(files["image"]), plugin="napari-pvm")
+    _, dock = viewer.window.add_plugin_dock_widget("napari-pvm", "Measure")
+    dock.notify = lambda message, level="info": print(f"[{level}] {message}")
+    image = viewer.layers[0]
+    step = list(viewer.dims.current_step)
+    step[0] = 2
+    viewer.dims.current_step = tuple(step)
+    viewer.camera.zoom = 1.6
+    viewer.camera.center = (0, 300 * image.scale[1], 256 * image.scale[2])
+
+    # 1. the L4 slice marked, two outlines drawn by hand
+    dock.mark_current_slice()
+    from napari_pvm.core.annotation import read_annotation
+
+    truth = read_annotation(files["annotation"])
+    layer = dock.outlines
+    for key in ("PS_L", "PS_R"):
+        layer.add_polygons([np.column_stack([np.full(len(truth.rois[key]), 2.0), truth.rois[key]])])
+    save(viewer, app, "guide-1-outlining.png")
+
+    # 2. the whole annotation, measured, with the yellow fat map
+    dock.patient_edit.setText("PHANTOM")
+    dock.observer_edit.setText("obsA")
+    dock.load_annotation(files["annotation"])
+    dock.measure()
+    wait_for(lambda: dock._worker is None and dock.result is not None, app)
+    save(viewer, app, "napari-pvm-measure.png")
+    viewer.layers[f"{image.name} muscle outlines"].visible = False
+    save(viewer, app, "guide-2-fat-map.png")
+    viewer.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,274 @@
+"""The one place that converts between napari layers and core types.
+
+Vertices go through world coordinates, so a Shapes or Labels layer with
+another scale or translate than the image still lands on the right pixels.
+Layers made here copy the image's scale and translate.
+"""
+
+import numpy as np
+
+from ..core import schema
+from ..core.errors import AnnotationError
+from ._style import FAT_OVERLAY_COLOR, ROI_COLORS, SAMPLE_COLORS, _categorical, roi_shapes_kwargs
+
+ROI_LAYER = "muscle outlines"
+SAMPLE_LAYER = "fat/muscle samples"
+PAINT_LAYER = "painted samples"
+FAT_LAYER = "fat map"
+
+
+def image_spacing(image):
+    """(row, col) pixel spacing in mm from the image layer's scale."""
+    return tuple(float(s) for s in image.scale[-2:])
+
+
+def volume_from_layer(image):
+    """A core Volume of an image layer: its data, spacing from ``scale``, and
+    the file's sha256 when our reader opened it (else a digest of the array)."""
+    import hashlib
+
+    from ..core.io import Volume
+
+    data = np.asarray(image.data, dtype=np.float32)
+    scale = tuple(float(s) for s in image.scale)
+    if data.ndim == 2:
+        data, scale = data[None], (1.0, *scale)
+    meta = image.metadata.get("napari_pvm")
+    sha = meta.get("sha256") if isinstance(meta, dict) else None
+    if not sha:
+        sha = hashlib.sha256(np.ascontiguousarray(data).tobytes()).hexdigest()
+    return Volume(
+        data=data,
+        spacing=scale,
+        affine=np.diag([*scale, 1.0]),
+        source_axcodes=("S", "P", "L"),
+        obliquity_deg=0.0,
+        sha256=sha,
+        name=image.name,
+        path=str(image.source.path or image.name),
+    )
+
+
+def current_slice_index(image, viewer):
+    """Index of the image's slice shown by the viewer (0 for a 2D image)."""
+    if image.ndim == 2:
+        return 0
+    world = list(viewer.dims.point)[-image.ndim :]
+    index = int(round(float(image.world_to_data(world)[0])))
+    return int(np.clip(index, 0, image.data.shape[0] - 1))
+
+
+def image_slice(image, index):
+    """The 2D float32 array of slice ``index``."""
+    data = image.data if image.ndim == 2 else image.data[int(index)]
+    return np.asarray(data, dtype=np.float32)
+
+
+def _to_image_data(layer, image, vertices):
+    pts = np.asarray(vertices, dtype=float)
+    world = np.array([layer.data_to_world(p) for p in pts])
+    return np.array([image.world_to_data(w) for w in world])
+
+
+def _polygons(layer, image, *, feature, slice_index, allowed):
+    """[(name, (N, 2) [row, col] in image pixels)] of a Shapes layer, in order.
+
+    Raises
+    ------
+    AnnotationError
+        A shape that is not a polygon, has no valid name, or lies off the
+        slice ``slice_index``.
+    """
+    out = []
+    names = list(layer.features[feature]) if feature in layer.features else [None] * len(layer.data)
+    for i, (verts, kind, name) in enumerate(zip(layer.data, layer.shape_type, names)):
+        label = name if isinstance(name, str) and name else f"shape {i + 1}"
+        if kind not in ("polygon", "rectangle", "ellipse"):
+            raise AnnotationError(f"{label}: draw outlines as polygons (this one is a {kind})")
+        if name not in allowed:
+            raise AnnotationError(f"{label}: unknown name {name!r}; use one of {', '.join(allowed)}")
+        data = _to_image_data(layer, image, verts)
+        if image.ndim == 3:
+            ks = data[:, 0]
+            if np.any(np.abs(ks - slice_index) > 0.5):
+                raise AnnotationError(
+                    f"{label} is drawn on slice {int(round(ks.mean()))}, not on the L4 slice "
+                    f"{slice_index}; draw it on slice {slice_index}"
+                )
+        out.append((name, data[:, -2:]))
+    return out
+
+
+def rois_from_layer(layer, image, slice_index):
+    """{"PS_L": (N, 2) [row, col], ...} from the outlines layer."""
+    rois = {}
+    for name, rc in _polygons(layer, image, feature="roi", slice_index=slice_index, allowed=schema.ROI_KEYS):
+        if name in rois:
+            raise AnnotationError(f"{name} is outlined twice; delete one of the outlines")
+        rois[name] = rc
+    return rois
+
+
+def samples_from_layer(layer, image, slice_index):
+    """[{"class": "fat" | "muscle", "vertices": ...}] in drawing order."""
+    polys = _polygons(layer, image, feature="class", slice_index=slice_index, allowed=schema.SAMPLE_CLASSES)
+    return [{"class": name, "vertices": rc} for name, rc in polys]
+
+
+def painted_labels(layer, image, slice_index):
+    """Painted samples (0/1 muscle/2 fat) on the image's slice grid, or None."""
+    if layer is None:
+        return None
+    data = np.asarray(layer.data)
+    if data.ndim == 3:
+        data = data[int(slice_index)]
+    if data.shape != image.data.shape[-2:]:
+        raise AnnotationError(
+            f"painted samples have shape {data.shape}, the image slice {image.data.shape[-2:]}; "
+            "paint in the layer napari-pvm created"
+        )
+    bad = ~np.isin(data, (0, 1, 2))
+    if bad.any():
+        raise AnnotationError("painted samples may only use label 1 (muscle) or 2 (fat)")
+    return data.astype(np.uint8) if data.any() else None
+
+
+def _lift(vertices, image, slice_index):
+    v = np.asarray(vertices, dtype=float)
+    if image.ndim == 3:
+        v = np.column_stack([np.full(len(v), float(slice_index)), v])
+    return v
+
+
+def outline_layer(viewer, image, *, create=True):
+    """The outlines Shapes layer for ``image`` (created with its scale)."""
+    for layer in viewer.layers:
+        if layer.metadata.get("napari_pvm") == "rois" and layer.metadata.get("image") == image.name:
+            return layer
+    if not create:
+        return None
+    kwargs = roi_shapes_kwargs([], scale=image.scale, name=f"{image.name} {ROI_LAYER}")
+    kwargs["translate"] = tuple(image.translate)
+    kwargs["ndim"] = image.ndim
+    kwargs["metadata"] = {"napari_pvm": "rois", "image": image.name}
+    layer = viewer.add_shapes(None, **kwargs)
+    layer.feature_defaults = {"roi": schema.ROI_KEYS[0]}
+    return layer
+
+
+def sample_layer(viewer, image, *, create=True):
+    """The sample polygons Shapes layer (feature 'class': fat or muscle)."""
+    for layer in viewer.layers:
+        if layer.metadata.get("napari_pvm") == "samples" and layer.metadata.get("image") == image.name:
+            return layer
+    if not create:
+        return None
+    layer = viewer.add_shapes(
+        None,
+        ndim=image.ndim,
+        name=f"{image.name} {SAMPLE_LAYER}",
+        scale=image.scale,
+        translate=image.translate,
+        features={"class": _categorical([], schema.SAMPLE_CLASSES)},
+        face_color="transparent",
+        edge_width=1.5,
+        metadata={"napari_pvm": "samples", "image": image.name},
+    )
+    layer.feature_defaults = {"class": "fat"}
+    return layer
+
+
+def paint_layer(viewer, image, *, create=True):
+    """A Labels layer to paint samples in (1 muscle, 2 fat), with the image's scale."""
+    for layer in viewer.layers:
+        if layer.metadata.get("napari_pvm") == "paint" and layer.metadata.get("image") == image.name:
+            return layer
+    if not create:
+        return None
+    layer = viewer.add_labels(
+        np.zeros(image.data.shape, dtype=np.uint8),
+        name=f"{image.name} {PAINT_LAYER}",
+        scale=image.scale,
+        translate=image.translate,
+        metadata={"napari_pvm": "paint", "image": image.name},
+        opacity=0.6,
+    )
+    _set_label_colors(layer, {1: SAMPLE_COLORS["muscle"], 2: SAMPLE_COLORS["fat"]})
+    layer.selected_label = 2
+    return layer
+
+
+def set_rois(layer, image, slice_index, rois):
+    """Replace the outlines in ``layer`` by ``rois`` ({key: [row, col] vertices})."""
+    keys = [k for k in schema.ROI_KEYS if k in rois]
+    layer.selected_data = set(range(len(layer.data)))
+    layer.remove_selected()
+    if keys:
+        layer.add_polygons([_lift(rois[k], image, slice_index) for k in keys])
+        layer.features = {"roi": _categorical(keys, schema.ROI_KEYS)}
+        layer.edge_color = [ROI_COLORS[k] for k in keys]
+    layer.refresh_text()
+
+
+def set_samples(layer, image, slice_index, samples):
+    layer.selected_data = set(range(len(layer.data)))
+    layer.remove_selected()
+    if samples:
+        layer.add_polygons([_lift(s["vertices"], image, slice_index) for s in samples])
+        layer.features = {"class": _categorical([s["class"] for s in samples], schema.SAMPLE_CLASSES)}
+        layer.edge_color = [SAMPLE_COLORS[s["class"]] for s in samples]
+
+
+def show_mask(viewer, image, slice_index, mask, *, name, color=FAT_OVERLAY_COLOR, opacity=0.55):
+    """Show a 2D boolean mask on ``slice_index`` as a Labels layer (upsert)."""
+    shape = image.data.shape
+    full = np.zeros(shape, dtype=np.uint8)
+    if image.ndim == 3:
+        full[int(slice_index)] = mask
+    else:
+        full[:] = mask
+    for layer in viewer.layers:
+        if layer.name == name and layer.metadata.get("napari_pvm") == "overlay":
+            layer.data = full
+            return layer
+    layer = viewer.add_labels(
+        full,
+        name=name,
+        scale=image.scale,
+        translate=image.translate,
+        opacity=opacity,
+        metadata={"napari_pvm": "overlay", "image": image.name},
+    )
+    _set_label_colors(layer, {1: color})
+    return layer
+
+
+def show_map(viewer, image, slice_index, values, *, name, colormap):
+    """Show a float map (NaN outside the outlines) on one slice (upsert)."""
+    full = np.full(image.data.shape, np.nan, dtype=np.float32)
+    if image.ndim == 3:
+        full[int(slice_index)] = values
+    else:
+        full[:] = values
+    for layer in viewer.layers:
+        if layer.name == name and layer.metadata.get("napari_pvm") == "map":
+            layer.data = full
+            return layer
+    return viewer.add_image(
+        full,
+        name=name,
+        scale=image.scale,
+        translate=image.translate,
+        colormap=colormap,
+        contrast_limits=(0.0, 1.0),
+        blending="translucent",
+        opacity=0.7,
+        metadata={"napari_pvm": "map", "image": image.name},
+    )
+
+
+def _set_label_colors(layer, colors):
+    from napari.utils.colormaps import DirectLabelColormap
+
+    mapping = {None: "transparent", 0: "transparent", **colors}
+    layer.colormap = DirectLabelColormap(color_dict=mapping)

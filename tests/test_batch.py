@@ -1,0 +1,136 @@
+"""`napari-pvm batch`: same rows as `measure`, failures reported, resumable."""
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+from napari_pvm.cli import main
+from napari_pvm.core.batch import read_worklist, run_batch
+from napari_pvm.core.errors import PvmError
+from napari_pvm.core.store import read_rows
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    from napari_pvm.core.phantom import write_phantom
+
+    root = tmp_path_factory.mktemp("cohort")
+    rows = []
+    for i in range(3):
+        paths = write_phantom(root / f"case{i}", seed=20 + i, spacing=1.2, n_slices=3)
+        rows.append({"patient_id": f"P{i:03d}", "observer_id": "obsA",
+                     "image": f"case{i}/phantom.nii.gz", "annotation": f"case{i}/phantom.pvm.json"})
+    pd.DataFrame(rows).to_csv(root / "worklist.csv", index=False)
+    return root
+
+
+def _measure_cli(cohort, case, capsys):
+    assert main(["measure", str(cohort / case["image"]), str(cohort / case["annotation"]),
+                 "--patient", case["patient_id"], "--observer", case["observer_id"], "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_local_cluster_rows_equal_measure_case_by_case(cohort, tmp_path, capsys):
+    out = tmp_path / "out.csv"
+    summary = run_batch(cohort / "worklist.csv", out, workers=2)
+    assert (summary.cases, summary.measured, summary.failed, summary.skipped) == (3, 3, 0, 0)
+    rows = read_rows(out).set_index("patient_id")
+    worklist = pd.read_csv(cohort / "worklist.csv", dtype=str)
+    for case in worklist.to_dict(orient="records"):
+        expected = _measure_cli(cohort, case, capsys)
+        got = rows.loc[case["patient_id"]]
+        for key, value in expected.items():
+            if key in ("row_id", "measured_at", "patient_id"):
+                continue
+            if isinstance(value, float):
+                assert got[key] == value, key
+            else:
+                assert str(got[key]) == str(value), key
+
+
+def test_failures_and_duplicates_reported_rest_completes(cohort, tmp_path):
+    work = tmp_path / "study"
+    shutil.copytree(cohort, work)
+    (work / "broken.pvm.json").write_text("{oops")
+    table = pd.read_csv(work / "worklist.csv", dtype=str)
+    extra = pd.DataFrame([
+        {"patient_id": "P900", "observer_id": "obsA", "image": "missing.nii.gz", "annotation": "case0/phantom.pvm.json"},
+        {"patient_id": "P901", "observer_id": "obsA", "image": "case1/phantom.nii.gz", "annotation": "broken.pvm.json"},
+        table.iloc[0].to_dict(),
+    ])
+    pd.concat([table, extra]).to_csv(work / "worklist.csv", index=False)
+    out = work / "out.csv"
+    code = main(["batch", str(work / "worklist.csv"), "--csv", str(out), "--workers", "1", "--json"])
+    assert code == 1
+    rows = read_rows(out)
+    assert sorted(rows["patient_id"]) == ["P000", "P001", "P002"]
+    errors = pd.read_csv(work / "out.errors.csv", dtype=str)
+    reasons = dict(zip(errors["patient_id"], errors["reason"]))
+    assert "no such file" in reasons["P900"]
+    assert "not valid JSON" in reasons["P901"]
+    assert "duplicate of worklist line 2" in reasons["P000"]
+
+
+def test_rerun_skips_and_edited_annotation_is_measured_again(cohort, tmp_path):
+    work = tmp_path / "study"
+    shutil.copytree(cohort, work)
+    out = work / "out.csv"
+    first = run_batch(work / "worklist.csv", out, workers=1)
+    assert first.measured == 3
+    again = run_batch(work / "worklist.csv", out, workers=1)
+    assert (again.measured, again.skipped, again.failed) == (0, 3, 0)
+    # edit one annotation: move a vertex → measured again, the others skipped
+    path = work / "case1" / "phantom.pvm.json"
+    data = json.loads(path.read_text())
+    data["rois"][0]["vertices"][0][0] += 1.0
+    path.write_text(json.dumps(data))
+    third = run_batch(work / "worklist.csv", out, workers=1)
+    assert (third.measured, third.skipped) == (1, 2)
+    assert len(read_rows(out)) == 4
+    # a different classifier setting is a new measurement too
+    fourth = run_batch(work / "worklist.csv", out, workers=1, settings={"seed": 1})
+    assert fourth.measured == 3
+
+
+def test_bad_worklists(tmp_path):
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(PvmError, match="not a readable CSV"):
+        read_worklist(tmp_path / "empty.csv")
+    (tmp_path / "nocol.csv").write_text("patient_id,annotation\nP1,a.json\n")
+    with pytest.raises(PvmError, match="lacks the column"):
+        read_worklist(tmp_path / "nocol.csv")
+    (tmp_path / "outcome.csv").write_text("patient_id,image,residual_lbp\nP1,a.nii,1\n")
+    with pytest.raises(PvmError, match="unknown column"):
+        read_worklist(tmp_path / "outcome.csv")
+    assert main(["batch", str(tmp_path / "nope.csv"), "--csv", str(tmp_path / "o.csv")]) == 2
+
+
+def test_killed_batch_resumes_without_duplicates(cohort, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    work = tmp_path / "study"
+    shutil.copytree(cohort, work)
+    out = work / "out.csv"
+    exe = str(Path(sys.executable).with_name("napari-pvm"))
+    args = [exe, "batch", str(work / "worklist.csv"), "--csv", str(out), "--workers", "1"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if out.exists() and len(out.read_bytes().splitlines()) >= 2:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the command and its workers, like a crash
+    proc.wait()
+    measured_before = len(read_rows(out))
+    assert 1 <= measured_before <= 3
+    summary = run_batch(work / "worklist.csv", out, workers=1)
+    assert summary.measured == 3 - measured_before and summary.skipped == measured_before
+    rows = read_rows(out)
+    assert sorted(rows["patient_id"]) == ["P000", "P001", "P002"]

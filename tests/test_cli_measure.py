@@ -1,0 +1,122 @@
+"""`napari-pvm phantom` and `napari-pvm measure` end to end, and their bad input."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from napari_pvm.cli import main
+
+EXE = str(Path(sys.executable).with_name("napari-pvm"))
+
+
+def run(*args):
+    return subprocess.run([EXE, *map(str, args)], capture_output=True, text=True)
+
+
+def test_measure_phantom_json_and_csv(phantom_files, tmp_path, capsys):
+    from napari_pvm.core.store import read_rows
+
+    csv = tmp_path / "shared.csv"
+    code = main(["measure", str(phantom_files["image"]), str(phantom_files["annotation"]),
+                 "--patient", "007", "--observer", "obsA", "--csv", str(csv), "--json"])
+    assert code == 0
+    row = json.loads(capsys.readouterr().out)
+    truth = json.loads(phantom_files["truth"].read_text())
+    for group in ("PS", "ES", "MF", "ESMF"):
+        assert row[f"{group}_B_total_area_cm2"] == pytest.approx(truth[f"{group}_B_total_area_cm2"], rel=1e-9)
+        assert row[f"{group}_B_fi_pct"] == pytest.approx(truth[f"{group}_B_fi_pct"], abs=2.0)
+        for side in "LR":
+            assert row[f"{group}_{side}_fi_pct"] == pytest.approx(truth[f"{group}_{side}_fi_pct"], abs=3.0)
+    stored = read_rows(csv)
+    assert len(stored) == 1 and stored.loc[0, "patient_id"] == "007"
+    assert stored.loc[0, "row_id"] == row["row_id"]
+    assert stored.loc[0, "ESMF_B_fi_pct"] == row["ESMF_B_fi_pct"]  # full precision
+    assert row["rois_present"] == "PS_L;PS_R;ES_L;ES_R;MF_L;MF_R"
+    assert row["image_sha256"] == json.loads(phantom_files["annotation"].read_text())["image"]["sha256"]
+
+
+def test_measure_is_reproducible(phantom_files, capsys):
+    rows = []
+    for _ in range(2):
+        assert main(["measure", str(phantom_files["image"]), str(phantom_files["annotation"]), "--json"]) == 0
+        rows.append(json.loads(capsys.readouterr().out))
+    for key in rows[0]:
+        if key not in ("measured_at", "row_id"):
+            assert rows[0][key] == rows[1][key], key
+
+
+def test_readable_table_without_json(phantom_files):
+    result = run("measure", phantom_files["image"], phantom_files["annotation"])
+    assert result.returncode == 0, result.stderr
+    assert "ESMF   B" in result.stdout and "FI %" in result.stdout
+
+
+def _annotation(phantom_files, tmp_path, edit):
+    data = json.loads(phantom_files["annotation"].read_text())
+    edit(data)
+    path = tmp_path / "edited.pvm.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda d: d.update(format="something/2"), "format tag"),
+        (lambda d: d.pop("rois"), "missing key 'rois'"),
+        (lambda d: d["rois"][0].update(muscle="QL"), "unknown muscle"),
+        (lambda d: d["rois"][0].update(side="X"), "unknown side"),
+        (lambda d: d["rois"][0]["vertices"].append([5000.0, 10.0]), "outside"),
+        (lambda d: d.update(slice_index=99), "out of range"),
+        (lambda d: d["image"].update(sha256="ab" * 32), "another image"),
+        (lambda d: d.update(samples=[s for s in d["samples"] if s["class"] == "fat"]), "muscle"),
+    ],
+)
+def test_bad_annotation_exit_2_one_line_nothing_written(phantom_files, tmp_path, edit, message):
+    path = _annotation(phantom_files, tmp_path, edit)
+    csv = tmp_path / "shared.csv"
+    result = run("measure", phantom_files["image"], path, "--patient", "P1", "--observer", "A", "--csv", csv)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+    assert result.stdout == ""
+    assert not csv.exists()
+
+
+@pytest.mark.parametrize("patient", ["../etc", "a,b", "=1+1", "x\ny", " "])
+def test_bad_patient_id(phantom_files, tmp_path, patient):
+    csv = tmp_path / "shared.csv"
+    result = run("measure", phantom_files["image"], phantom_files["annotation"], "--patient", patient,
+                 "--observer", "A", "--csv", csv)
+    assert result.returncode == 2
+    assert "patient ID" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not csv.exists()
+
+
+def test_csv_without_patient_exits_2(phantom_files, tmp_path):
+    data = json.loads(phantom_files["annotation"].read_text())
+    data.pop("patient_id", None)
+    path = tmp_path / "nopatient.pvm.json"
+    path.write_text(json.dumps(data))
+    result = run("measure", phantom_files["image"], path, "--observer", "A", "--csv", tmp_path / "s.csv")
+    assert result.returncode == 2 and "patient ID" in result.stderr
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_corrupt_annotation_and_image(phantom_files, tmp_path):
+    bad = tmp_path / "bad.pvm.json"
+    bad.write_text("{not json")
+    result = run("measure", phantom_files["image"], bad)
+    assert result.returncode == 2 and "not valid JSON" in result.stderr
+    missing = run("measure", tmp_path / "nope.nii.gz", phantom_files["annotation"])
+    assert missing.returncode == 2 and "no such file" in missing.stderr
+
+
+def test_phantom_command_json(tmp_path):
+    result = run("phantom", tmp_path / "out", "--seed", "2", "--spacing", "1.2", "--json")
+    assert result.returncode == 0
+    paths = json.loads(result.stdout)
+    assert Path(paths["truth"]).exists() and Path(paths["annotation"]).exists()

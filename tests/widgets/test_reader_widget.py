@@ -1,0 +1,45 @@
+"""The reader and the sample data through napari: scale and orientation."""
+
+import numpy as np
+import pytest
+
+
+def test_open_nifti_through_napari_carries_spacing(make_napari_viewer, phantom_files):
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(phantom_files["image"]), plugin="napari-pvm")
+    (layer,) = layers
+    assert tuple(layer.scale) == pytest.approx((4.0, 1.2, 1.2), rel=1e-6)
+    meta = layer.metadata["napari_pvm"]
+    assert len(meta["sha256"]) == 64
+    assert layer.data.shape[0] == 5
+
+
+def test_bad_file_gives_clear_error(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    bad = tmp_path / "notes.nii"
+    bad.write_text("not an image")
+    with pytest.raises(Exception, match="not a readable NIfTI"):
+        viewer.open(str(bad), plugin="napari-pvm")
+    assert len(viewer.layers) == 0
+
+
+def test_dicom_folder_with_two_series_gives_two_layers(make_napari_viewer, tmp_path):
+    from test_io import write_dicom_series
+
+    vol = np.arange(3 * 16 * 20, dtype=np.float32).reshape(3, 16, 20) * 2
+    write_dicom_series(tmp_path / "d" / "a", vol, uid="1.2.7.1", description="T2 AX", number=2)
+    write_dicom_series(tmp_path / "d" / "b", vol, uid="1.2.7.2", description="T1 AX", number=3)
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(tmp_path / "d"), plugin="napari-pvm", stack=False)
+    assert sorted(layer.name for layer in layers) == ["2: T2 AX", "3: T1 AX"]
+
+
+def test_sample_phantom_has_scale_and_true_outlines(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-pvm", "phantom")
+    image, shapes = viewer.layers
+    assert tuple(image.scale) == tuple(shapes.scale)
+    assert list(shapes.features["roi"]) == ["PS_L", "PS_R", "ES_L", "ES_R", "MF_L", "MF_R"]
+    # the patient's left psoas is drawn on the viewer's right half
+    ps_l = shapes.data[0]
+    assert ps_l[:, 2].mean() > image.data.shape[2] / 2
