@@ -142,3 +142,15 @@ def test_export_requires_patient_and_confirms_partial_set(dock, qtbot, tmp_path,
     assert rows.loc[0, "patient_id"] == "P001"
     assert rows.loc[0, "rois_present"] == "ES_L;ES_R;MF_L;MF_R"
     assert np.isnan(rows.loc[0, "PS_B_total_area_cm2"])
+
+
+def test_measure_without_samples_notifies_and_keeps_running(dock, qtbot, phantom_files):
+    dock.load_annotation(phantom_files["annotation"])
+    samples = dock.viewer.layers[f"{dock.image.name} fat/muscle samples"]
+    samples.selected_data = set(range(len(samples.data)))
+    samples.remove_selected()
+    dock.measure()
+    _wait(qtbot, dock)
+    assert dock.result is None
+    assert dock.messages[-1][0] == "error" and "sample" in dock.messages[-1][1]
+    assert dock.measure_button.isEnabled()

@@ -272,3 +272,12 @@ def _set_label_colors(layer, colors):
 
     mapping = {None: "transparent", 0: "transparent", **colors}
     layer.colormap = DirectLabelColormap(color_dict=mapping)
+
+
+def notify(message, level="info"):
+    """Show a napari notification (info, warning or error)."""
+    from napari.utils import notifications
+
+    show = {"info": notifications.show_info, "warning": notifications.show_warning,
+            "error": notifications.show_error}[level]
+    show(message)

@@ -93,28 +93,29 @@ def _regrey(color, colors):
 def retheme(figure, colors):
     """Re-colour the greys that plotting code hard-coded for a white page.
 
-    The core plots draw medians, limits of agreement and outlines in black or
-    grey; on a dark theme those would vanish. Coloured artists (the ``C0``…
-    cycle) are left as they are.
+    The core plots draw medians, limits of agreement and box outlines in
+    black or grey, and hollow markers in white; on a dark theme those would
+    vanish or glare. Only the data artists (lines, patches, collections and
+    their legend handles) are touched: text, ticks and spines already have the
+    theme's colours, and coloured artists (the ``C0``… cycle) keep theirs.
     """
-    from matplotlib.collections import Collection
     from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
-    from matplotlib.text import Text
 
     for ax in figure.axes:
-        for artist in ax.findobj(lambda a: a is not ax.patch):
+        artists = [*ax.lines, *ax.patches, *ax.collections]
+        legend = ax.get_legend()
+        if legend is not None:
+            artists += list(legend.legend_handles)
+        for artist in artists:
             if isinstance(artist, Line2D):
                 artist.set_color(_regrey(artist.get_color(), colors))
                 artist.set_markerfacecolor(_regrey(artist.get_markerfacecolor(), colors))
                 artist.set_markeredgecolor(_regrey(artist.get_markeredgecolor(), colors))
-            elif isinstance(artist, Patch) and artist.axes is ax:
+            elif hasattr(artist, "get_fill"):  # a Patch
                 artist.set_edgecolor(_regrey(artist.get_edgecolor(), colors))
                 if artist.get_fill():
                     artist.set_facecolor(_regrey(artist.get_facecolor(), colors))
-            elif isinstance(artist, Text):
-                artist.set_color(_regrey(artist.get_color(), colors))
-            elif isinstance(artist, Collection) and len(artist.get_facecolors()) == 1:
+            elif hasattr(artist, "get_facecolors") and len(artist.get_facecolors()) == 1:
                 artist.set_facecolor(_regrey(tuple(artist.get_facecolors()[0]), colors))
 
 

@@ -5,7 +5,6 @@ from pathlib import Path
 import numpy as np
 from qtpy.QtWidgets import (
     QApplication,
-    QCheckBox,
     QComboBox,
     QFileDialog,
     QFormLayout,
@@ -16,7 +15,6 @@ from qtpy.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
-    QSpinBox,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -51,7 +49,7 @@ class MeasureWidget(QWidget):
         self._after_measure = None
         # dialogs go through these two hooks so tests can answer them
         self.confirm = self._ask
-        self.notify = _notify
+        self.notify = _layers.notify
         self._build()
         self.viewer.layers.events.inserted.connect(self._refresh_images)
         self.viewer.layers.events.removed.connect(self._refresh_images)
@@ -80,14 +78,9 @@ class MeasureWidget(QWidget):
         self.patient_edit = QLineEdit()
         self.observer_edit = QLineEdit()
         self.session_edit = QLineEdit("read1")
-        self.preset_combo = QComboBox()
-        self.preset_combo.addItems(_presets())
-        self.trees_spin = QSpinBox()
-        self.trees_spin.setRange(1, 2000)
-        self.seed_spin = QSpinBox()
-        self.seed_spin.setRange(0, 2**31 - 1)
-        self.balance_check = QCheckBox("balance classes")
-        self._set_classifier_defaults()
+        from .fat_widget import FatClassifierWidget
+
+        self.classifier_panel = FatClassifierWidget(self.viewer, context=self)
 
         self.measure_button = QPushButton("Measure")
         self.measure_button.clicked.connect(lambda: self.measure())
@@ -129,16 +122,13 @@ class MeasureWidget(QWidget):
         samples.addWidget(self.muscle_sample_button)
         form.addRow("samples", samples)
         layout.addWidget(outlines)
-        ids = QGroupBox("Case and classifier")
+        ids = QGroupBox("Case")
         form = QFormLayout(ids)
         form.addRow("patient ID", self.patient_edit)
         form.addRow("observer ID", self.observer_edit)
         form.addRow("session", self.session_edit)
-        form.addRow("features", self.preset_combo)
-        form.addRow("trees", self.trees_spin)
-        form.addRow("seed", self.seed_spin)
-        form.addRow("", self.balance_check)
         layout.addWidget(ids)
+        layout.addWidget(self.classifier_panel)
         layout.addWidget(self.measure_button)
         layout.addWidget(self.progress)
         layout.addWidget(self.table)
@@ -154,17 +144,6 @@ class MeasureWidget(QWidget):
         layout.addLayout(files)
         layout.addStretch(1)
         self._update_missing()
-
-    def _set_classifier_defaults(self, settings=None):
-        from ..core.classify import FatClassifier
-
-        params = FatClassifier().params
-        params.update(settings or {})
-        self.preset_combo.setCurrentText(str(params.get("preset")))
-        self.trees_spin.setValue(int(params.get("n_trees")))
-        self.seed_spin.setValue(int(params.get("seed")))
-        balance = params.get("class_balance")
-        self.balance_check.setChecked(str(balance).lower() == "true")
 
     # ------------------------------------------------------------ layers
     def _refresh_images(self, event=None):
@@ -306,12 +285,7 @@ class MeasureWidget(QWidget):
         )
 
     def classifier_settings(self):
-        return {
-            "preset": self.preset_combo.currentText(),
-            "n_trees": self.trees_spin.value(),
-            "seed": self.seed_spin.value(),
-            "class_balance": self.balance_check.isChecked(),
-        }
+        return self.classifier_panel.settings()
 
     def save_annotation(self, path=None):
         """Write the case to a ``*.pvm.json`` file (atomically)."""
@@ -376,7 +350,7 @@ class MeasureWidget(QWidget):
                 edit.setText(value)
         if annotation.session:
             self.session_edit.setText(annotation.session)
-        self._set_classifier_defaults(annotation.classifier)
+        self.classifier_panel.set_settings(annotation.classifier)
         self._update_missing()
         return True
 
@@ -406,6 +380,7 @@ class MeasureWidget(QWidget):
             annotation,
             check_image=False,
             _start_thread=False,
+            _ignore_errors=True,  # errors go to _on_error as a notification
         )
         worker.returned.connect(lambda result: self._on_measured(result, sha, then))
         worker.errored.connect(self._on_error)
@@ -514,16 +489,3 @@ class MeasureWidget(QWidget):
         answer = QMessageBox.question(self, title, text, QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
         return answer == QMessageBox.Yes
 
-
-def _notify(message, level="info"):
-    from napari.utils import notifications
-
-    {"info": notifications.show_info, "warning": notifications.show_warning, "error": notifications.show_error}[level](
-        message
-    )
-
-
-def _presets():
-    from ..core.features import PRESETS
-
-    return list(PRESETS)

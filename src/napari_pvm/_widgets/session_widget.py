@@ -51,7 +51,7 @@ class SessionWidget(QWidget):
         self.image_layer = None
         self.show_codes = False
         # dialogs and messages go through these hooks so tests can answer them
-        self.notify = _notify
+        self.notify = _layers.notify
         self.ask_reason = self._ask_reason
         self._loading = False
         self._dock_notify = None
@@ -187,7 +187,7 @@ class SessionWidget(QWidget):
             self._open_current()
         else:
             self._update_labels()
-            self._say(f"This is the last case. {self._summary()}", "info")
+            self._say(f"This is the last case. {self._summary()}.{self._unfinished()}", "info")
         return moved
 
     def previous(self):
@@ -240,7 +240,7 @@ class SessionWidget(QWidget):
             self._open_current()
         else:
             self._update_labels()
-            self._say(f"Skipped the last case. {self._summary()}", "info")
+            self._say(f"Skipped the last case. {self._summary()}.{self._unfinished()}", "info")
         return True
 
     def _require_session(self):
@@ -275,8 +275,7 @@ class SessionWidget(QWidget):
             dock = self._attach_measure()
             _reset_measure(dock, case.patient_id)
             dock.image_combo.setCurrentText(self.image_layer.name)
-            if case.level:
-                dock.level_combo.setCurrentText(case.level)
+            dock.level_combo.setCurrentText(case.level or "L4")
             if case.slice_index and int(case.slice_index) < data.shape[0]:
                 self._show_slice(int(case.slice_index))
             path = session.own_annotation()
@@ -443,6 +442,10 @@ class SessionWidget(QWidget):
             text += f", {counts['skipped']} skipped"
         return text
 
+    def _unfinished(self):
+        first = self.session.first_unfinished()
+        return "" if first is None else f" Case {first + 1} is not finished yet."
+
     def _update_labels(self):
         session = self.session
         if session is None:
@@ -511,10 +514,3 @@ def _alive(widget):
         return False
     return True
 
-
-def _notify(message, level="info"):
-    from napari.utils import notifications
-
-    {"info": notifications.show_info, "warning": notifications.show_warning, "error": notifications.show_error}[level](
-        message
-    )

@@ -1,0 +1,269 @@
+"""Fat classifier dock: paint or draw samples, train, live preview, maps.
+
+The same panel sits inside the measurement dock (so the settings saved with
+an annotation are the ones shown) and, on its own, under Plugins ▸
+napari-pvm ▸ Fat classifier. Training runs in a worker thread; in "Live
+update" mode each painted stroke retrains a light preview model after a
+short pause, and "Train" always fits the full, seeded model that
+measurements use.
+"""
+
+import numpy as np
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.errors import PvmError
+from . import _layers
+
+LIVE_DELAY_MS = 400
+
+
+def train_and_classify(image, labels, within, settings, *, preview=False):
+    """Fit (full or preview model) and classify inside ``within``.
+
+    Returns ``(fat, probability, uncertainty)`` 2D arrays (NaN outside).
+    """
+    from ..core.classify import FatClassifier
+
+    clf = FatClassifier(**settings)
+    model = clf.fit_preview(image, labels) if preview else clf.fit(image, labels)
+    proba = model.predict_proba(image, within=within)
+    fat = np.nan_to_num(proba, nan=0.0) > 0.5
+    uncertainty = 1.0 - np.abs(2.0 * proba - 1.0)  # 1 − (p_max − p_second) for two classes
+    return fat, proba, uncertainty
+
+
+class FatClassifierWidget(QWidget):
+    """Samples, settings and training of the per-patient fat classifier.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+    context : object, optional
+        Supplies ``image`` (layer) and ``slice_index``; the measurement dock
+        passes itself. Alone, the panel uses the image chosen here and the
+        slice shown.
+    """
+
+    def __init__(self, napari_viewer, *, context=None):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.context = context
+        self.result = None  # (fat, probability, uncertainty) of the last full model
+        self._worker = None
+        self._pending = None
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(LIVE_DELAY_MS)
+        self._timer.timeout.connect(lambda: self.train(preview=True))
+        self.notify = _layers.notify
+        self._build()
+        self.set_settings(None)
+
+    def _build(self):
+        from ..core.features import PRESETS
+
+        self.image_combo = QComboBox()
+        self.preset_combo = QComboBox()
+        self.preset_combo.addItems(list(PRESETS))
+        self.trees_spin = QSpinBox()
+        self.trees_spin.setRange(1, 2000)
+        self.seed_spin = QSpinBox()
+        self.seed_spin.setRange(0, 2**31 - 1)
+        self.balance_check = QCheckBox("balance classes")
+        self.paint_fat_button = QPushButton("Paint fat")
+        self.paint_muscle_button = QPushButton("Paint muscle")
+        self.paint_fat_button.clicked.connect(lambda: self.start_painting(2))
+        self.paint_muscle_button.clicked.connect(lambda: self.start_painting(1))
+        self.train_button = QPushButton("Train and show fat")
+        self.train_button.clicked.connect(lambda: self.train())
+        self.live_check = QCheckBox("Live update while painting")
+        self.live_check.toggled.connect(self._on_live_toggled)
+        self.probability_button = QPushButton("Probability map")
+        self.uncertainty_button = QPushButton("Uncertainty map")
+        self.probability_button.clicked.connect(lambda: self.show_map("probability"))
+        self.uncertainty_button.clicked.connect(lambda: self.show_map("uncertainty"))
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+
+        box = QGroupBox("Fat classifier")
+        form = QFormLayout(box)
+        if self.context is None:
+            form.addRow("image", self.image_combo)
+            self.viewer.layers.events.inserted.connect(self._refresh_images)
+            self.viewer.layers.events.removed.connect(self._refresh_images)
+            self._refresh_images()
+        form.addRow("features", self.preset_combo)
+        form.addRow("trees", self.trees_spin)
+        form.addRow("seed", self.seed_spin)
+        form.addRow("", self.balance_check)
+        paint = QHBoxLayout()
+        paint.addWidget(self.paint_fat_button)
+        paint.addWidget(self.paint_muscle_button)
+        form.addRow("samples", paint)
+        form.addRow(self.train_button)
+        form.addRow(self.live_check)
+        maps = QHBoxLayout()
+        maps.addWidget(self.probability_button)
+        maps.addWidget(self.uncertainty_button)
+        form.addRow(maps)
+        form.addRow(self.progress)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(box)
+
+    # ------------------------------------------------------------ settings
+    def settings(self):
+        """Classifier settings as stored in an annotation (contract 2)."""
+        return {
+            "preset": self.preset_combo.currentText(),
+            "n_trees": self.trees_spin.value(),
+            "seed": self.seed_spin.value(),
+            "class_balance": self.balance_check.isChecked(),
+        }
+
+    def set_settings(self, settings):
+        """Show ``settings`` (missing keys: the defaults of FatClassifier)."""
+        from ..core.classify import FatClassifier
+
+        params = FatClassifier().params
+        params.update({k: v for k, v in (settings or {}).items() if v is not None})
+        self.preset_combo.setCurrentText(str(params["preset"]))
+        self.trees_spin.setValue(int(params["n_trees"]))
+        self.seed_spin.setValue(int(params["seed"]))
+        self.balance_check.setChecked(str(params["class_balance"]).lower() == "true")
+
+    # ---------------------------------------------------------- the case
+    def _refresh_images(self, event=None):
+        current = self.image_combo.currentText()
+        names = [layer.name for layer in self.viewer.layers
+                 if layer._type_string == "image" and layer.metadata.get("napari_pvm") != "map"]
+        self.image_combo.clear()
+        self.image_combo.addItems(names)
+        if current in names:
+            self.image_combo.setCurrentText(current)
+
+    @property
+    def image(self):
+        if self.context is not None:
+            return self.context.image
+        name = self.image_combo.currentText()
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+    @property
+    def slice_index(self):
+        if self.context is not None and self.context.slice_index is not None:
+            return self.context.slice_index
+        image = self.image
+        return None if image is None else _layers.current_slice_index(image, self.viewer)
+
+    def start_painting(self, label):
+        """Select the painted-samples layer (made with the image's scale)."""
+        image = self.image
+        if image is None:
+            return self.notify("open an MRI first", "warning")
+        layer = _layers.paint_layer(self.viewer, image)
+        if not getattr(layer, "_pvm_live", False):
+            layer.events.paint.connect(self._on_painted)
+            layer._pvm_live = True
+        layer.selected_label = int(label)
+        self.viewer.layers.selection.active = layer
+        layer.mode = "paint"
+        return layer
+
+    def training_data(self):
+        """(image slice, labels, within mask) for the case shown."""
+        from ..core.classify import labels_from_samples
+        from ..core.measure import outline_masks
+
+        image = self.image
+        if image is None:
+            raise PvmError("open an MRI first")
+        index = self.slice_index
+        plane = _layers.image_slice(image, index)
+        shape = plane.shape
+        samples_layer = _layers.sample_layer(self.viewer, image, create=False)
+        samples = _layers.samples_from_layer(samples_layer, image, index) if samples_layer else []
+        painted = _layers.painted_labels(_layers.paint_layer(self.viewer, image, create=False), image, index)
+        labels = labels_from_samples(samples, shape, painted=painted)
+        outlines = _layers.outline_layer(self.viewer, image, create=False)
+        rois = _layers.rois_from_layer(outlines, image, index) if outlines is not None else {}
+        masks = outline_masks(rois, shape) if rois else {}
+        within = np.logical_or.reduce(list(masks.values())) if masks else np.ones(shape, bool)
+        return plane, labels, within
+
+    # ------------------------------------------------------------ training
+    def _on_live_toggled(self, on):
+        if on:
+            image = self.image
+            layer = _layers.paint_layer(self.viewer, image, create=False) if image is not None else None
+            if layer is not None and not getattr(layer, "_pvm_live", False):
+                layer.events.paint.connect(self._on_painted)
+                layer._pvm_live = True
+
+    def _on_painted(self, event=None):
+        if self.live_check.isChecked():
+            self._timer.start()  # debounced: retrain once the strokes pause
+
+    def train(self, *, preview=False):
+        """Train in a worker and show the fat map inside the outlines."""
+        from napari.qt.threading import create_worker
+
+        if self._worker is not None:
+            self._pending = preview  # run again once the current job is done
+            return None
+        try:
+            plane, labels, within = self.training_data()
+        except PvmError as exc:
+            if not preview:
+                self.notify(str(exc), "warning")
+            return None
+        index, image = self.slice_index, self.image
+        self.train_button.setEnabled(False)
+        self.progress.setRange(0, 0)
+        worker = create_worker(train_and_classify, plane, labels, within, self.settings(), preview=preview,
+                               _start_thread=False, _ignore_errors=True)
+        worker.returned.connect(lambda res: self._on_trained(res, image, index, preview))
+        worker.errored.connect(lambda exc: self.notify(str(exc), "warning" if isinstance(exc, PvmError) else "error"))
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        worker.start()
+        return worker
+
+    def _on_trained(self, res, image, index, preview):
+        fat, proba, uncertainty = res
+        if not preview:
+            self.result = res
+        name = f"{image.name} {_layers.FAT_LAYER}" + (" (preview)" if preview else "")
+        _layers.show_mask(self.viewer, image, index, fat, name=name)
+
+    def _on_finished(self):
+        self._worker = None
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1)
+        self.train_button.setEnabled(True)
+        if self._pending is not None:
+            preview, self._pending = self._pending, None
+            self.train(preview=preview)
+
+    def show_map(self, which):
+        """Show the probability or uncertainty map of the last full model."""
+        if self.result is None:
+            return self.notify("press 'Train and show fat' first", "info")
+        image = self.image
+        values = self.result[1] if which == "probability" else self.result[2]
+        cmap = "magma" if which == "probability" else "cyan"
+        return _layers.show_map(self.viewer, image, self.slice_index, values,
+                                name=f"{image.name} fat {which}", colormap=cmap)
+
