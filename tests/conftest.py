@@ -1,6 +1,5 @@
 """Shared fixtures: the real data folder and small ground-truth phantoms."""
 
-import os
 from pathlib import Path
 
 import pytest
@@ -9,8 +8,6 @@ REPO = Path(__file__).resolve().parents[1]
 #: ../shared/data/real beside the checkout (read-only; absent on some machines).
 REAL_DATA = REPO.parent / "shared" / "data" / "real"
 COHORT = REPO.parent / "shared" / "data" / "cohort" / "paper_table2_cohort.csv"
-
-os.environ.setdefault("NAPARI_STRICT_QT", "1")
 
 
 @pytest.fixture(scope="session")

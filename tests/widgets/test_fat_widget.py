@@ -16,7 +16,7 @@ def setup(make_napari_viewer, qtbot, small_phantom):
     step[0] = ph.l4_index
     viewer.dims.current_step = tuple(step)
     widget = FatClassifierWidget(viewer)
-    qtbot.addWidget(widget)
+    viewer.window.add_dock_widget(widget)
     widget.messages = []
     widget.notify = lambda message, level="info": widget.messages.append((level, message))
     return viewer, widget, image, ph

@@ -15,7 +15,7 @@ def dock(make_napari_viewer, qtbot, phantom_files):
     viewer = make_napari_viewer()
     viewer.open(str(phantom_files["image"]), plugin="napari-pvm")
     widget = MeasureWidget(viewer)
-    qtbot.addWidget(widget)
+    viewer.window.add_dock_widget(widget)
     widget.messages = []
     widget.notify = lambda message, level="info": widget.messages.append((level, message))
     widget.answers = []

@@ -63,6 +63,7 @@ class FatClassifierWidget(QWidget):
         self.result = None  # (fat, probability, uncertainty) of the last full model
         self._worker = None
         self._pending = None
+        self._hooked = set()  # unique_id of paint layers we listen to
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(LIVE_DELAY_MS)
@@ -174,9 +175,7 @@ class FatClassifierWidget(QWidget):
         if image is None:
             return self.notify("open an MRI first", "warning")
         layer = _layers.paint_layer(self.viewer, image)
-        if not getattr(layer, "_pvm_live", False):
-            layer.events.paint.connect(self._on_painted)
-            layer._pvm_live = True
+        self._listen(layer)
         layer.selected_label = int(label)
         self.viewer.layers.selection.active = layer
         layer.mode = "paint"
@@ -208,9 +207,13 @@ class FatClassifierWidget(QWidget):
         if on:
             image = self.image
             layer = _layers.paint_layer(self.viewer, image, create=False) if image is not None else None
-            if layer is not None and not getattr(layer, "_pvm_live", False):
-                layer.events.paint.connect(self._on_painted)
-                layer._pvm_live = True
+            if layer is not None:
+                self._listen(layer)
+
+    def _listen(self, layer):
+        if layer.unique_id not in self._hooked:
+            layer.events.paint.connect(self._on_painted)
+            self._hooked.add(layer.unique_id)
 
     def _on_painted(self, event=None):
         if self.live_check.isChecked():

@@ -46,10 +46,12 @@ class MeasureWidget(QWidget):
         self.result = None  # last Measurement
         self._measured_sha = None
         self._worker = None
-        self._after_measure = None
+        self._hooked = set()  # unique_id of layers whose events we listen to
         # dialogs go through these two hooks so tests can answer them
         self.confirm = self._ask
         self.notify = _layers.notify
+        # set by the reading session: path_guard(path, "load" | "save") raises PvmError to refuse
+        self.path_guard = None
         self._build()
         self.viewer.layers.events.inserted.connect(self._refresh_images)
         self.viewer.layers.events.removed.connect(self._refresh_images)
@@ -192,12 +194,12 @@ class MeasureWidget(QWidget):
         self._update_missing()
 
     def _connect_outlines(self, layer):
-        if getattr(layer, "_pvm_connected", False):
+        if layer.unique_id in self._hooked:
             return
         layer.events.data.connect(self._on_outlines_changed)
         layer.bind_key("m", lambda _layer: self.step_muscle(+1), overwrite=True)
         layer.bind_key("Shift-m", lambda _layer: self.step_muscle(-1), overwrite=True)
-        layer._pvm_connected = True
+        self._hooked.add(layer.unique_id)
 
     def step_muscle(self, step):
         """Select the next (step=+1) or previous (-1) muscle."""
@@ -284,6 +286,15 @@ class MeasureWidget(QWidget):
             classifier=self.classifier_settings(),
         )
 
+    def reset_case(self):
+        """Forget the current case (level slice, last result, table) before another opens."""
+        self.slice_index = None
+        self.result = None
+        self._measured_sha = None
+        self.slice_label.setText("level slice: not marked")
+        self.table.clearContents()
+        self._update_missing()
+
     def classifier_settings(self):
         return self.classifier_panel.settings()
 
@@ -297,6 +308,8 @@ class MeasureWidget(QWidget):
                 path, _ = QFileDialog.getSaveFileName(self, "Save annotation", "", "napari-pvm annotation (*.pvm.json)")
                 if not path:
                     return None
+            if self.path_guard is not None:
+                self.path_guard(path, "save")
             write_annotation(path, annotation)
         except (PvmError, OSError) as exc:
             self.notify(str(exc), "error")
@@ -314,6 +327,8 @@ class MeasureWidget(QWidget):
                 path, _ = QFileDialog.getOpenFileName(self, "Load annotation", "", "napari-pvm annotation (*.pvm.json)")
                 if not path:
                     return False
+            if self.path_guard is not None:
+                self.path_guard(path, "load")
             annotation = read_annotation(path)
             if annotation.slice_index >= (image.data.shape[0] if image.ndim == 3 else 1):
                 raise PvmError(f"slice_index {annotation.slice_index} is outside this image")

@@ -64,16 +64,24 @@ class BatchSummary:
         return dataclasses.asdict(self)
 
 
-def read_worklist(path):
+def read_worklist(path, *, columns=None):
     """Read a worklist CSV (contract 4) into :class:`Case` objects.
 
     Paths are relative to the worklist's folder. IDs are read as text.
+
+    Parameters
+    ----------
+    columns : sequence of str, optional
+        Read only these columns; any other column (an outcome, say) is
+        skipped by the CSV parser, never loaded and not an error. By default
+        every column is read and an unknown one is refused.
     """
     import pandas as pd
 
     path = Path(path)
+    usecols = None if columns is None else (lambda c: str(c).strip() in set(columns))
     try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", usecols=usecols)
     except FileNotFoundError:
         raise PvmError(f"worklist not found: {path}") from None
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:

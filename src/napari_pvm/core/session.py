@@ -1,0 +1,760 @@
+"""Blinded reading studies: the study folder and one observer's reading session.
+
+A study is a folder (``docs/study.md``)::
+
+    study/
+      study.json                                  study_id and study codes (created on first use)
+      worklist.csv                                patient_id, image [, slice_index, level, observer_id]
+      measurements.csv                            the shared measurement CSV (core.store)
+      annotations/<observer>/<patient>.<session>.pvm.json
+      sessions/<observer>.<session>.json          order, seed, position, done / skipped, log
+
+A :class:`ReadingSession` is one observer's pass through the worklist under a
+session label (``read1`` by default; ``read2`` for a repeat reading). Its
+case order is a permutation seeded from the study, the observer and the
+label; the seed and the order are recorded in the session file, which is
+rewritten atomically after every action, so a session resumes exactly where
+it stopped.
+
+What a session reads, and nothing else: the worklist columns in
+:data:`SESSION_COLUMNS` (any other column, e.g. an outcome, is skipped by the
+CSV parser and never reaches memory as data), ``study.json``, its own session
+file and its own observer's annotation files of its own label. It never reads
+``measurements.csv``, another observer's folder or session file, or its own
+annotations of another session label.
+"""
+
+import dataclasses
+import hashlib
+import json
+import re
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .annotation import check_identifier, read_annotation, write_annotation, write_json_atomic
+from .batch import read_worklist
+from .errors import PvmError
+
+__all__ = [
+    "DEFAULT_SESSION",
+    "SESSION_COLUMNS",
+    "ReadingSession",
+    "SessionError",
+    "Study",
+    "check_session_label",
+    "create_study",
+    "seeded_order",
+    "session_seed",
+]
+
+DEFAULT_SESSION = "read1"
+STUDY_FORMAT = "napari-pvm.study/1"
+SESSION_FORMAT = "napari-pvm.session/1"
+WORKLIST_NAME = "worklist.csv"
+MEASUREMENTS_NAME = "measurements.csv"
+STUDY_FILE = "study.json"
+ANNOTATIONS_DIR = "annotations"
+SESSIONS_DIR = "sessions"
+#: The only worklist columns a reading session reads (contract 4 minus
+#: ``annotation`` and ``session``: a worklist's annotation path may point at
+#: another observer's outlines, and the session label is chosen by the observer).
+SESSION_COLUMNS = ("patient_id", "image", "slice_index", "level", "observer_id")
+#: Case states in a session file.
+STATES = ("open", "started", "done", "skipped")
+_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
+_LEVEL = re.compile(r"^[A-Za-z][A-Za-z0-9/-]{0,15}$")
+
+
+class SessionError(PvmError):
+    """A study folder, worklist or reading session cannot be used as asked."""
+
+
+def _now():
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _identifier(value, what):
+    try:
+        return check_identifier(value, what)
+    except PvmError as exc:
+        raise SessionError(str(exc)) from None
+
+
+def check_session_label(label):
+    """Return a session label (``read1``, ``read2``, ...) or raise.
+
+    1 to 32 letters, digits, ``_`` or ``-``, starting with a letter or digit;
+    no ``.``, so the label is always the last dotted part of a file name.
+    """
+    text = "" if label is None else str(label).strip()
+    if not _LABEL.match(text):
+        raise SessionError(
+            f"session label {text!r} is not usable; use 1–32 letters, digits, '_' or '-' "
+            "without spaces or dots, e.g. read1 or read2"
+        )
+    return text
+
+
+def session_seed(study_id, observer_id, session):
+    """The order seed of one observer's session: a 32-bit integer derived from
+    the study, the observer and the session label (sha256), so the same
+    three always give the same order and different observers or labels give
+    different ones."""
+    blob = f"napari-pvm/session-order\0{study_id}\0{observer_id}\0{session}".encode()
+    return int.from_bytes(hashlib.sha256(blob).digest()[:4], "big")
+
+
+def seeded_order(patient_ids, seed):
+    """Patient IDs in the random order given by ``seed``.
+
+    The order is ``sorted(ids, key=sha256(f"{seed}:{id}"))``: a seeded
+    permutation that needs no random number generator, so it is the same on
+    every machine and library version and can be recomputed from the seed
+    recorded in a session file.
+
+    Examples
+    --------
+    >>> seeded_order(["P1", "P2", "P3"], 7) == seeded_order(["P3", "P1", "P2"], 7)
+    True
+    """
+    return sorted(set(patient_ids), key=lambda pid: hashlib.sha256(f"{int(seed)}:{pid}".encode()).hexdigest())
+
+
+def _read_json(path, what):
+    try:
+        obj = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SessionError(f"{what} {path} cannot be read ({exc}); restore it from a backup or move it away") from None
+    if not isinstance(obj, dict):
+        raise SessionError(f"{what} {path} does not hold a JSON object")
+    return obj
+
+
+def _read_worklist(path):
+    """Read only :data:`SESSION_COLUMNS` of a worklist (through
+    :func:`napari_pvm.core.batch.read_worklist`) and check them.
+
+    Other columns are dropped by the parser (``usecols``), so an outcome or
+    clinical column is never returned, stored or shown.
+    """
+    path = Path(path)
+    try:
+        rows = read_worklist(path, columns=SESSION_COLUMNS)
+    except FileNotFoundError:
+        raise SessionError(f"worklist not found: {path}; a study folder needs {WORKLIST_NAME}") from None
+    except PvmError as exc:
+        raise SessionError(str(exc)) from None
+    cases = []
+    for row in rows:
+        where = f"{path.name} line {row.line}"
+        try:
+            pid = check_identifier(row.patient_id, "patient ID")
+        except PvmError as exc:
+            raise SessionError(f"{where}: {exc}") from None
+        if not row.image:
+            raise SessionError(f"{where}: patient {pid} has no image path")
+        if row.slice_index and not row.slice_index.isdigit():
+            raise SessionError(f"{where}: slice_index {row.slice_index!r} is not a non-negative whole number")
+        if row.level and not _LEVEL.match(row.level):
+            raise SessionError(f"{where}: level {row.level!r} is not a vertebral level such as L4")
+        observer = _identifier(row.observer_id, f"observer ID on {where}") if row.observer_id else ""
+        cases.append(
+            dataclasses.replace(
+                row,
+                patient_id=pid,
+                observer_id=observer,
+                slice_index=str(int(row.slice_index)) if row.slice_index else "",
+            )
+        )
+    return tuple(cases)
+
+
+class Study:
+    """A study folder: worklist, shared CSV, per-observer annotations, sessions.
+
+    Parameters
+    ----------
+    folder : str or Path
+        The study folder.
+    worklist : str or Path, optional
+        The worklist, relative to ``folder`` (default ``worklist.csv``). It
+        must lie inside the study folder; image paths in it are relative to
+        it and may point anywhere (e.g. a read-only image share).
+
+    Notes
+    -----
+    Creating a :class:`Study` reads nothing; the worklist is read on first
+    use and only its :data:`SESSION_COLUMNS`.
+    """
+
+    def __init__(self, folder, *, worklist=WORKLIST_NAME):
+        folder = Path(folder).expanduser()
+        if not folder.is_dir():
+            raise SessionError(f"study folder not found: {folder}")
+        self.folder = folder.resolve()
+        worklist = Path(worklist)
+        worklist = (worklist if worklist.is_absolute() else self.folder / worklist).resolve()
+        if not worklist.is_relative_to(self.folder):
+            raise SessionError(f"the worklist {worklist} is outside the study folder {self.folder}; keep it inside")
+        self.worklist_path = worklist
+        self._cases = None
+
+    def __repr__(self):
+        return f"Study({str(self.folder)!r})"
+
+    # -------------------------------------------------------------- layout
+    @property
+    def measurements_csv(self):
+        """The shared measurement CSV (``measurements.csv``)."""
+        return self.folder / MEASUREMENTS_NAME
+
+    @property
+    def annotations_dir(self):
+        return self.folder / ANNOTATIONS_DIR
+
+    @property
+    def sessions_dir(self):
+        return self.folder / SESSIONS_DIR
+
+    @property
+    def study_file(self):
+        return self.folder / STUDY_FILE
+
+    def observer_dir(self, observer_id):
+        """``annotations/<observer>``: the only folder this observer writes outlines into."""
+        return self.annotations_dir / _identifier(observer_id, "observer ID")
+
+    def annotation_path(self, observer_id, patient_id, session=DEFAULT_SESSION):
+        """``annotations/<observer>/<patient>.<session>.pvm.json``."""
+        pid = _identifier(patient_id, "patient ID")
+        return self.observer_dir(observer_id) / f"{pid}.{check_session_label(session)}.pvm.json"
+
+    def session_path(self, observer_id, session=DEFAULT_SESSION):
+        """``sessions/<observer>.<session>.json``."""
+        return self.sessions_dir / f"{_identifier(observer_id, 'observer ID')}.{check_session_label(session)}.json"
+
+    # ------------------------------------------------------------ worklist
+    def _all_cases(self):
+        if self._cases is None:
+            self._cases = _read_worklist(self.worklist_path)
+        return self._cases
+
+    def cases(self, observer_id=None):
+        """The worklist cases an observer reads, in worklist order.
+
+        With ``observer_id``, rows assigned to another observer (a non-empty
+        ``observer_id`` cell) are left out; a patient listed twice for the
+        same observer is an error. Without it, every row is returned.
+        """
+        rows = self._all_cases()
+        if observer_id is None:
+            return rows
+        observer = _identifier(observer_id, "observer ID")
+        mine = [c for c in rows if not c.observer_id or c.observer_id == observer]
+        seen = {}
+        for case in mine:
+            if case.patient_id in seen:
+                raise SessionError(
+                    f"{self.worklist_path.name}: patient {case.patient_id} is listed twice for observer {observer} "
+                    f"(lines {seen[case.patient_id]} and {case.line})"
+                )
+            seen[case.patient_id] = case.line
+        if not mine:
+            raise SessionError(f"{self.worklist_path.name} assigns no case to observer {observer}")
+        return tuple(mine)
+
+    @property
+    def patient_ids(self):
+        """Every patient ID of the worklist, sorted."""
+        return sorted({c.patient_id for c in self._all_cases()})
+
+    # ------------------------------------------------------- study.json
+    def info(self):
+        """The content of ``study.json`` (empty when it does not exist yet)."""
+        obj = _read_json(self.study_file, "study file") or {}
+        if obj.get("format") not in (None, STUDY_FORMAT):
+            raise SessionError(f"{self.study_file} has format {obj.get('format')!r}, expected {STUDY_FORMAT!r}")
+        return obj
+
+    @property
+    def study_id(self):
+        """The study's identifier: ``study.json``'s ``study_id``, else the folder name."""
+        return str(self.info().get("study_id") or self.folder.name)
+
+    def prepare(self):
+        """Create ``annotations/``, ``sessions/`` and ``study.json`` (with the
+        study ID and the study codes) where missing; return the codes."""
+        try:
+            self.annotations_dir.mkdir(exist_ok=True)
+            self.sessions_dir.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise SessionError(f"cannot create the study's folders in {self.folder}: {exc}") from None
+        return self.codes()
+
+    def codes(self):
+        """Study codes ``{patient_id: "C017", ...}``: the same for every
+        observer and stable for the study's life.
+
+        Codes are numbered in the order of a sha256 keyed by the study ID (so
+        they do not follow the worklist order) and kept in ``study.json``;
+        patients added to the worklist later get the next free numbers.
+        Writes ``study.json`` when a patient has no code yet.
+        """
+        info = self.info()
+        study_id = str(info.get("study_id") or self.folder.name)
+        codes = {str(k): str(v) for k, v in (info.get("codes") or {}).items()}
+        new = [p for p in self.patient_ids if p not in codes]
+        if new:
+            new.sort(key=lambda p: hashlib.sha256(f"{study_id}\0code\0{p}".encode()).hexdigest())
+            width = max(3, len(str(len(codes) + len(new))))
+            used = set(codes.values())
+            number = len(codes)
+            for pid in new:
+                number += 1
+                while f"C{number:0{width}d}" in used:
+                    number += 1
+                codes[pid] = f"C{number:0{width}d}"
+                used.add(codes[pid])
+            info.update(format=STUDY_FORMAT, study_id=study_id, codes=codes)
+            info.setdefault("created_at", _now())
+            try:
+                write_json_atomic(self.study_file, info)
+            except OSError as exc:
+                raise SessionError(f"cannot write {self.study_file}: {exc}") from None
+        return {p: codes[p] for p in self.patient_ids}
+
+    # --------------------------------------------------------------- guard
+    def check_annotation_target(self, path, observer_id, patient_id=None):
+        """Refuse to write ``path`` unless it is this observer's own file.
+
+        Raises :class:`SessionError` when ``path`` is outside
+        ``annotations/<observer_id>/`` (symbolic links resolved), when that
+        folder is itself a link elsewhere, or when the file exists and its
+        ``observer_id`` (or ``patient_id``) differs.
+        """
+        observer = _identifier(observer_id, "observer ID")
+        own = self.observer_dir(observer)
+        if own.is_symlink() or (own.exists() and own.resolve() != self.annotations_dir.resolve() / observer):
+            raise SessionError(f"{own} is a link to another folder; observer folders must be real folders")
+        target = Path(path).resolve()
+        if not target.is_relative_to(own.resolve()):
+            raise SessionError(
+                f"observer {observer} may only write annotations into {own}; refusing to write {target}"
+            )
+        if target.exists():
+            try:
+                existing = read_annotation(target)
+            except PvmError as exc:
+                raise SessionError(f"{target.name} exists and cannot be read ({exc}); not overwriting it") from None
+            if existing.observer_id and existing.observer_id != observer:
+                raise SessionError(
+                    f"{target.name} belongs to observer {existing.observer_id}; observer {observer} cannot overwrite it"
+                )
+            if patient_id and existing.patient_id and existing.patient_id != patient_id:
+                raise SessionError(f"{target.name} holds patient {existing.patient_id}, not {patient_id}; not overwriting it")
+        return target
+
+
+def create_study(folder, cases, *, study_id=None):
+    """Create a study folder with a worklist (a convenience for scripts).
+
+    Parameters
+    ----------
+    folder : str or Path
+        Created if missing.
+    cases : iterable of dict
+        ``{"patient_id": ..., "image": ..., "slice_index": ..., "level": ...}``
+        (``image`` relative to ``folder`` or absolute). Other keys are refused:
+        keep clinical data out of the study.
+    study_id : str, optional
+        Fixes the study identifier (default: the folder name).
+
+    Returns
+    -------
+    Study
+    """
+    import csv
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [dict(c) for c in cases]
+    columns = [c for c in SESSION_COLUMNS if any(c in r for r in rows)]
+    extra = sorted({k for r in rows for k in r} - set(SESSION_COLUMNS))
+    if extra:
+        raise SessionError(f"a worklist takes only {', '.join(SESSION_COLUMNS)}; got {', '.join(extra)}")
+    target = folder / WORKLIST_NAME
+    if target.exists():
+        raise SessionError(f"{target} exists already")
+    with open(target, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    if study_id is not None:
+        write_json_atomic(folder / STUDY_FILE, {"format": STUDY_FORMAT, "study_id": _identifier(study_id, "study ID"),
+                                                "created_at": _now()})
+    study = Study(folder)
+    study.prepare()
+    return study
+
+
+@dataclasses.dataclass
+class _Clock:
+    patient_id: str = None
+    since: float = 0.0
+
+
+class ReadingSession:
+    """One observer's blinded pass through a study's worklist.
+
+    Create or resume one with :meth:`open`. Every method that changes the
+    session writes the session file atomically before returning.
+
+    Attributes
+    ----------
+    study : Study
+    observer_id : str
+    session : str
+        Session label (``read1``; ``read2`` for a repeat reading).
+    seed : int
+        Seed of the case order (:func:`session_seed`), recorded in the file.
+    order : tuple of str
+        Patient IDs in this observer's reading order (:func:`seeded_order`;
+        patients added to the worklist later are appended in seeded order).
+    position : int
+        Index of the current case in :attr:`order`.
+    """
+
+    def __init__(self, study, state, *, cases):
+        self.study = study
+        self._state = state
+        self._cases = {c.patient_id: c for c in cases}
+        self._clock = _Clock()
+
+    # ------------------------------------------------------------ opening
+    @classmethod
+    def open(cls, study, observer_id, session=DEFAULT_SESSION):
+        """Resume the session file of ``observer_id`` / ``session``, or start it.
+
+        Raises
+        ------
+        SessionError
+            Bad observer ID or label, unreadable worklist or session file, an
+            observer folder that differs only in letter case from this one.
+        """
+        observer = _identifier(observer_id, "observer ID")
+        label = check_session_label(session)
+        study = study if isinstance(study, Study) else Study(study)
+        cases = study.cases(observer)
+        study.prepare()
+        _check_case_clash(study, observer)
+        path = study.session_path(observer, label)
+        ids = [c.patient_id for c in cases]
+        state = _read_json(path, "session file")
+        if state is None:
+            seed = session_seed(study.study_id, observer, label)
+            now = _now()
+            state = {
+                "format": SESSION_FORMAT,
+                "study_id": study.study_id,
+                "observer_id": observer,
+                "session": label,
+                "seed": seed,
+                "order_rule": "patient IDs sorted by sha256(f'{seed}:{patient_id}')",
+                "order": seeded_order(ids, seed),
+                "position": 0,
+                "current": None,
+                "cases": {},
+                "created_at": now,
+                "updated_at": now,
+                "revision": 0,
+                "software_version": _version(),
+                "log": [{"at": now, "event": "start", "cases": len(ids)}],
+            }
+            reading = cls(study, state, cases=cases)
+        else:
+            reading = cls(study, _checked_state(state, path, observer, label), cases=cases)
+            reading._reconcile(ids)
+            reading._log("resume", patient_id=reading.current_id, position=reading.position)
+        reading._state["current"] = reading.current_id
+        reading._save()
+        return reading
+
+    def _reconcile(self, ids):
+        """Keep the recorded order; drop patients gone from the worklist and
+        append new ones in seeded order."""
+        recorded = list(self._state["order"])
+        current = self._state.get("current")
+        kept = [p for p in recorded if p in set(ids)]
+        added = seeded_order([p for p in ids if p not in set(recorded)], self.seed)
+        removed = [p for p in recorded if p not in set(ids)]
+        if added or removed:
+            self._state["order"] = kept + added
+            self._log("worklist changed", added=added, removed=removed)
+        order = self._state["order"]
+        if current in order:
+            self._state["position"] = order.index(current)
+        else:
+            self._state["position"] = min(int(self._state.get("position", 0)), len(order) - 1)
+
+    # --------------------------------------------------------- properties
+    @property
+    def observer_id(self):
+        return self._state["observer_id"]
+
+    @property
+    def session(self):
+        return self._state["session"]
+
+    @property
+    def seed(self):
+        return int(self._state["seed"])
+
+    @property
+    def order(self):
+        return tuple(self._state["order"])
+
+    @property
+    def position(self):
+        return int(self._state["position"])
+
+    @property
+    def total(self):
+        return len(self._state["order"])
+
+    @property
+    def path(self):
+        """The session file, ``sessions/<observer>.<session>.json``."""
+        return self.study.session_path(self.observer_id, self.session)
+
+    @property
+    def current_id(self):
+        return self._state["order"][self.position]
+
+    @property
+    def current(self):
+        """The current :class:`~napari_pvm.core.batch.Case`."""
+        return self._cases[self.current_id]
+
+    @property
+    def log(self):
+        """The session's append-only event log (a copy)."""
+        return [dict(e) for e in self._state["log"]]
+
+    def case_state(self, patient_id=None):
+        """``"open"``, ``"started"`` (outlines saved), ``"done"`` or ``"skipped"``."""
+        return self._entry(patient_id).get("state", "open")
+
+    def skip_reason(self, patient_id=None):
+        return self._entry(patient_id).get("reason")
+
+    def counts(self):
+        """``{"done": n, "skipped": n, "started": n, "open": n, "total": n}``."""
+        out = dict.fromkeys(STATES, 0)
+        for pid in self._state["order"]:
+            out[self.case_state(pid)] += 1
+        out["total"] = self.total
+        return out
+
+    def display_name(self, patient_id=None, *, codes=False):
+        """What the screen shows for a patient: its study code or its ID."""
+        pid = patient_id or self.current_id
+        return self.study.codes()[pid] if codes else pid
+
+    def _entry(self, patient_id):
+        pid = patient_id or self.current_id
+        if pid not in self._cases:
+            raise SessionError(f"patient {pid} is not in observer {self.observer_id}'s worklist")
+        return self._state["cases"].get(pid, {})
+
+    def _set_entry(self, patient_id, **values):
+        entry = self._state["cases"].setdefault(patient_id, {})
+        entry.update(values)
+        return entry
+
+    # --------------------------------------------------------- navigation
+    def go_to(self, position):
+        """Make case ``position`` (0-based index into :attr:`order`) current."""
+        position = int(position)
+        if not 0 <= position < self.total:
+            raise SessionError(f"case {position + 1} does not exist; this session has {self.total} cases")
+        self._stop_clock()
+        self._state["position"] = position
+        self._state["current"] = self.current_id
+        self._log("open", patient_id=self.current_id, position=position)
+        self._save()
+        return self.current
+
+    def next(self):
+        """Go to the next case; returns False (and stays) at the last one."""
+        if self.position + 1 >= self.total:
+            return False
+        self.go_to(self.position + 1)
+        return True
+
+    def previous(self):
+        """Go to the previous case; returns False (and stays) at the first one."""
+        if self.position == 0:
+            return False
+        self.go_to(self.position - 1)
+        return True
+
+    def start_clock(self):
+        """Start timing the current case (time on task, summed per case)."""
+        self._clock = _Clock(self.current_id, time.monotonic())
+
+    def _stop_clock(self):
+        clock, self._clock = self._clock, _Clock()
+        if clock.patient_id is not None:
+            entry = self._set_entry(clock.patient_id)
+            entry["seconds"] = round(float(entry.get("seconds", 0.0)) + time.monotonic() - clock.since, 1)
+
+    def first_unfinished(self):
+        """Position of the first case neither done nor skipped, or None."""
+        for i, pid in enumerate(self._state["order"]):
+            if self.case_state(pid) not in ("done", "skipped"):
+                return i
+        return None
+
+    # ------------------------------------------------------------- status
+    def skip(self, reason):
+        """Mark the current case skipped with ``reason`` and go to the next one.
+
+        Returns True when it moved on (False at the last case).
+        """
+        reason = " ".join(str(reason or "").split())
+        if not reason:
+            raise SessionError("give a reason for skipping the case (e.g. 'L4 not covered', 'motion artefact')")
+        pid = self.current_id
+        self._set_entry(pid, state="skipped", reason=reason, at=_now())
+        self._log("skip", patient_id=pid, reason=reason)
+        self._save()
+        return self.next()
+
+    def mark_done(self, patient_id=None):
+        """Mark a case (default: the current one) done."""
+        pid = patient_id or self.current_id
+        self._entry(pid)
+        entry = self._set_entry(pid, state="done", at=_now())
+        entry.pop("reason", None)
+        self._log("done", patient_id=pid)
+        self._save()
+
+    # -------------------------------------------------------- annotations
+    def annotation_path(self, patient_id=None):
+        """This observer's annotation file for a patient in this session."""
+        pid = patient_id or self.current_id
+        self._entry(pid)
+        return self.study.annotation_path(self.observer_id, pid, self.session)
+
+    def own_annotation(self, patient_id=None):
+        """The observer's own annotation file of this session, if it exists."""
+        path = self.annotation_path(patient_id)
+        return path if path.is_file() else None
+
+    def check_readable(self, path):
+        """Refuse (``SessionError``) to load any annotation file but this
+        observer's own files of this session: while a session runs, neither
+        the other observer's outlines nor the observer's earlier reading may
+        be opened."""
+        target = Path(path).resolve()
+        own = {self.annotation_path(pid).resolve(): pid for pid in self._state["order"]}
+        if target not in own:
+            raise SessionError(
+                f"during session {self.session} observer {self.observer_id} can only open their own outlines "
+                f"of this session ({self.study.observer_dir(self.observer_id)}/<patient>.{self.session}.pvm.json)"
+            )
+        return own[target]
+
+    def save_annotation(self, annotation, patient_id=None):
+        """Write ``annotation`` as this observer's file for a patient.
+
+        The patient, observer and session IDs of the annotation are set to the
+        session's. Refuses (``SessionError``) to write outside the observer's
+        folder or over a file of another observer. A case with outlines
+        becomes ``started`` unless it is already done.
+
+        Returns
+        -------
+        Path
+        """
+        pid = patient_id or self.current_id
+        path = self.annotation_path(pid)
+        self.study.check_annotation_target(path, self.observer_id, pid)
+        annotation = dataclasses.replace(annotation, patient_id=pid, observer_id=self.observer_id, session=self.session)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_annotation(path, annotation)
+        except OSError as exc:
+            raise SessionError(f"cannot save {path.name}: {exc}") from None
+        entry = self._set_entry(pid, outlines=len(annotation.rois), saved_at=_now())
+        entry["saves"] = int(entry.get("saves", 0)) + 1
+        if annotation.rois and entry.get("state", "open") in ("open", "skipped"):
+            entry["state"] = "started"
+        self._save()
+        return path
+
+    # -------------------------------------------------------- persistence
+    def _log(self, event, **info):
+        self._state["log"].append({"at": _now(), "event": event, **info})
+
+    def close(self):
+        """Record the time spent on the current case and save."""
+        self._stop_clock()
+        self._log("close", patient_id=self.current_id)
+        self._save()
+
+    def to_dict(self):
+        return json.loads(json.dumps(self._state))
+
+    def _save(self):
+        """Write the session file atomically; refuse if another window changed it."""
+        on_disk = _read_json(self.path, "session file")
+        if on_disk is not None and int(on_disk.get("revision", 0)) != int(self._state["revision"]):
+            raise SessionError(
+                f"session {self.observer_id}/{self.session} was changed by another napari window "
+                f"(revision {on_disk.get('revision')} on disk, {self._state['revision']} here); "
+                "close the other window and start the session again"
+            )
+        self._state["revision"] = int(self._state["revision"]) + 1
+        self._state["updated_at"] = _now()
+        try:
+            write_json_atomic(self.path, self._state)
+        except OSError as exc:
+            self._state["revision"] -= 1
+            raise SessionError(f"cannot save the session file {self.path}: {exc}") from None
+
+
+def _checked_state(state, path, observer, label):
+    if state.get("format") != SESSION_FORMAT:
+        raise SessionError(f"{path.name} has format {state.get('format')!r}, expected {SESSION_FORMAT!r}")
+    if state.get("observer_id") != observer or state.get("session") != label:
+        raise SessionError(
+            f"{path.name} belongs to observer {state.get('observer_id')!r}, session {state.get('session')!r}"
+        )
+    needed = ("seed", "order", "position", "cases", "log", "revision")
+    missing = [k for k in needed if k not in state]
+    if missing or not isinstance(state["order"], list) or not state["order"]:
+        raise SessionError(f"{path.name} is incomplete (missing {', '.join(missing) or 'order'})")
+    return state
+
+
+def _check_case_clash(study, observer):
+    """Refuse an observer ID that differs from an existing one only in case
+    (``a`` vs ``A``), which would share a folder on macOS and Windows."""
+    names = [p.name for p in study.annotations_dir.iterdir() if p.is_dir()]
+    names += [p.name[: -len(".json")].rsplit(".", 1)[0] for p in study.sessions_dir.glob("*.json")]
+    for name in names:
+        if not name.startswith(".") and name != observer and name.lower() == observer.lower():
+            raise SessionError(
+                f"observer ID {observer!r} differs from the existing observer {name!r} only in letter case; "
+                f"use {name!r} or another ID"
+            )
+
+
+def _version():
+    from .._version import __version__
+
+    return __version__

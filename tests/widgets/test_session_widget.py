@@ -1,0 +1,285 @@
+"""The reading-session dock: observer first, own order, resume, blinding."""
+
+import json
+import os
+import shutil
+import sys
+
+import numpy as np
+import pytest
+from qtpy.QtWidgets import QLineEdit
+
+from napari_pvm.core.annotation import read_annotation, write_annotation
+from napari_pvm.core.session import ReadingSession, SessionError, Study
+
+IDS = ["P001", "P002", "P003"]
+
+
+@pytest.fixture
+def study(tmp_path, phantom_files):
+    """Four patients (copies of one phantom), a worklist with outcome columns,
+    and observer B's outlines and skip reasons already on disk."""
+    folder = tmp_path / "study"
+    (folder / "images").mkdir(parents=True)
+    lines = ["patient_id,image,slice_index,outcome,fracture_group"]
+    for i, pid in enumerate(IDS):
+        shutil.copy(phantom_files["image"], folder / "images" / f"{pid}.nii.gz")
+        lines.append(f"{pid},images/{pid}.nii.gz,{'2' if i % 2 == 0 else ''},OUTCOME_{i % 2},GROUP_SECRET")
+    (folder / "worklist.csv").write_text("\n".join(lines) + "\n")
+    study = Study(folder)
+    b = ReadingSession.open(study, "B")
+    truth = read_annotation(phantom_files["annotation"])
+    for pid in IDS:
+        truth.patient_id, truth.observer_id = pid, "B"
+        b.save_annotation(truth, patient_id=pid)
+    b.skip("B_ONLY_REASON")
+    study.measurements_csv.write_text("patient_id,observer_id,ESMF_B_fi_pct\nP001,B,12.5\n")
+    return study
+
+
+@pytest.fixture
+def make_dock(make_napari_viewer, qtbot):
+    def make(study, observer="A", session="read1", codes=False, viewer=None):
+        from napari.utils._proxies import PublicOnlyProxy
+
+        from napari_pvm._widgets.session_widget import SessionWidget
+
+        viewer = viewer or make_napari_viewer()
+        widget = SessionWidget(PublicOnlyProxy(viewer))  # what napari hands a plugin dock
+        viewer.window.add_dock_widget(widget, name="Reading session")
+        widget.messages = []
+        widget.notify = lambda message, level="info": widget.messages.append((level, message))
+        widget.folder_edit.setText(str(study.folder))
+        widget.observer_edit.setText(observer)
+        widget.session_edit.setText(session)
+        widget.codes_check.setChecked(codes)
+        return widget
+
+    return make
+
+
+def _hook_measure(widget):
+    """Dock a Measure widget whose dialogs the test answers, before the session finds it."""
+    from napari_pvm._widgets.measure_widget import MeasureWidget
+
+    dock = MeasureWidget(widget.viewer)  # the same proxied viewer napari would pass
+    widget.viewer.window.add_dock_widget(dock, name="Measure")
+    dock.messages = []
+    dock.notify = lambda message, level="info": dock.messages.append((level, message))
+    dock.confirm = lambda title, text: False
+    return dock
+
+
+def _draw(widget, n=2, slice_index=2):
+    """Mark the L4 slice in the Measure dock and draw ``n`` outlines."""
+    dock = widget.measure
+    step = list(widget.viewer.dims.current_step)
+    step[0] = slice_index
+    widget.viewer.dims.current_step = tuple(step)
+    dock.mark_current_slice()
+    square = np.array([[slice_index, 100, 100], [slice_index, 100, 120], [slice_index, 120, 120],
+                       [slice_index, 120, 100]], float)
+    for i in range(n):
+        dock.outlines.add_polygons([square + [0, 0, 30 * i]])
+
+
+def _session_file(study, observer="A", session="read1"):
+    return json.loads(study.session_path(observer, session).read_text())
+
+
+def test_nothing_opens_before_an_observer_id_is_entered(make_dock, study):
+    widget = make_dock(study, observer="")
+    assert not widget.start_button.isEnabled()
+    assert not widget.next_button.isEnabled()
+    assert widget.start() is False and widget.next() is False
+    assert len(widget.viewer.layers) == 0
+    assert widget.messages[0][0] == "error" and "observer ID" in widget.messages[0][1]
+    assert not study.session_path("A").exists()
+    widget.observer_edit.setText("../B")
+    assert not widget.start_button.isEnabled()
+    widget.observer_edit.setText("A")
+    assert widget.start_button.isEnabled()
+
+
+def test_cases_open_in_the_observers_order_and_outlines_are_saved_as_drawn(make_dock, study):
+    widget = make_dock(study)
+    assert widget.start(), widget.messages  # no Measure dock yet: the session docks one
+    session = widget.session
+    assert session.order == tuple(_session_file(study)["order"]) and sorted(session.order) == IDS
+    first = session.current_id
+    assert first == session.order[0]
+    image = widget.image_layer
+    assert [layer.name for layer in widget.viewer.layers] == [first]
+    np.testing.assert_allclose(image.scale, (4.0, 1.2, 1.2), rtol=1e-6)
+    if session.current.slice_index:  # the suggested slice
+        assert widget.viewer.dims.current_step[0] == 2
+    dock = widget.measure
+    assert dock in widget.viewer.window.dock_widgets.values()
+    assert (dock.patient_edit.text(), dock.observer_edit.text(), dock.session_edit.text()) == (first, "A", "read1")
+    assert dock.csv_edit.text() == str(study.measurements_csv)
+    assert dock.observer_edit.isReadOnly() and widget.observer_edit.isReadOnly()
+    assert dock.image.name == image.name
+    assert widget.progress_label.text() == f"0 / {len(IDS)} done"
+    dock.notify = lambda message, level="info": None
+
+    _draw(widget, n=2)  # saved as drawn, without pressing anything
+    saved = read_annotation(study.annotation_path("A", first))
+    assert (saved.observer_id, saved.patient_id, saved.session) == ("A", first, "read1")
+    assert sorted(saved.rois) == ["PS_L", "PS_R"]
+    assert widget.next()
+    second = widget.session.current_id
+    assert second == session.order[1]
+    # the previous case's image and outlines are gone; the dock forgot its slice
+    assert [layer.name for layer in widget.viewer.layers] == [second]
+    assert dock.slice_index is None and dock.patient_edit.text() == second
+    assert widget.progress_label.text() == f"1 / {len(IDS)} done"
+    assert _session_file(study)["cases"][first]["state"] == "done"
+    # back to the first case: its own outlines come back
+    assert widget.previous()
+    assert sorted(dock.outlines.features["roi"]) == ["PS_L", "PS_R"]
+
+
+def test_resume_after_napari_is_closed(make_dock, make_napari_viewer, study):
+    widget = make_dock(study)
+    _hook_measure(widget)
+    widget.start()
+    widget.next()
+    skipped = widget.session.current_id
+    widget.ask_reason = lambda: None  # cancelled: nothing happens
+    assert not widget.skip() and widget.session.current_id == skipped
+    widget.ask_reason = lambda: "L4 not covered"
+    assert widget.skip()
+    here = widget.session.current_id
+    _draw(widget, n=3)
+    order = widget.session.order
+    widget.viewer.close()  # no End session: napari just closes
+
+    again = make_dock(study, viewer=make_napari_viewer())
+    _hook_measure(again)
+    assert again.start()
+    assert again.session.order == order and again.session.current_id == here
+    assert again.session.position == 2
+    assert sorted(again.measure.outlines.features["roi"]) == ["ES_L", "PS_L", "PS_R"]
+    assert again.session.skip_reason(skipped) == "L4 not covered"
+    assert again.progress_label.text() == f"0 / {len(IDS)} done, 1 skipped"
+    recorded = _session_file(study)
+    assert recorded["cases"][skipped] == {**recorded["cases"][skipped], "state": "skipped", "reason": "L4 not covered"}
+    assert recorded["log"][-1]["event"] == "resume"
+    again.previous()
+    assert "reason: L4 not covered" in again.case_label.text()
+
+
+def test_the_other_observers_files_rows_and_the_outcome_are_never_read(make_dock, study):
+    opened = _record_opens()
+    try:
+        widget = make_dock(study)
+        dock = _hook_measure(widget)
+        widget.start()
+        for _ in IDS:
+            _draw(widget, n=1)
+            widget.next()
+        widget.end()
+    finally:
+        paths = list(opened)
+        _STATE["on"] = False
+    assert any(p.endswith(".nii.gz") for p in paths), "the audit hook saw no image being read"
+    b_folder = str(study.observer_dir("B")) + os.sep
+    assert not [p for p in paths if p.startswith(b_folder) or "B.read1" in p or p.endswith("measurements.csv")]
+    # B had outlined every case: none of B's outlines ever appeared in A's viewer
+    texts = [widget.case_label.text(), widget.progress_label.text(), *(m for _, m in widget.messages + dock.messages)]
+    assert not [t for t in texts if "B_ONLY" in t or "OUTCOME" in t or "SECRET" in t]
+    for pid in IDS:
+        assert read_annotation(study.annotation_path("A", pid)).observer_id == "A"
+        assert len(read_annotation(study.annotation_path("B", pid)).rois) == 6  # untouched
+
+
+def test_another_observers_file_in_my_folder_is_not_overwritten(make_dock, study):
+    widget = make_dock(study)
+    _hook_measure(widget)
+    widget.start()
+    pid = widget.session.current_id
+    target = study.annotation_path("A", pid)
+    foreign = read_annotation(study.annotation_path("B", pid))  # copied over by hand
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_annotation(target, foreign)
+    before = target.read_bytes()
+    _draw(widget, n=1, slice_index=2)
+    assert widget.status_label.text().startswith("not saved:")  # the live save was refused too
+    assert not widget.next()  # refused: stays on the case rather than losing or overwriting work
+    assert widget.session.current_id == pid
+    assert target.read_bytes() == before
+    assert any("belongs to observer B" in m for level, m in widget.messages if level == "error")
+    # the guard the Measure dock's own Save…/Load… buttons go through while a session runs
+    for mode in ("load", "save"):
+        with pytest.raises(SessionError):
+            widget._guard_path(study.annotation_path("B", pid), mode)
+    widget._guard_path(study.annotation_path("A", widget.session.order[1]), "load")
+
+
+def test_study_codes_hide_the_patient_id_but_the_files_keep_it(make_dock, study):
+    widget = make_dock(study, codes=True)
+    dock = _hook_measure(widget)
+    widget.start()
+    pid = widget.session.current_id
+    code = study.codes()[pid]
+    assert widget.image_layer.name == code
+    assert pid not in widget.case_label.text() and code in widget.case_label.text()
+    assert "source" not in widget.image_layer.metadata["napari_pvm"]
+    assert dock.patient_edit.text() == pid  # the row gets the real ID ...
+    assert dock.patient_edit.echoMode() == QLineEdit.EchoMode.Password  # ... the screen does not show it
+    _draw(widget, n=1)
+    dock.save_annotation(str(study.annotation_path("A", pid)))  # the dock's own message names the file
+    assert dock.messages[-1][1] == f"annotation saved to {code}.read1.pvm.json"
+    assert read_annotation(study.annotation_path("A", pid)).patient_id == pid
+    # an unreadable image: the message names neither the file nor the patient; the case can be skipped
+    second = widget.session.order[1]
+    os.remove(study.folder / "images" / f"{second}.nii.gz")
+    widget.next()
+    level, message = widget.messages[-1]
+    assert level == "error" and "cannot be opened" in message and study.codes()[second] in message
+    assert second not in message and "nii" not in message and "images" not in message
+    assert widget.skip("image missing") and widget.session.skip_reason(second) == "image missing"
+    widget.end()
+    assert dock.patient_edit.echoMode() == QLineEdit.EchoMode.Normal and not dock.observer_edit.isReadOnly()
+
+
+def test_repeat_reading_sees_neither_earlier_outlines_nor_earlier_order(make_dock, study):
+    widget = make_dock(study)
+    _hook_measure(widget)
+    widget.start()
+    _draw(widget, n=2)
+    read1 = widget.session.order
+    widget.end()
+    for pid in read1[1:]:  # read 1 finished on every case
+        shutil.copy(study.annotation_path("A", read1[0]), study.annotation_path("A", pid))
+
+    widget.session_edit.setText("read2")
+    widget.start()
+    assert widget.session.order != read1
+    assert widget.session.session == "read2" and widget.measure.session_edit.text() == "read2"
+    for i in range(len(IDS)):
+        assert widget.measure.outlines is None  # nothing of read 1 is loaded
+        if i < len(IDS) - 1:
+            widget.next()
+    _draw(widget, n=1)
+    widget.end()
+    last = _session_file(study, "A", "read2")["order"][-1]
+    assert len(read_annotation(study.annotation_path("A", last, "read2")).rois) == 1
+    assert len(read_annotation(study.annotation_path("A", last, "read1")).rois) == 2
+
+
+_STATE = {"on": False, "seen": []}
+
+
+def _hook(event, args):
+    if _STATE["on"] and event == "open" and args and isinstance(args[0], (str, bytes, os.PathLike)):
+        _STATE["seen"].append(os.path.abspath(os.fsdecode(args[0])))
+
+
+def _record_opens():
+    if not _STATE.get("installed"):
+        sys.addaudithook(_hook)
+        _STATE["installed"] = True
+    _STATE["seen"].clear()
+    _STATE["on"] = True
+    return _STATE["seen"]
