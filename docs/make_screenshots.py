@@ -55,8 +55,10 @@ def main():
     step = list(viewer.dims.current_step)
     step[0] = 2
     viewer.dims.current_step = tuple(step)
-    viewer.camera.zoom = 1.6
-    viewer.camera.center = (0, 300 * image.scale[1], 256 * image.scale[2])
+
+    def frame_muscles():
+        viewer.camera.center = (300 * image.scale[1], 256 * image.scale[2])
+        viewer.camera.zoom = 2.2
 
     # 1. the L4 slice marked, two outlines drawn by hand
     dock.mark_current_slice()
@@ -66,6 +68,7 @@ def main():
     layer = dock.outlines
     for key in ("PS_L", "PS_R"):
         layer.add_polygons([np.column_stack([np.full(len(truth.rois[key]), 2.0), truth.rois[key]])])
+    frame_muscles()
     save(viewer, app, "guide-1-outlining.png")
 
     # 2. the whole annotation, measured, with the yellow fat map
@@ -74,6 +77,7 @@ def main():
     dock.load_annotation(files["annotation"])
     dock.measure()
     wait_for(lambda: dock._worker is None and dock.result is not None, app)
+    frame_muscles()
     save(viewer, app, "napari-pvm-measure.png")
     viewer.layers[f"{image.name} muscle outlines"].visible = False
     save(viewer, app, "guide-2-fat-map.png")

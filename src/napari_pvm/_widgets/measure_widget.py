@@ -3,18 +3,21 @@
 from pathlib import Path
 
 import numpy as np
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QApplication,
     QComboBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
+    QHeaderView,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -93,6 +96,9 @@ class MeasureWidget(QWidget):
         self.table = QTableWidget(len(_TABLE_ROWS), len(_TABLE_COLUMNS))
         self.table.setHorizontalHeaderLabels([c[1] for c in _TABLE_COLUMNS])
         self.table.setVerticalHeaderLabels([f"{g} {s}" for g, s in _TABLE_ROWS])
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
+        self.table.verticalHeader().setDefaultSectionSize(22)
+        self.table.setMinimumHeight(22 * len(_TABLE_ROWS) + 30)
         self.copy_button = QPushButton("Copy table")
         self.copy_button.clicked.connect(self.copy_table)
         self.csv_edit = QLineEdit()
@@ -106,7 +112,15 @@ class MeasureWidget(QWidget):
         save.clicked.connect(lambda: self.save_annotation())
         load.clicked.connect(lambda: self.load_annotation())
 
-        layout = QVBoxLayout(self)
+        # the dock is tall: its content scrolls inside the dock
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        content = QWidget()
+        scroll.setWidget(content)
+        outer.addWidget(scroll)
+        layout = QVBoxLayout(content)
         case = QFormLayout()
         case.addRow("image", self.image_combo)
         row = QHBoxLayout()
@@ -145,6 +159,9 @@ class MeasureWidget(QWidget):
         files.addWidget(load)
         layout.addLayout(files)
         layout.addStretch(1)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        bar = scroll.verticalScrollBar().sizeHint().width()
+        self.setMinimumWidth(content.minimumSizeHint().width() + bar + 6)
         self._update_missing()
 
     # ------------------------------------------------------------ layers
