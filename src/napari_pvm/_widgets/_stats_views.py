@@ -6,7 +6,14 @@ so the dock, ``napari-pvm stats`` and ``report.html`` always agree.
 """
 
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QAbstractItemView, QComboBox, QHeaderView, QTableWidget, QTableWidgetItem
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHeaderView,
+    QStyledItemDelegate,
+    QTableWidget,
+    QTableWidgetItem,
+)
 
 from ..core.report import _comparison_rows, _logistic_rows, _num, _roc_rows
 from ..core.stats import format_p
@@ -98,10 +105,10 @@ def logistic_facts(result):
             f"−2 log likelihood = {s['minus2ll']:.3f}; Cox & Snell R² = {s['cox_snell_r2']:.3f}; "
             f"Nagelkerke R² = {s['nagelkerke_r2']:.3f}"
         )
-        lines.append(f"Omnibus χ² = {s['model_chi2']:.3f} (df {s['model_df']}), P = {format_p(s['model_p'])}")
+        lines.append(f"Omnibus χ² = {s['model_chi2']:.3f} (df {s['model_df']}), {_p(s['model_p'])}")
     hl = lg.hosmer_lemeshow
     if hl is not None and ok(hl["chi2"]):
-        lines.append(f"Hosmer–Lemeshow χ² = {hl['chi2']:.3f} (df {hl['df']}), P = {format_p(hl['p'])}")
+        lines.append(f"Hosmer–Lemeshow χ² = {hl['chi2']:.3f} (df {hl['df']}), {_p(hl['p'])}")
     if not lg.classification.empty:
         c = lg.classification.to_dict("records")
         lines.append(
@@ -109,7 +116,7 @@ def logistic_facts(result):
             f"{c[1]['percent_correct']:.1f}% of group 1 correct; overall {c[2]['percent_correct']:.1f}%"
         )
     for t in lg.terms.to_dict("records"):
-        lines.append(f"{t['variable']} (overall): Wald = {_num(t['wald'])} (df {t['df']}), P = {format_p(t['p'])}")
+        lines.append(f"{t['variable']} (overall): Wald = {_num(t['wald'])} (df {t['df']}), {_p(t['p'])}")
     return lines
 
 
@@ -120,12 +127,22 @@ def reliability_rows(table):
     rows = []
     for r in table.to_dict("records"):
         g = r.get
-        icc = f"{_num(g('icc2_1'))} ({_num(g('icc2_1_ci_low'))}–{_num(g('icc2_1_ci_high'))})"
-        loa = f"{_num(g('bias'))} ({_num(g('loa_low'))} to {_num(g('loa_high'))})"
+        icc = _num(g("icc2_1"))
+        if _finite(g("icc2_1_ci_low")) and _finite(g("icc2_1_ci_high")):
+            icc += f" ({_num(g('icc2_1_ci_low'))}–{_num(g('icc2_1_ci_high'))})"
+        loa = _num(g("bias"))
+        if _finite(g("loa_low")) and _finite(g("loa_high")):
+            loa += f" ({_num(g('loa_low'))} to {_num(g('loa_high'))})"
         rows.append([[str(g("measure"))], [str(g("n"))], [icc], [_text(g("icc2_1_rating"), "–")],
                      [_num(g("icc3_1"))], [_num(g("icc2_k"))], [loa], [_num(g("sem"))],
                      [_num(g("mdc95"))], [_text(g("note"))]])
     return header, rows
+
+
+def _p(p):
+    """"P = 0.040" or "P < 0.001" (format_p's text)."""
+    text = format_p(p)
+    return f"P < {text[1:]}" if text.startswith("<") else f"P = {text}"
 
 
 def _text(v, empty=""):
@@ -144,11 +161,28 @@ def _finite(v):
 # --------------------------------------------------------------------------
 
 
+class _TypeDelegate(QStyledItemDelegate):
+    """A combo box to edit the Table 2 type, created only while a cell is edited."""
+
+    def createEditor(self, parent, option, index):  # noqa: N802 (Qt name)
+        combo = QComboBox(parent)
+        combo.addItems(_TYPES)
+        combo.activated.connect(lambda *_: self.commitData.emit(combo))
+        return combo
+
+    def setEditorData(self, editor, index):  # noqa: N802
+        editor.setCurrentText(index.data())
+
+    def setModelData(self, editor, model, index):  # noqa: N802
+        model.setData(index, editor.currentText())
+
+
 class VariableGrid(QTableWidget):
     """One row per column of the table: its Table 2 type, logistic and ROC ticks.
 
-    Types are pre-set from :func:`napari_pvm.core.stats_input.detect_type`;
-    a column that cannot be analysed starts as "—" with the reason as tooltip.
+    Types are pre-set from :func:`napari_pvm.core.stats_input.detect_type`
+    (click a type to change it); a column that cannot be analysed starts as
+    "—" with the reason as tooltip.
     """
 
     HEADER = ("Variable", "Table 2", "Logistic", "ROC")
@@ -158,6 +192,9 @@ class VariableGrid(QTableWidget):
         self.setHorizontalHeaderLabels(self.HEADER)
         self.verticalHeader().setVisible(False)
         self.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.AllEditTriggers)
+        self._delegate = _TypeDelegate(self)
+        self.setItemDelegateForColumn(1, self._delegate)
         head = self.horizontalHeader()
         head.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         for j in (1, 2, 3):
@@ -173,22 +210,21 @@ class VariableGrid(QTableWidget):
         """List ``[(name, kind or None, reason), ...]``, keeping the choices of names already listed."""
         keep = self.state()
         self.setRowCount(0)
-        self._names = []
-        for name, kind, reason in variables:
-            i = self.rowCount()
-            self.insertRow(i)
-            self._names.append(name)
+        self.setRowCount(len(variables))
+        self._names = [name for name, _, _ in variables]
+        enabled = Qt.ItemFlag.ItemIsEnabled
+        for i, (name, kind, reason) in enumerate(variables):
             item = QTableWidgetItem(name)
-            item.setFlags(Qt.ItemFlag.ItemIsEnabled)
+            item.setFlags(enabled)
             item.setToolTip(f"{name}: {reason}" if kind else f"{name} cannot be analysed: {reason}")
             self.setItem(i, 0, item)
-            combo = QComboBox()
-            combo.addItems(_TYPES)
-            combo.setCurrentText(kind or OFF)
-            self.setCellWidget(i, 1, combo)
+            kind_item = QTableWidgetItem(kind or OFF)
+            kind_item.setFlags(enabled | Qt.ItemFlag.ItemIsEditable)
+            kind_item.setToolTip("continuous, categorical or — (left out of Table 2); click to change")
+            self.setItem(i, 1, kind_item)
             for j in (2, 3):
                 check = QTableWidgetItem()
-                check.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsUserCheckable)
+                check.setFlags(enabled | Qt.ItemFlag.ItemIsUserCheckable)
                 check.setCheckState(Qt.CheckState.Unchecked)
                 self.setItem(i, j, check)
             if name in keep:
@@ -199,7 +235,7 @@ class VariableGrid(QTableWidget):
         """Set the choices of one variable (None leaves a choice as it is)."""
         i = self._names.index(name)
         if table2 is not None:
-            self.cellWidget(i, 1).setCurrentText(table2 if table2 in _TYPES else OFF)
+            self.item(i, 1).setText(table2 if table2 in _TYPES else OFF)
         for j, value in ((2, logistic), (3, roc)):
             if value is not None:
                 self.item(i, j).setCheckState(Qt.CheckState.Checked if value else Qt.CheckState.Unchecked)
@@ -208,7 +244,7 @@ class VariableGrid(QTableWidget):
         """``{name: (table2 type, logistic, roc)}``."""
         checked = Qt.CheckState.Checked
         return {
-            name: (self.cellWidget(i, 1).currentText(), self.item(i, 2).checkState() == checked,
+            name: (self.item(i, 1).text(), self.item(i, 2).checkState() == checked,
                    self.item(i, 3).checkState() == checked)
             for i, name in enumerate(self._names)
         }

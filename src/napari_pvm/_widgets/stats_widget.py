@@ -13,6 +13,7 @@ import logging
 import re
 from pathlib import Path
 
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -20,20 +21,16 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QListWidget,
     QProgressBar,
     QPushButton,
     QSplitter,
-    QTableWidget,
-    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
-from qtpy.QtCore import Qt
 
 from ..core.errors import PvmError
-from . import _stats_views as views
-from ._mpl_canvas import ThemedCanvas
+from ._stats_results import ResultsPanel
+from ._stats_views import VariableGrid
 
 __all__ = ["StatsWidget"]
 
@@ -65,10 +62,12 @@ class StatsWidget(QWidget):
 
     Attributes
     ----------
-    result : StatsResult or None
-        The last analysis (None before Run or after an error).
-    reliability : pandas.DataFrame or None
-        The reliability table shown (from ``result`` or from the measurements alone).
+    grid : VariableGrid
+        Per column of the table: Table 2 type, logistic, ROC.
+    results : ResultsPanel
+        The tabs; ``results.result`` is the last
+        :class:`~napari_pvm.core.stats.StatsResult` (None before Run or after
+        an error), ``results.reliability`` the reliability table shown.
     notify : callable
         ``notify(message, level)`` with level "info", "warning" or "error";
         napari notifications by default (tests replace it).
@@ -81,14 +80,12 @@ class StatsWidget(QWidget):
         self.viewer = napari_viewer
         self.table = None  # the clinical table as loaded (text)
         self.rows = None  # the measurement rows as loaded
-        self.result = None
-        self.reliability = None
-        self._ba_rows = None  # the rows Bland–Altman plots are drawn from
-        self._ba_level = None
+        self._paths = ["", ""]  # of the table and the measurements loaded
         self._worker = None
         self.notify = _notify
         self.ask_directory = self._ask_directory
         self._build()
+        self._fill_observers([], [])
         self._clear_results("Choose a clinical table (and/or a measurements CSV), then Run.")
         self._update_enabled()
 
@@ -96,10 +93,10 @@ class StatsWidget(QWidget):
     def _build(self):
         self.table_edit = QLineEdit()
         self.table_edit.setPlaceholderText("per-patient table (.csv, .tsv, .xlsx)")
-        self.table_edit.editingFinished.connect(lambda: self.load_table(self.table_edit.text()))
+        self.table_edit.editingFinished.connect(self._on_table_edited)
         self.meas_edit = QLineEdit()
         self.meas_edit.setPlaceholderText("optional: shared measurements CSV")
-        self.meas_edit.editingFinished.connect(lambda: self.load_measurements(self.meas_edit.text()))
+        self.meas_edit.editingFinished.connect(self._on_measurements_edited)
         self.observer_combo = QComboBox()
         self.level_combo = QComboBox()
         self.level_combo.currentIndexChanged.connect(lambda *_: self._refresh_variables())
@@ -108,7 +105,7 @@ class StatsWidget(QWidget):
         self.event_combo = QComboBox()
         self.filter_edit = QLineEdit()
         self.filter_edit.setPlaceholderText("filter variables")
-        self.grid = views.VariableGrid()
+        self.grid = VariableGrid()
         self.filter_edit.textChanged.connect(self.grid.apply_filter)
         self.run_button = QPushButton("Run")
         self.run_button.clicked.connect(lambda: self.run())
@@ -151,44 +148,11 @@ class StatsWidget(QWidget):
         top.addWidget(self.status_label)
         self.inputs = inputs
 
-        self.tabs = QTabWidget()
-        self.summary_label = QLabel("")
-        self.summary_label.setWordWrap(True)
-        self.comparison_table = _table()
-        self.comparison_note = _note(
-            "Mean ± SD; median [Q1, Q3] when Mann–Whitney is used; n (% of group) for categories. "
-            "Mann–Whitney when either group's Shapiro–Wilk P < 0.05, else Welch when Levene's P < 0.05, "
-            "else Student. * an expected count is below 5: quote Fisher's P. Hover a row for the reason."
-        )
-        self.logistic_table = _table()
-        self.logistic_note = _note("")
-        self.roc_table = _table()
-        self.roc_canvas = ThemedCanvas(self.viewer, figsize=(4.8, 4.6))
-        self.reliability_table = _table()
-        self.measure_combo = QComboBox()
-        self.measure_combo.currentIndexChanged.connect(lambda *_: self._draw_bland_altman())
-        self.ba_canvas = ThemedCanvas(self.viewer, figsize=(5.5, 4.0))
-        self.box_combo = QComboBox()
-        self.box_combo.currentIndexChanged.connect(lambda *_: self._draw_boxplot())
-        self.box_canvas = ThemedCanvas(self.viewer, figsize=(3.6, 3.6))
-        self.warnings_list = QListWidget()
-        self.warnings_list.setWordWrap(True)
-        self.tabs.addTab(_page(self.comparison_table, self.comparison_note), "Table 2")
-        self.tabs.addTab(_page(self.logistic_table, self.logistic_note), "Table 3")
-        self.tabs.addTab(_split(self.roc_table, self.roc_canvas), "ROC")
-        self.tabs.addTab(_split(self.reliability_table, _page(_labelled("measure", self.measure_combo),
-                                                              self.ba_canvas)), "Reliability")
-        self.tabs.addTab(_page(_labelled("variable", self.box_combo), self.box_canvas), "Box plots")
-        self.tabs.addTab(self.warnings_list, "Warnings")
-        results = QWidget()
-        bottom = QVBoxLayout(results)
-        bottom.setContentsMargins(0, 0, 0, 0)
-        bottom.addWidget(self.summary_label)
-        bottom.addWidget(self.tabs, 1)
+        self.results = ResultsPanel(self.viewer)
 
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(inputs)
-        splitter.addWidget(results)
+        splitter.addWidget(self.results)
         splitter.setStretchFactor(1, 2)
         layout = QVBoxLayout(self)
         layout.addWidget(splitter)
@@ -205,12 +169,21 @@ class StatsWidget(QWidget):
         if path:
             self.load_measurements(path)
 
+    def _on_table_edited(self):
+        if self.table_edit.text().strip() != self._paths[0]:
+            self.load_table(self.table_edit.text())
+
+    def _on_measurements_edited(self):
+        if self.meas_edit.text().strip() != self._paths[1]:
+            self.load_measurements(self.meas_edit.text())
+
     def load_table(self, path):
         """Read the per-patient table and list its columns; False (and a notification) on bad input."""
         from ..core.stats_input import load_table
 
         path = str(path or "").strip()
         self.table_edit.setText(path)
+        self._paths[0] = path
         if not path:
             self.table = None
         else:
@@ -230,6 +203,7 @@ class StatsWidget(QWidget):
 
         path = str(path or "").strip()
         self.meas_edit.setText(path)
+        self._paths[1] = path
         self.rows = None
         if path:
             try:
@@ -240,27 +214,34 @@ class StatsWidget(QWidget):
         if self.rows is not None:
             observers = sorted({str(v) for v in self.rows["observer_id"].dropna() if str(v)})
             levels = sorted({str(v) for v in self.rows["level"].dropna()}) if "level" in self.rows else []
+        self._fill_observers(observers, levels)
+        self._refresh_variables()
+        self._update_enabled()
+        return self.rows is not None or not path
+
+    def _fill_observers(self, observers, levels):
         self.observer_combo.clear()
         self.observer_combo.addItem("mean of the observers", "mean")
         for o in observers:
             self.observer_combo.addItem(o, o)
+        self.observer_combo.setEnabled(bool(observers))
         self.level_combo.blockSignals(True)
         self.level_combo.clear()
         self.level_combo.addItems(levels)
         self.level_combo.blockSignals(False)
         self.level_combo.setEnabled(len(levels) > 1)
-        self._refresh_variables()
-        self._update_enabled()
-        return self.rows is not None or not path
 
     def _fill_outcomes(self):
+        previous = self.outcome
         self.outcome_combo.blockSignals(True)
         self.outcome_combo.clear()
         if self.table is not None:
             columns = [c for c in self.table.columns if c != "patient_id"]
             self.outcome_combo.addItems(columns)
             binary = [c for c in columns if self.table[c].dropna().nunique() == 2]
-            if binary:
+            if previous in columns:  # the same table again: keep the choice
+                self.outcome_combo.setCurrentText(previous)
+            elif binary:  # a guess: the first two-valued column
                 self.outcome_combo.setCurrentText(binary[0])
         self.outcome_combo.blockSignals(False)
         self._on_outcome(refresh=False)
@@ -383,24 +364,29 @@ class StatsWidget(QWidget):
             self.progress.setValue(1)
         self._update_enabled()
 
+    @property
+    def result(self):
+        """The last :class:`~napari_pvm.core.stats.StatsResult` shown, or None."""
+        return self.results.result
+
+    @property
+    def reliability(self):
+        """The reliability table shown, or None."""
+        return self.results.reliability
+
     def _on_returned(self, result):
-        if isinstance(result, tuple):  # reliability only
-            self.reliability, self._ba_rows, self._ba_level = result
-            self.summary_label.setText(
-                f"Inter-observer reliability of {self.reliability.attrs.get('n_patients_both', '?')} patients "
-                f"measured by {', '.join(self.reliability.attrs.get('observers', []))}"
-            )
-            self._show_reliability()
-            self.tabs.setCurrentIndex(3)
+        if isinstance(result, tuple):  # reliability of the measurements alone
+            self.results.show_reliability(*result)
+            self.results.show_tab("Reliability")
             self.status_label.setText("reliability computed")
-            return
-        self.result = result
-        self._show_result(result)
-        n = len(result.warnings)
-        o = result.outcome
-        self.status_label.setText(f"analysed {o['n']} patients" + (f"; {n} warning(s)" if n else ""))
-        if n:
-            self.notify(f"statistics: {n} warning(s), see the Warnings tab. First: {result.warnings[0]}", "warning")
+        else:
+            self.results.show_result(result)
+            n = len(result.warnings)
+            self.status_label.setText(f"analysed {result.outcome['n']} patients" + (f"; {n} warning(s)" if n else ""))
+            if n:
+                self.notify(f"statistics: {n} warning(s), see the Warnings tab. First: {result.warnings[0]}",
+                            "warning")
+        self._update_enabled()
 
     def _on_error(self, exc):
         if isinstance(exc, PvmError):
@@ -420,104 +406,11 @@ class StatsWidget(QWidget):
     def _update_enabled(self, *_):
         idle = self._worker is None
         self.run_button.setEnabled(idle and (self.table is not None or self.rows is not None))
-        self.export_button.setEnabled(idle and (self.result is not None or self.reliability is not None))
+        self.export_button.setEnabled(idle and self.results.has_result)
 
-    # ------------------------------------------------------------- views
     def _clear_results(self, message):
-        self.result = None
-        self.reliability = None
-        self._ba_rows = None
-        self.summary_label.setText("")
-        for table in (self.comparison_table, self.logistic_table, self.roc_table, self.reliability_table):
-            table.clear()
-            table.setRowCount(0)
-            table.setColumnCount(0)
-        self.logistic_note.setText("")
-        for combo in (self.measure_combo, self.box_combo):
-            combo.blockSignals(True)
-            combo.clear()
-            combo.blockSignals(False)
-        for canvas in (self.roc_canvas, self.ba_canvas, self.box_canvas):
-            canvas.show_message(message)
-        self.warnings_list.clear()
-        self.tabs.setTabText(5, "Warnings")
+        self.results.clear(message)
         self._update_enabled()
-
-    def _show_result(self, result):
-        o = result.outcome
-        self.summary_label.setText(
-            f"Outcome {o['column']}: event = {o['event']} (n = {o['n_1']}), no event = {o['non_event']} "
-            f"(n = {o['n_0']})" + (f"; {o['n_missing']} without a value left out" if o["n_missing"] else "")
-        )
-        views.fill_table(self.comparison_table, *views.comparison_rows(result))
-        if result.logistic is not None:
-            views.fill_table(self.logistic_table, *views.logistic_rows(result))
-            lines = views.logistic_facts(result) + [f"⚠ {w}" for w in result.logistic.warnings]
-            self.logistic_note.setText("\n".join(lines))
-        else:
-            self.logistic_note.setText("No logistic covariates chosen (tick them in the Logistic column).")
-        if result.roc is not None:
-            views.fill_table(self.roc_table, *views.roc_rows(result))
-            self._plot(self.roc_canvas, lambda ax: _roc(result, ax))
-        else:
-            self.roc_canvas.show_message("No ROC variables chosen (tick them in the ROC column).")
-        self.reliability, self._ba_rows = result.reliability, result.measurements
-        self._ba_level = result.settings.get("level")
-        if self.reliability is not None:
-            self._show_reliability(preferred=list(result.types) + (list(result.roc.table["variable"])
-                                                                     if result.roc is not None else []))
-        else:
-            why = ("no measurements merged" if result.measurements is None
-                   else "the measurements have one observer only")
-            self.ba_canvas.show_message(f"No reliability: {why}.")
-        boxes = [n for n, t in result.types.items() if t == "continuous"]
-        if result.roc is not None:
-            boxes += [n for n in result.roc.table["variable"] if n not in boxes]
-        self.box_combo.blockSignals(True)
-        self.box_combo.addItems(boxes)
-        self.box_combo.blockSignals(False)
-        self._draw_boxplot()
-        self.warnings_list.addItems(result.warnings)
-        self.tabs.setTabText(5, f"Warnings ({len(result.warnings)})" if result.warnings else "Warnings")
-        self._update_enabled()
-
-    def _show_reliability(self, preferred=()):
-        views.fill_table(self.reliability_table, *views.reliability_rows(self.reliability))
-        measures = list(self.reliability["measure"])
-        self.measure_combo.blockSignals(True)
-        self.measure_combo.clear()
-        self.measure_combo.addItems(measures)
-        first = next((m for m in preferred if m in measures), None)
-        if first is None:
-            drawable = self.reliability[self.reliability["icc2_1"].notna()]["measure"]
-            first = drawable.iloc[0] if len(drawable) else measures[0]
-        self.measure_combo.setCurrentText(first)
-        self.measure_combo.blockSignals(False)
-        self._draw_bland_altman()
-        self._update_enabled()
-
-    def _draw_bland_altman(self):
-        measure = self.measure_combo.currentText()
-        if self._ba_rows is None or not measure:
-            return
-        from ..core.reliability import bland_altman_plot
-
-        rows, level = self._ba_rows, self._ba_level
-        self._plot(self.ba_canvas, lambda ax: bland_altman_plot(rows, measure, ax=ax, level=level),
-                   what=f"Bland–Altman plot of {measure}")
-
-    def _draw_boxplot(self):
-        name, result = self.box_combo.currentText(), self.result
-        if result is None or not name:
-            self.box_canvas.show_message("No continuous variable to plot.")
-            return
-        self._plot(self.box_canvas, lambda ax: _boxplot(result, name, ax), what=f"box plot of {name}")
-
-    def _plot(self, canvas, draw, what="plot"):
-        try:
-            canvas.plot(draw)
-        except PvmError as exc:
-            canvas.show_message(f"{what} not drawn:\n{exc}")
 
     # ------------------------------------------------------------ export
     def _ask_directory(self):
@@ -547,12 +440,7 @@ class StatsWidget(QWidget):
                 out_dir.mkdir(parents=True, exist_ok=True)
                 written = [out_dir / "reliability.csv"]
                 self.reliability.to_csv(written[0], index=False)
-            figures = [(self.roc_canvas, "roc.png"),
-                       (self.box_canvas, f"boxplot_{_safe(self.box_combo.currentText())}.png"),
-                       (self.ba_canvas, f"bland_altman_{_safe(self.measure_combo.currentText())}.png")]
-            for canvas, name in figures:
-                if canvas.save_png(out_dir / name):
-                    written.append(out_dir / name)
+            written += self.results.save_figures(out_dir)
         except (PvmError, OSError) as exc:
             self.notify(f"export failed: {exc}", "error")
             return []
@@ -570,65 +458,6 @@ def _reliability_only(rows, level):
     from ..core.reliability import reliability_table
 
     return reliability_table(rows, level=level), rows, level
-
-
-def _roc(result, ax):
-    from ..core.plots import roc_plot
-
-    return roc_plot(result.roc, ax=ax)
-
-
-def _boxplot(result, name, ax):
-    from ..core.plots import group_boxplot
-
-    labels = (str(result.outcome["non_event"]), str(result.outcome["event"]))
-    group_boxplot(result.data, name, result.y, labels=labels, ax=ax)
-    ax.set_xlabel(result.outcome["column"], fontsize=8)
-    return ax
-
-
-def _safe(name):
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "figure"
-
-
-def _table():
-    table = QTableWidget()
-    table.verticalHeader().setVisible(False)
-    table.setWordWrap(False)
-    return table
-
-
-def _note(text):
-    label = QLabel(text)
-    label.setWordWrap(True)
-    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-    return label
-
-
-def _page(*widgets):
-    page = QWidget()
-    layout = QVBoxLayout(page)
-    layout.setContentsMargins(2, 2, 2, 2)
-    for w in widgets:
-        layout.addWidget(w, 1 if isinstance(w, (QTableWidget, ThemedCanvas)) else 0)
-    return page
-
-
-def _split(top, bottom):
-    splitter = QSplitter(Qt.Orientation.Vertical)
-    splitter.addWidget(top)
-    splitter.addWidget(bottom)
-    splitter.setStretchFactor(1, 2)
-    return splitter
-
-
-def _labelled(text, widget):
-    row = QWidget()
-    layout = QHBoxLayout(row)
-    layout.setContentsMargins(0, 0, 0, 0)
-    layout.addWidget(QLabel(text))
-    layout.addWidget(widget, 1)
-    return row
 
 
 def _with_browse(edit, browse):

@@ -167,21 +167,28 @@ def _roc_rows(result):
     return header, rows
 
 
+def _range(low, high, sep="–"):
+    """Two bounds, or one "–" when either is missing."""
+    return f"{_num(low)}{sep}{_num(high)}" if _ok(low) and _ok(high) else "–"
+
+
 def _reliability_rows(result):
     rel = result.reliability
-    header = ["Measure", "n", "ICC(2,1)", "95% CI", "ICC(3,1)", "Bias", "95% limits of agreement"]
+    header = ["Measure", "n", "ICC(2,1)", "95% CI", "ICC(3,1)", "Bias", "95% limits of agreement", "Note"]
     rows = []
     for r in rel.to_dict("records"):
         g = r.get
+        note = g("note")
         rows.append(
             [
                 [str(g("measure"))],
                 [str(g("n"))],
                 [_num(g("icc2_1"))],
-                [f"{_num(g('icc2_1_ci_low'))}–{_num(g('icc2_1_ci_high'))}"],
+                [_range(g("icc2_1_ci_low"), g("icc2_1_ci_high"))],
                 [_num(g("icc3_1"))],
                 [_num(g("bias"))],
-                [f"{_num(g('loa_low'))} to {_num(g('loa_high'))}"],
+                [_range(g("loa_low"), g("loa_high"), " to ")],
+                [note if isinstance(note, str) else ""],
             ]
         )
     return header, rows
