@@ -31,7 +31,7 @@ def roi_shapes_kwargs(keys, *, scale, name="muscle outlines"):
         "name": name,
         "shape_type": ["polygon"] * len(keys),
         "features": {"roi": _categorical(keys, schema.ROI_KEYS)},
-        "edge_color": [ROI_COLORS[k] for k in keys],
+        "edge_color": [ROI_COLORS[k] for k in keys] if keys else ROI_COLORS[schema.ROI_KEYS[0]],
         "face_color": "transparent",
         "edge_width": 1.5,
         "scale": tuple(scale),
