@@ -322,7 +322,8 @@ def _client(workers, scheduler):
             dashboard_address=None,
             host="127.0.0.1",
             silence_logs=40,
-            env={"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+            env={"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                 "NUMBA_NUM_THREADS": "1"},
         )
     return Client(cluster), cluster
 
