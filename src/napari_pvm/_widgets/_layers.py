@@ -140,13 +140,28 @@ def _lift(vertices, image, slice_index):
     return v
 
 
+def owned_layer(viewer, kind, image):
+    """The layer of ``kind`` ("rois", "samples", "paint") napari-pvm made for ``image``."""
+    for layer in viewer.layers:
+        if layer.metadata.get("napari_pvm") == kind and layer.metadata.get("image") == image.name:
+            return layer
+    return None
+
+
+def image_names(viewer):
+    """Names of the image layers a measurement can use (not our own maps)."""
+    return [
+        layer.name
+        for layer in viewer.layers
+        if layer._type_string == "image" and layer.metadata.get("napari_pvm") != "map" and layer.ndim in (2, 3)
+    ]
+
+
 def outline_layer(viewer, image, *, create=True):
     """The outlines Shapes layer for ``image`` (created with its scale)."""
-    for layer in viewer.layers:
-        if layer.metadata.get("napari_pvm") == "rois" and layer.metadata.get("image") == image.name:
-            return layer
-    if not create:
-        return None
+    layer = owned_layer(viewer, "rois", image)
+    if layer is not None or not create:
+        return layer
     kwargs = roi_shapes_kwargs([], scale=image.scale, name=f"{image.name} {ROI_LAYER}")
     kwargs["translate"] = tuple(image.translate)
     kwargs["ndim"] = image.ndim
@@ -158,11 +173,9 @@ def outline_layer(viewer, image, *, create=True):
 
 def sample_layer(viewer, image, *, create=True):
     """The sample polygons Shapes layer (feature 'class': fat or muscle)."""
-    for layer in viewer.layers:
-        if layer.metadata.get("napari_pvm") == "samples" and layer.metadata.get("image") == image.name:
-            return layer
-    if not create:
-        return None
+    layer = owned_layer(viewer, "samples", image)
+    if layer is not None or not create:
+        return layer
     layer = viewer.add_shapes(
         None,
         ndim=image.ndim,
@@ -180,11 +193,9 @@ def sample_layer(viewer, image, *, create=True):
 
 def paint_layer(viewer, image, *, create=True):
     """A Labels layer to paint samples in (1 muscle, 2 fat), with the image's scale."""
-    for layer in viewer.layers:
-        if layer.metadata.get("napari_pvm") == "paint" and layer.metadata.get("image") == image.name:
-            return layer
-    if not create:
-        return None
+    layer = owned_layer(viewer, "paint", image)
+    if layer is not None or not create:
+        return layer
     layer = viewer.add_labels(
         np.zeros(image.data.shape, dtype=np.uint8),
         name=f"{image.name} {PAINT_LAYER}",

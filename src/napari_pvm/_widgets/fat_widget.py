@@ -148,8 +148,7 @@ class FatClassifierWidget(QWidget):
     # ---------------------------------------------------------- the case
     def _refresh_images(self, event=None):
         current = self.image_combo.currentText()
-        names = [layer.name for layer in self.viewer.layers
-                 if layer._type_string == "image" and layer.metadata.get("napari_pvm") != "map"]
+        names = _layers.image_names(self.viewer)
         self.image_combo.clear()
         self.image_combo.addItems(names)
         if current in names:

@@ -167,12 +167,7 @@ class MeasureWidget(QWidget):
     # ------------------------------------------------------------ layers
     def _refresh_images(self, event=None):
         current = self.image_combo.currentText()
-        names = [
-            layer.name
-            for layer in self.viewer.layers
-            if layer._type_string == "image" and layer.metadata.get("napari_pvm") not in ("map",)
-            and layer.ndim in (2, 3)
-        ]
+        names = _layers.image_names(self.viewer)
         self.image_combo.blockSignals(True)
         self.image_combo.clear()
         self.image_combo.addItems(names)
