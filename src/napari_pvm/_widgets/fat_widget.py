@@ -37,7 +37,7 @@ def train_and_classify(image, labels, within, settings, *, preview=False):
     from ..core.classify import FatClassifier
 
     clf = FatClassifier(**settings)
-    model = clf.fit_preview(image, labels) if preview else clf.fit(image, labels)
+    model = clf.fit_preview(image, labels) if preview else clf.fit(image, labels, within=within)
     proba = model.predict_proba(image, within=within)
     fat = np.nan_to_num(proba, nan=0.0) > 0.5
     uncertainty = 1.0 - np.abs(2.0 * proba - 1.0)  # 1 − (p_max − p_second) for two classes

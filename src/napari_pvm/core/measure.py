@@ -180,9 +180,9 @@ def measure_annotation(
             settings[key] = value
     clf = FatClassifier(**_classifier_kwargs(settings))
     labels = labels_from_samples(annotation.samples, shape, painted=annotation.sample_labels)
-    say("training the fat classifier")
-    clf.fit(image, labels)
     within = np.logical_or.reduce(list(masks.values()))
+    say("training the fat classifier")
+    clf.fit(image, labels, within=within)  # one feature pass for samples and outlines
     say("classifying pixels inside the outlines")
     fat = np.asarray(clf.predict(image, within=within), dtype=bool) & within
     measures = measure_masks(masks, fat, spacing=volume.pixel_spacing)

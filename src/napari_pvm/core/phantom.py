@@ -135,7 +135,7 @@ def make_phantom(
     fat_fractions=None,
     bias=0.25,
     noise=0.03,
-    supersample=4,
+    supersample=5,
     streak_share=0.5,
 ):
     """Make a synthetic lumbar stack with exact ground truth at L4.
@@ -161,7 +161,8 @@ def make_phantom(
     noise : float
         Rician noise standard deviation relative to fat signal (0 for none).
     supersample : int
-        Fine-grid factor for partial volume.
+        Fine-grid factor for partial volume; odd, so that no pixel is
+        exactly half fat (a tie the "more than half" rule would call muscle).
     streak_share : float
         Share of intramuscular fat drawn as thin streaks (the rest: blobs).
 
