@@ -282,6 +282,20 @@ class _Geometry:
         self.jitter = {
             f"{m}_{s}": rng.uniform(-1.0, 1.0, 2) * 1.5 for m in _MUSCLES for s in "LR"
         }
+        self._separate_back_muscles()
+
+    def _separate_back_muscles(self):
+        """Move each ES laterally, 0.5 mm at a time, until it keeps at least
+        one pixel away from the MF beside it (outlines must not overlap)."""
+        from scipy import ndimage as ndi
+        from skimage.draw import polygon2mask
+
+        for side in "LR":
+            mf = ndi.binary_dilation(polygon2mask(self.shape, self.outline(f"MF_{side}")), iterations=1)
+            for _ in range(40):
+                if not (mf & polygon2mask(self.shape, self.outline(f"ES_{side}"))).any():
+                    break
+                self.jitter[f"ES_{side}"][0] += 0.5
 
     # ------------------------------------------------------------ outlines
     def outline(self, name, scale=1.0, n=64):
