@@ -1,5 +1,6 @@
 """Measurement dock: mark L4, outline six muscles, measure, save, export a row."""
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -494,7 +495,7 @@ class MeasureWidget(QWidget):
         return self.measure(then=lambda result: self._append(csv_path, result))
 
     def _append(self, csv_path, result):
-        from ..core.store import append_rows
+        from ..core.store import StoreWarning, append_rows
 
         row = dict(result.row)
         row.update(
@@ -504,10 +505,16 @@ class MeasureWidget(QWidget):
         )
         row.pop("row_id", None)
         try:
-            (row_id,) = append_rows(csv_path, [row])
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", StoreWarning)
+                # a short lock timeout: the GUI waits at most a few seconds for another writer
+                (row_id,) = append_rows(csv_path, [row], timeout=5.0)
         except (PvmError, OSError) as exc:
             self.notify(str(exc), "error")
             return None
+        for warning in caught:
+            if issubclass(warning.category, StoreWarning):
+                self.notify(str(warning.message), "warning")
         self.notify(f"row for patient {row['patient_id']} added to {Path(csv_path).name}", "info")
         return row_id
 

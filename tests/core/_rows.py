@@ -1,0 +1,82 @@
+"""A valid measurement row for tests (contract 3), shared by test modules.
+
+``make_example_row()`` gives a row that ``napari_pvm.core.store`` accepts:
+all six outlines drawn and every measure consistent (lean = total - fat,
+FI% = 100 × fat / total, bilateral and ES+MF values summed and pooled).
+It leaves out ``row_id``, ``measured_at`` and ``schema_version``, which
+``append_rows`` fills in.
+"""
+
+from napari_pvm import __version__
+from napari_pvm.core.schema import (
+    GROUPS,
+    MEASURES,
+    ROI_KEYS,
+    SIDES,
+    measure_column,
+)
+
+__all__ = ["make_example_row"]
+
+#: (total, fat) area in cm² of each outline; arbitrary but realistic.
+_AREAS = {
+    "PS_L": (10.2375, 0.84375),
+    "PS_R": (9.9, 0.7125),
+    "ES_L": (14.4375, 3.09375),
+    "ES_R": (15.1125, 2.8875),
+    "MF_L": (5.34375, 1.6875),
+    "MF_R": (5.68125, 1.575),
+}
+
+
+def _group_rois(group, side):
+    muscles = ("ES", "MF") if group == "ESMF" else (group,)
+    sides = ("L", "R") if side == "B" else (side,)
+    return [f"{m}_{s}" for m in muscles for s in sides]
+
+
+def make_example_row(*, absent=(), **overrides):
+    """Return a valid row without the ``absent`` outlines, then ``overrides``.
+
+    Parameters
+    ----------
+    absent : iterable of str
+        Outline keys (``ROI_KEYS``, e.g. ``"MF_R"``) treated as not drawn:
+        they leave ``rois_present`` and every measure that needs them is None.
+    **overrides
+        Column values set last, as given (use them to break a rule).
+    """
+    absent = set(absent)
+    unknown = absent - set(ROI_KEYS)
+    if unknown:
+        raise ValueError(f"not outline keys: {sorted(unknown)}")
+    row = {
+        "patient_id": "P001",
+        "observer_id": "obs1",
+        "session": "read1",
+        "level": "L4",
+        "slice_index": 16,
+        "row_spacing_mm": 0.6875,
+        "col_spacing_mm": 0.6875,
+        "image_sha256": "ab" * 32,
+        "annotation_sha256": "",
+        "method": "random_forest",
+        "features_preset": "weka",
+        "n_trees": 200,
+        "seed": 0,
+        "class_balance": "balanced",
+        "rois_present": ";".join(k for k in ROI_KEYS if k not in absent),
+        "software_version": __version__,
+    }
+    for group in GROUPS:
+        for side in SIDES:
+            rois = _group_rois(group, side)
+            cols = [measure_column(group, side, m) for m in MEASURES]
+            if absent & set(rois):
+                row.update(dict.fromkeys(cols, None))
+                continue
+            total = sum(_AREAS[r][0] for r in rois)
+            fat = sum(_AREAS[r][1] for r in rois)
+            row.update(zip(cols, (total, total - fat, fat, 100 * fat / total)))
+    row.update(overrides)
+    return row
