@@ -42,7 +42,10 @@ def main(tab="ROC", out=OUT):
     dock.notify = lambda message, level="info": print(f"[{level}] {message}")
     viewer.window.add_dock_widget(dock, name="Statistics", area="right")
     dock.setMinimumWidth(720)
-    dock.load_table(COHORT)
+    import os
+
+    os.chdir(HERE.parent)  # show a path relative to the repository, not this machine's
+    dock.load_table(COHORT.relative_to(HERE.parent))
     for name in LOGISTIC:
         dock.grid.set(name, logistic=True)
     for name in ROC:
