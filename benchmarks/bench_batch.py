@@ -101,7 +101,9 @@ def ours(worklist, n_workers):
 
     out = WORK / f"out_{n_workers}w_{time.time_ns()}.csv"
     t0 = time.perf_counter()
-    with dask.config.set({"distributed.worker.daemon": False}):
+    # the same worker environment as `napari-pvm batch` (see core.batch._client)
+    with dask.config.set({"distributed.worker.daemon": False,
+                          "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
         cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
                                host="127.0.0.1", silence_logs=40,
                                env={"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
