@@ -23,6 +23,6 @@ echo "row appended to $OUT/measurements.csv"
 if [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ]; then
     exec "$PVM" gui "$IMAGE" --annotation "$ANNOTATION"
 else
-    echo "no display: napari was not opened. On a desktop run this again; on a server use"
-    echo "  xvfb-run -a bash scripts/demo.sh   (headless)   or   ssh -X   (forwarded display)"
+    echo "no display: napari was not opened. Run this again in a desktop session, or log in"
+    echo "with X forwarding (ssh -X host), to work on the case in napari."
 fi

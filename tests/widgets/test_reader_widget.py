@@ -43,3 +43,17 @@ def test_sample_phantom_has_scale_and_true_outlines(make_napari_viewer):
     # the patient's left psoas is drawn on the viewer's right half
     ps_l = shapes.data[0]
     assert ps_l[:, 2].mean() > image.data.shape[2] / 2
+
+
+def test_gui_command_opens_image_dock_and_annotation(qtbot, phantom_files):
+    from napari_pvm._commands.gui import open_viewer
+
+    viewer = open_viewer(str(phantom_files["image"]), annotation=str(phantom_files["annotation"]), show=False)
+    try:
+        image = viewer.layers[0]
+        assert tuple(image.scale) == pytest.approx((4.0, 1.2, 1.2), rel=1e-6)
+        outlines = [layer for layer in viewer.layers if layer.metadata.get("napari_pvm") == "rois"]
+        assert len(outlines) == 1 and len(outlines[0].data) == 6
+        assert viewer.dims.current_step[0] == 2  # moved to the annotation's L4 slice
+    finally:
+        viewer.close()
