@@ -71,16 +71,15 @@ def bench_inputs(seed=7):
 
 
 def fi_errors(ph, pred):
-    out = {}
-    for g, muscles in GROUPS.items():
-        for side in ("L", "R", "B"):
-            sides = ("L", "R") if side == "B" else (side,)
-            m = np.zeros(pred.shape, bool)
-            for mu in muscles:
-                for s in sides:
-                    m |= ph.masks[f"{mu}_{s}"]
-            out[f"{g}_{side}"] = 100.0 * pred[m].mean() - ph.truth[f"{g}_{side}_fi_pct"]
-    return out
+    """FI% minus truth per group and side, measured as `measure` measures."""
+    from napari_pvm.core.measure import measure_masks
+
+    out = measure_masks(ph.masks, pred, spacing=ph.spacing[1:])
+    return {
+        f"{g}_{side}": out[f"{g}_{side}_fi_pct"] - ph.truth[f"{g}_{side}_fi_pct"]
+        for g in GROUPS
+        for side in ("L", "R", "B")
+    }
 
 
 def worst(errors):
