@@ -134,3 +134,17 @@ def test_killed_batch_resumes_without_duplicates(cohort, tmp_path):
     assert summary.measured == 3 - measured_before and summary.skipped == measured_before
     rows = read_rows(out)
     assert sorted(rows["patient_id"]) == ["P000", "P001", "P002"]
+
+
+@pytest.mark.parametrize("flags, message", [(["--trees", "0"], "n_trees"), (["--preset", "nope"], "preset")])
+def test_bad_settings_are_a_bad_invocation(cohort, tmp_path, capsys, flags, message):
+    out = tmp_path / "out.csv"
+    assert main(["batch", str(cohort / "worklist.csv"), "--csv", str(out), *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "out.errors.csv").exists()
+
+
+def test_worklist_with_more_fields_than_header_refused(tmp_path):
+    (tmp_path / "w.csv").write_text("patient_id,image,observer_id,annotation\nP9,001,img1.nii.gz,A,ann1.json\n")
+    with pytest.raises(PvmError, match="more fields than its header"):
+        read_worklist(tmp_path / "w.csv")

@@ -10,6 +10,7 @@ stderr and exits 2, with nothing written.
 import argparse
 import importlib
 import json
+import os
 import sys
 
 from ._version import __version__
@@ -56,6 +57,14 @@ def main(argv=None):
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")
         return 130
+    except Exception as exc:  # an input we did not foresee: still one line
+        if os.environ.get("PVM_DEBUG"):
+            raise
+        sys.stderr.write(
+            f"error: unexpected {type(exc).__name__}: {' '.join(str(exc).split())[:300]} "
+            "(set PVM_DEBUG=1 for the traceback and please report it)\n"
+        )
+        return 2
     if getattr(args, "json", False):
         sys.stdout.write(json.dumps(jsonable(outcome.data), allow_nan=False) + "\n")
     elif outcome.text:

@@ -329,3 +329,10 @@ def test_totalsegmentator_small_mr(real_data):
     assert cm2 == pytest.approx(12.87, abs=0.01)
     # autochthon_left (46) on the viewer's right
     assert np.median(np.nonzero(seg.slice(10) == 46)[1]) > seg.data.shape[2] / 2
+
+
+def test_complex_nifti_refused(tmp_path):
+    path = tmp_path / "cplx.nii"
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 3), np.complex64), np.eye(4)), str(path))
+    with pytest.raises(ImageReadError, match="real-valued magnitude"):
+        read_volume(path)

@@ -87,7 +87,7 @@ def test_files_are_byte_identical_and_consistent(tmp_path, phantom_files):
     pixel_cm2 = vol.spacing[1] * vol.spacing[2] / 100
     for key, verts in ann.rois.items():
         area = roi_mask(verts, vol.data.shape[1:]).sum() * pixel_cm2
-        assert area == pytest.approx(truth[f"{key}_total_area_cm2"], rel=1e-9)
+        assert area == truth[f"{key}_total_area_cm2"]  # exactly: same pixels, same spacing
 
 
 def test_bad_parameters():
@@ -95,3 +95,16 @@ def test_bad_parameters():
         make_phantom(shape=(128, 128))
     with pytest.raises(PvmError, match="unknown muscle"):
         make_phantom(spacing=1.2, fat_fractions={"QL": 0.2})
+
+
+def test_written_files_are_readable_by_other_observers(phantom_files):
+    for path in phantom_files.values():
+        assert path.stat().st_mode & 0o044 == 0o044  # group and others may read (umask 022)
+
+
+def test_bad_seed_refused_before_anything_is_written(tmp_path):
+    from napari_pvm.core.phantom import write_phantom
+
+    with pytest.raises(PvmError, match="seed"):
+        write_phantom(tmp_path / "out", seed=-1)
+    assert not (tmp_path / "out").exists()

@@ -819,3 +819,19 @@ def test_a_writer_killed_at_random_keeps_every_acknowledged_row(path,
     assert table["row_id"].is_unique
     assert set(acked) <= set(seen) and set(acked) <= set(table["row_id"])
     assert len(table) - len(acked) in (1, 2)  # "after", maybe the last call
+
+
+def test_refused_header_or_folder_leaves_no_lock_file(tmp_path):
+    from _rows import make_example_row
+
+    from napari_pvm.core.errors import StoreError
+    from napari_pvm.core.store import append_rows
+
+    other = tmp_path / "other.csv"
+    other.write_text("a,b\n1,2\n")
+    with pytest.raises(StoreError, match="header"):
+        append_rows(other, [make_example_row()])
+    (tmp_path / "dir.csv").mkdir()
+    with pytest.raises(StoreError, match="is a folder"):
+        append_rows(tmp_path / "dir.csv", [make_example_row()])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.csv", "other.csv"]

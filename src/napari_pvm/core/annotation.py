@@ -235,6 +235,7 @@ def write_json_atomic(path, obj):
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
+            readable_by_others(fh.fileno())
             fh.write(blob)
             fh.flush()
             os.fsync(fh.fileno())
@@ -253,6 +254,18 @@ def write_json_atomic(path, obj):
         pass
     finally:
         os.close(dir_fd)
+
+
+def readable_by_others(fd):
+    """Give a file from ``mkstemp`` (mode 0600) the mode a plain ``open``
+    would: observers on a shared folder must be able to read each other's
+    study files (the umask still applies)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        os.fchmod(fd, 0o666 & ~umask)
+    except (AttributeError, OSError):  # Windows has no fchmod; modes do not apply
+        pass
 
 
 def _encode_labels(labels):

@@ -12,6 +12,7 @@ image and annotation content and classifier settings.
 import dataclasses
 import os
 import time
+import warnings
 from pathlib import Path
 
 from .errors import PvmError
@@ -81,7 +82,17 @@ def read_worklist(path, *, columns=None):
     path = Path(path)
     usecols = None if columns is None else (lambda c: str(c).strip() in set(columns))
     try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", usecols=usecols)
+        with warnings.catch_warnings():
+            # more fields on a line than in the header: pandas would shift the
+            # columns or drop data, and a row could land under the wrong patient
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", usecols=usecols,
+                                index_col=False)
+    except pd.errors.ParserWarning:
+        raise PvmError(
+            f"{path.name} has lines with more fields than its header (a stray or trailing comma?); "
+            "fix the worklist so every line has one value per column"
+        ) from None
     except FileNotFoundError:
         raise PvmError(f"worklist not found: {path}") from None
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
@@ -238,9 +249,16 @@ def run_batch(worklist, csv_path, *, workers=None, scheduler=None, settings=None
     """
     from .store import append_rows
 
+    from .classify import FatClassifier
+    from .measure import _classifier_kwargs
+
     t0 = time.perf_counter()
     cases = read_worklist(worklist)
     csv_path = Path(csv_path)
+    # a bad invocation is refused before any case runs (exit 2, nothing written)
+    FatClassifier(**_classifier_kwargs({k: v for k, v in (settings or {}).items() if v is not None}))
+    if csv_path.is_dir() or not csv_path.resolve().parent.is_dir():
+        raise PvmError(f"cannot write {csv_path}: its folder does not exist or it is a folder itself")
     errors_path = csv_path.with_name(csv_path.stem + ".errors.csv")
     done = _done_keys(csv_path)
     summary = BatchSummary(cases=len(cases), errors_csv=str(errors_path))

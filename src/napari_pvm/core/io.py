@@ -180,6 +180,12 @@ def _read_nifti(path):
             f"{path.name} is not a readable NIfTI file ({_short(exc)}); "
             "check that the export finished and the file is not truncated"
         ) from None
+    dtype = img.get_data_dtype()
+    if dtype.kind not in "biuf":
+        raise ImageReadError(
+            f"{path.name} holds {dtype} voxels; napari-pvm needs real-valued magnitude images "
+            "(export the magnitude, not complex or RGB data)"
+        )
     shape = img.shape
     if len(shape) == 4 and shape[3] == 1:
         shape = shape[:3]

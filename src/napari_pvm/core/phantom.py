@@ -106,7 +106,7 @@ class Phantom:
         rois = []
         for key, verts in self.rois.items():
             muscle, side = key.split("_")
-            rois.append({"muscle": muscle, "side": side, "vertices": _round_vertices(verts)})
+            rois.append({"muscle": muscle, "side": side, "vertices": _plain_vertices(verts)})
         return {
             "format": "napari-pvm.annotation/1",
             "image": {},
@@ -114,15 +114,16 @@ class Phantom:
             "level": "L4",
             "rois": rois,
             "samples": [
-                {"class": s["class"], "vertices": _round_vertices(s["vertices"])}
+                {"class": s["class"], "vertices": _plain_vertices(s["vertices"])}
                 for s in self.samples
             ],
             "patient_id": "PHANTOM",
         }
 
 
-def _round_vertices(verts):
-    return [[round(float(r), 4), round(float(c), 4)] for r, c in verts]
+def _plain_vertices(verts):
+    # full precision: the written outlines must rasterise exactly to the truth masks
+    return [[float(r), float(c)] for r, c in verts]
 
 
 def make_phantom(
@@ -178,6 +179,8 @@ def make_phantom(
     >>> 15 < ph.truth["ES_L_total_area_cm2"] < 22
     True
     """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise PvmError(f"phantom seed must be a whole number ≥ 0, got {seed!r}")
     # NIfTI headers hold float32: use the value the file will carry, so that
     # areas from the written file equal the truth to the last digit
     spacing = float(np.float32(spacing))
@@ -568,8 +571,8 @@ def write_phantom(outdir, *, seed=0, **kwargs):
     from .io import file_sha256
 
     outdir = Path(outdir)
+    ph = make_phantom(seed=seed, **kwargs)  # validates before anything is created
     outdir.mkdir(parents=True, exist_ok=True)
-    ph = make_phantom(seed=seed, **kwargs)
     dz, dr, dc = ph.spacing
     # (k, row, col) → (i=col towards L, j=row towards P, k towards S)
     stored = np.ascontiguousarray(ph.data.transpose(2, 1, 0))
@@ -596,11 +599,15 @@ def _save_deterministic(img, path):
     import os
     import tempfile
 
+    from .annotation import readable_by_others
+
     raw = img.to_bytes()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".nii.gz")
     try:
-        with os.fdopen(fd, "wb") as fh, gzip.GzipFile(fileobj=fh, mode="wb", mtime=0, filename="") as gz:
-            gz.write(raw)
+        with os.fdopen(fd, "wb") as fh:
+            readable_by_others(fh.fileno())
+            with gzip.GzipFile(fileobj=fh, mode="wb", mtime=0, filename="") as gz:
+                gz.write(raw)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -12,6 +12,7 @@ message that names the column, the value and the patient.
 """
 
 import math
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -82,9 +83,17 @@ def load_table(path):
                 raise StatsInputError(f"{path.name} is not a readable Excel workbook ({exc})") from None
         elif suffix in (".csv", ".tsv", ".txt", ""):
             sep = "," if suffix == ".csv" else "\t"
-            frame = pd.read_csv(path, sep=sep, encoding="utf-8-sig", **kw)
+            with warnings.catch_warnings():
+                # more fields than header names would shift columns silently
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                frame = pd.read_csv(path, sep=sep, encoding="utf-8-sig", index_col=False, **kw)
         else:
             raise StatsInputError(f"{path.name}: unknown table format; use .csv, .tsv or .xlsx")
+    except pd.errors.ParserWarning:
+        raise StatsInputError(
+            f"{path.name} has lines with more fields than its header (a stray or trailing "
+            "separator?); fix the table so every line has one value per column"
+        ) from None
     except pd.errors.EmptyDataError:
         raise StatsInputError(f"{path.name} is empty") from None
     except pd.errors.ParserError as exc:

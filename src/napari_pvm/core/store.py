@@ -670,6 +670,23 @@ def _append_locked(path, payload, supplied, writer):
                 os.unlink(path)
 
 
+def _precheck(path):
+    """Refuse a folder or a file with another header before taking the lock,
+    so that a refused call leaves no lock file behind (checked again under
+    the lock)."""
+    if os.path.isdir(path):
+        raise StoreError(f"{path} is a folder, not a CSV file. Nothing was written.")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(_HEADER) + 1)
+    except FileNotFoundError:
+        return
+    except OSError:
+        return  # reported with its reason under the lock
+    if b"\n" in head and head[:head.find(b"\n") + 1] != _HEADER:
+        raise _header_error(head[:head.find(b"\n") + 1], path)
+
+
 def append_rows(csv_path, rows, *, timeout=30.0):
     """Append measurement rows to the shared CSV, all or nothing.
 
@@ -735,6 +752,7 @@ def append_rows(csv_path, rows, *, timeout=30.0):
     if not os.path.isdir(folder):
         raise StoreError(f"the folder {folder} does not exist; create it or "
                          "connect the network share. Nothing was written.")
+    _precheck(path)
     supplied = {r["row_id"] for r, raw in zip(checked, rows)
                 if not _is_empty(raw.get("row_id"))}
     payload = "".join(_csv_line(row) for row in checked).encode()
