@@ -1,5 +1,7 @@
 """Shared fixtures: the real data folder and small ground-truth phantoms."""
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,3 +35,40 @@ def phantom_files(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("phantom")
     return write_phantom(out, seed=5, spacing=1.2)
+
+
+class _OpenRecorder:
+    """Records the absolute path of every file opened while on (one audit
+    hook per process: Python cannot remove audit hooks)."""
+
+    installed = False
+
+    def __init__(self):
+        self.on = False
+        self.seen = []
+
+    def _hook(self, event, args):
+        if self.on and event == "open" and args and isinstance(args[0], (str, bytes, os.PathLike)):
+            self.seen.append(os.path.abspath(os.fsdecode(args[0])))
+
+    def start(self):
+        if not _OpenRecorder.installed:
+            sys.addaudithook(self._hook)
+            _OpenRecorder.installed = True
+        self.seen.clear()
+        self.on = True
+
+    def stop(self):
+        """Stop recording; return the paths opened since ``start``."""
+        self.on = False
+        return list(self.seen)
+
+
+_RECORDER = _OpenRecorder()
+
+
+@pytest.fixture
+def open_recorder():
+    """``start()`` / ``stop() -> [absolute paths]`` of the files opened in between."""
+    yield _RECORDER
+    _RECORDER.on = False

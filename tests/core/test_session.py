@@ -316,41 +316,24 @@ def test_study_codes_are_shared_by_observers_and_stable(study):
     assert later["P999"] == "C013"
 
 
-def test_opening_reads_no_file_of_another_observer(study):
+def test_opening_reads_no_file_of_another_observer(study, open_recorder):
     b = ReadingSession.open(study, "B")
     study.observer_dir("B").mkdir()
     write_annotation(study.annotation_path("B", "P001"), _annotation(2, observer_id="B"))
     b.skip("a reason only B knows")
     study.measurements_csv.write_text("patient_id,observer_id\nP001,B\n")
-    opened = _record_opens()
+    open_recorder.start()
     try:
         s = ReadingSession.open(Study(study.folder), "A")
         for pid in s.order:
             s.own_annotation(pid)
         s.save_annotation(_annotation(1))
     finally:
-        paths = [str(p) for p in opened]
-        opened.clear()
-        _STATE["on"] = False
+        paths = open_recorder.stop()
     assert paths, "the audit hook saw nothing"
     assert not [p for p in paths if os.sep + "B" + os.sep in p or "B.read1" in p or p.endswith("measurements.csv")]
 
 
-_STATE = {"on": False, "seen": []}
-
-
-def _hook(event, args):
-    if _STATE["on"] and event == "open" and args and isinstance(args[0], (str, bytes, os.PathLike)):
-        _STATE["seen"].append(os.fsdecode(args[0]))
-
-
-def _record_opens():
-    if not _STATE.get("installed"):
-        sys.addaudithook(_hook)
-        _STATE["installed"] = True
-    _STATE["seen"].clear()
-    _STATE["on"] = True
-    return _STATE["seen"]
 
 
 def test_only_the_observers_own_files_of_this_session_may_be_loaded(study):

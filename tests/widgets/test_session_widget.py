@@ -3,7 +3,6 @@
 import json
 import os
 import shutil
-import sys
 
 import numpy as np
 import pytest
@@ -169,8 +168,8 @@ def test_resume_after_napari_is_closed(make_dock, make_napari_viewer, study):
     assert "reason: L4 not covered" in again.case_label.text()
 
 
-def test_the_other_observers_files_rows_and_the_outcome_are_never_read(make_dock, study):
-    opened = _record_opens()
+def test_the_other_observers_files_rows_and_the_outcome_are_never_read(make_dock, study, open_recorder):
+    open_recorder.start()
     try:
         widget = make_dock(study)
         dock = _hook_measure(widget)
@@ -180,8 +179,7 @@ def test_the_other_observers_files_rows_and_the_outcome_are_never_read(make_dock
             widget.next()
         widget.end()
     finally:
-        paths = list(opened)
-        _STATE["on"] = False
+        paths = open_recorder.stop()
     assert any(p.endswith(".nii.gz") for p in paths), "the audit hook saw no image being read"
     b_folder = str(study.observer_dir("B")) + os.sep
     assert not [p for p in paths if p.startswith(b_folder) or "B.read1" in p or p.endswith("measurements.csv")]
@@ -266,20 +264,3 @@ def test_repeat_reading_sees_neither_earlier_outlines_nor_earlier_order(make_doc
     last = _session_file(study, "A", "read2")["order"][-1]
     assert len(read_annotation(study.annotation_path("A", last, "read2")).rois) == 1
     assert len(read_annotation(study.annotation_path("A", last, "read1")).rois) == 2
-
-
-_STATE = {"on": False, "seen": []}
-
-
-def _hook(event, args):
-    if _STATE["on"] and event == "open" and args and isinstance(args[0], (str, bytes, os.PathLike)):
-        _STATE["seen"].append(os.path.abspath(os.fsdecode(args[0])))
-
-
-def _record_opens():
-    if not _STATE.get("installed"):
-        sys.addaudithook(_hook)
-        _STATE["installed"] = True
-    _STATE["seen"].clear()
-    _STATE["on"] = True
-    return _STATE["seen"]
