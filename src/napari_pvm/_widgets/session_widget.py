@@ -171,55 +171,26 @@ class SessionWidget(QWidget):
 
     def next(self):
         """Save the case (done when it has outlines) and open the next one."""
-        if not self._require_session():
-            return False
-        ok, outlines = self._save_current()
-        if not ok:
-            return False
-        try:
+
+        def move(outlines):
             if outlines:
                 self.session.mark_done()
-            moved = self.session.next()
-        except PvmError as exc:
-            self._say(str(exc), "error")
-            return False
-        if moved:
-            self._open_current()
-        else:
-            self._update_labels()
-            self._say(f"This is the last case. {self._summary()}.{self._unfinished()}", "info")
-        return moved
+            return self.session.next()
+
+        return bool(self._leave_case(move, at_end="This is the last case."))
 
     def previous(self):
         """Save the case and open the previous one."""
-        if not self._require_session():
-            return False
-        ok, _ = self._save_current()
-        if not ok:
-            return False
-        try:
-            moved = self.session.previous()
-        except PvmError as exc:
-            self._say(str(exc), "error")
-            return False
-        if moved:
-            self._open_current()
-        return moved
+        return bool(self._leave_case(lambda outlines: self.session.previous()))
 
     def go_to(self, position):
         """Save the case and open case ``position`` (0-based, in this observer's order)."""
-        if not self._require_session():
-            return False
-        ok, _ = self._save_current()
-        if not ok:
-            return False
-        try:
+
+        def move(outlines):
             self.session.go_to(position)
-        except PvmError as exc:
-            self._say(str(exc), "error")
-            return False
-        self._open_current()
-        return True
+            return True
+
+        return self._leave_case(move) is not None
 
     def skip(self, reason=None):
         """Skip the current case with a reason (asked for when not given)."""
@@ -228,20 +199,29 @@ class SessionWidget(QWidget):
         reason = reason if reason is not None else self.ask_reason()
         if not reason or not str(reason).strip():
             return False
-        ok, _ = self._save_current()
+        moved = self._leave_case(lambda outlines: self.session.skip(reason), at_end="Skipped the last case.")
+        return moved is not None
+
+    def _leave_case(self, move, *, at_end=None):
+        """Save the current case, then ``move(outlines_saved)`` the session and
+        open the case it lands on. Returns whether it moved, or None when the
+        case could not be left (the reason was shown)."""
+        if not self._require_session():
+            return None
+        ok, outlines = self._save_current()
         if not ok:
-            return False
+            return None
         try:
-            moved = self.session.skip(reason)
+            moved = move(outlines)
         except PvmError as exc:
             self._say(str(exc), "error")
-            return False
+            return None
         if moved:
             self._open_current()
-        else:
+        elif at_end:
             self._update_labels()
-            self._say(f"Skipped the last case. {self._summary()}.{self._unfinished()}", "info")
-        return True
+            self._say(f"{at_end} {self._summary()}.{self._unfinished()}", "info")
+        return moved
 
     def _require_session(self):
         if self.session is None:
