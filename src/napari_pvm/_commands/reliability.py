@@ -13,6 +13,7 @@ of one observer. See docs/reliability.md.
 import math
 from pathlib import Path
 
+from ..core._json import finite_or_none as _num
 from . import Outcome
 
 __all__ = ["add_arguments", "run", "to_json", "to_text"]
@@ -65,17 +66,6 @@ def _split(text):
     if text is None:
         return None
     return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def _num(value):
-    """A finite float, or None (never NaN or infinity in the output)."""
-    if value is None:
-        return None
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
 
 
 def _int(value):

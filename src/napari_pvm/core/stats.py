@@ -38,6 +38,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from ._json import finite_or_none as _f
+from ._json import json_safe
 from .errors import StatsInputError
 from .stats_compare import GroupComparison, compare_groups
 from .stats_input import (
@@ -93,36 +95,6 @@ def format_p(p):
 # --------------------------------------------------------------------------
 # Result
 # --------------------------------------------------------------------------
-
-
-def _f(v):
-    """A float for JSON, or None."""
-    if v is None:
-        return None
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
-def _json_safe(value):
-    """Plain Python values for ``json.dumps``: NaN and infinities become None."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, pd.DataFrame):
-        return [_json_safe(r) for r in value.to_dict("records")]
-    if isinstance(value, np.ndarray):
-        return [_json_safe(v) for v in value.tolist()]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if value is pd.NA or value is pd.NaT:
-        return None
-    return value
 
 
 def _notes(text):
@@ -196,7 +168,7 @@ class StatsResult:
 
     def to_dict(self):
         """The JSON structure of ``napari-pvm stats --json`` (unrounded; None for NaN)."""
-        return _json_safe({
+        return json_safe({
             "outcome": dict(self.outcome),
             "groups": list(self.group_labels),
             "comparison": [self._comparison_entry(r) for r in self.comparison.table.to_dict("records")],
