@@ -19,7 +19,7 @@ def cohort(tmp_path_factory):
     root = tmp_path_factory.mktemp("cohort")
     rows = []
     for i in range(3):
-        paths = write_phantom(root / f"case{i}", seed=20 + i, spacing=1.2, n_slices=3)
+        write_phantom(root / f"case{i}", seed=20 + i, spacing=1.2, n_slices=3)
         rows.append({"patient_id": f"P{i:03d}", "observer_id": "obsA",
                      "image": f"case{i}/phantom.nii.gz", "annotation": f"case{i}/phantom.pvm.json"})
     pd.DataFrame(rows).to_csv(root / "worklist.csv", index=False)

@@ -179,29 +179,14 @@ def measure_case(case, settings=None, done_keys=frozenset()):
 
 
 def _predicted_key(case, volume, annotation, settings):
-    """The resume key this case's row will have, computed before measuring."""
-    from .annotation import annotation_sha256
-    from .classify import FatClassifier
-    from .measure import DEFAULT_SESSION, _classifier_kwargs
+    """The resume key this case's row will have, computed before measuring
+    (by the same functions that fill the row)."""
+    from .measure import classifier_for, row_identity
 
-    merged = dict(annotation.classifier)
-    merged.update({k: v for k, v in settings.items() if v is not None})
-    params = FatClassifier(**_classifier_kwargs(merged)).params
-    return _key(
-        {
-            "patient_id": case.patient_id,
-            "observer_id": case.observer_id or annotation.observer_id or "",
-            "level": annotation.level,
-            "session": case.session or annotation.session or DEFAULT_SESSION,
-            "image_sha256": volume.sha256,
-            "annotation_sha256": annotation_sha256(annotation),
-            "method": params.get("method", "random-forest"),
-            "features_preset": params.get("preset"),
-            "n_trees": params.get("n_trees"),
-            "seed": params.get("seed"),
-            "class_balance": str(params.get("class_balance")).lower(),
-        }
-    )
+    params = classifier_for(annotation.classifier, **settings).params
+    ident = row_identity(volume, annotation, params, patient_id=case.patient_id,
+                         observer_id=case.observer_id or None, session=case.session or None)
+    return _key(ident)
 
 
 def _key(row):
@@ -249,14 +234,13 @@ def run_batch(worklist, csv_path, *, workers=None, scheduler=None, settings=None
     """
     from .store import append_rows
 
-    from .classify import FatClassifier
-    from .measure import _classifier_kwargs
+    from .measure import classifier_for
 
     t0 = time.perf_counter()
     cases = read_worklist(worklist)
     csv_path = Path(csv_path)
     # a bad invocation is refused before any case runs (exit 2, nothing written)
-    FatClassifier(**_classifier_kwargs({k: v for k, v in (settings or {}).items() if v is not None}))
+    classifier_for({}, **(settings or {}))
     if csv_path.is_dir() or not csv_path.resolve().parent.is_dir():
         raise PvmError(f"cannot write {csv_path}: its folder does not exist or it is a folder itself")
     errors_path = csv_path.with_name(csv_path.stem + ".errors.csv")

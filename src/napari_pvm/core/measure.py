@@ -15,6 +15,7 @@ import re
 import numpy as np
 
 from . import schema
+from .schema import DEFAULT_SESSION
 from .errors import AnnotationError
 
 __all__ = [
@@ -27,7 +28,6 @@ __all__ = [
     "rois_present",
 ]
 
-DEFAULT_SESSION = "read1"
 
 
 class ImageMismatchError(AnnotationError):
@@ -162,8 +162,7 @@ def measure_annotation(
     -------
     Measurement
     """
-    from .annotation import annotation_sha256, check_identifier
-    from .classify import FatClassifier, labels_from_samples
+    from .classify import labels_from_samples
     from .._version import __version__
 
     say = progress or (lambda message: None)
@@ -174,11 +173,7 @@ def measure_annotation(
     image = volume.slice(annotation.slice_index)
     shape = image.shape
     masks = outline_masks(annotation.rois, shape)
-    settings = dict(annotation.classifier)
-    for key, value in (("preset", preset), ("n_trees", n_trees), ("seed", seed), ("class_balance", class_balance)):
-        if value is not None:
-            settings[key] = value
-    clf = FatClassifier(**_classifier_kwargs(settings))
+    clf = classifier_for(annotation.classifier, preset=preset, n_trees=n_trees, seed=seed, class_balance=class_balance)
     labels = labels_from_samples(annotation.samples, shape, painted=annotation.sample_labels)
     within = np.logical_or.reduce(list(masks.values()))
     say("training the fat classifier")
@@ -187,10 +182,35 @@ def measure_annotation(
     fat = np.asarray(clf.predict(image, within=within), dtype=bool) & within
     measures = measure_masks(masks, fat, spacing=volume.pixel_spacing)
     params = dict(clf.params)
+    row = row_identity(volume, annotation, params, patient_id=patient_id, observer_id=observer_id, session=session)
+    row.update(rois_present=rois_present(masks), software_version=__version__, measured_at=_utc_now())
+    row.update(measures)
+    return Measurement(row=row, masks=masks, fat=fat, classifier_params=params)
+
+
+def classifier_for(stored, **overrides):
+    """The unfitted FatClassifier a case is measured with: the settings
+    ``stored`` in its annotation (``annotation.classifier``), non-None
+    ``overrides`` (command-line flags) on top, FatClassifier's defaults for
+    the rest. Bad settings raise a PvmError."""
+    from .classify import FatClassifier
+
+    settings = dict(stored)
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    return FatClassifier(**_classifier_kwargs(settings))
+
+
+def row_identity(volume, annotation, params, *, patient_id=None, observer_id=None, session=None):
+    """The identification columns of a case's row that are known before
+    measuring (all but ``rois_present``, ``software_version``, ``measured_at``
+    and ``row_id``): the given IDs, else the annotation's; the settings in
+    ``params`` (``FatClassifier.params``)."""
+    from .annotation import annotation_sha256, check_identifier
+
     pid = patient_id if patient_id not in (None, "") else annotation.patient_id
     oid = observer_id if observer_id not in (None, "") else annotation.observer_id
     ses = session if session not in (None, "") else (annotation.session or DEFAULT_SESSION)
-    row = {
+    return {
         "schema_version": schema.SCHEMA_VERSION,
         "patient_id": check_identifier(pid, "patient ID") if pid not in (None, "") else "",
         "observer_id": check_identifier(oid, "observer ID") if oid not in (None, "") else "",
@@ -206,12 +226,7 @@ def measure_annotation(
         "n_trees": int(params.get("n_trees")),
         "seed": int(params.get("seed")),
         "class_balance": str(params.get("class_balance")).lower(),
-        "rois_present": rois_present(masks),
-        "software_version": __version__,
-        "measured_at": _utc_now(),
     }
-    row.update(measures)
-    return Measurement(row=row, masks=masks, fat=fat, classifier_params=params)
 
 
 def _classifier_kwargs(settings):

@@ -20,7 +20,6 @@ Truth conventions (see docs/phantom.md):
 """
 
 import dataclasses
-import json
 
 import numpy as np
 

@@ -34,7 +34,7 @@ import pandas as pd
 from scipy import stats as _stats
 
 from .errors import StatsInputError
-from .schema import MEASURE_COLUMNS
+from .schema import DEFAULT_SESSION, MEASURE_COLUMNS
 
 __all__ = [
     "DEFAULT_SESSION",
@@ -55,8 +55,6 @@ __all__ = [
 
 #: Fewest patients with a value from every observer for a measure to be analysed.
 MIN_PATIENTS = 3
-#: Reading label used for inter-observer reliability when none is given.
-DEFAULT_SESSION = "read1"
 #: Koo & Li (2016) bands as (lower edge, label); a value at an edge takes the
 #: upper band, except that 0.90 itself is still "good" (">0.90 excellent").
 KOO_LI_BANDS = ((-math.inf, "poor"), (0.5, "moderate"), (0.75, "good"), (0.9, "excellent"))

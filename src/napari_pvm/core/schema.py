@@ -8,6 +8,7 @@ side and measure. This module only names things; ``measure`` fills rows and
 
 __all__ = [
     "COLUMNS",
+    "DEFAULT_SESSION",
     "GROUPS",
     "ID_COLUMNS",
     "INTEGER_COLUMNS",
@@ -23,6 +24,8 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = "1"
+#: Reading label of a first reading (a repeat reading is e.g. "read2").
+DEFAULT_SESSION = "read1"
 
 #: Muscles outlined by the observer (psoas major, erector spinae, multifidus).
 MUSCLES = ("PS", "ES", "MF")

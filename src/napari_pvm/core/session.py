@@ -35,6 +35,7 @@ from pathlib import Path
 from .annotation import check_identifier, read_annotation, write_annotation, write_json_atomic
 from .batch import read_worklist
 from .errors import PvmError
+from .schema import DEFAULT_SESSION
 
 __all__ = [
     "DEFAULT_SESSION",
@@ -48,7 +49,6 @@ __all__ = [
     "session_seed",
 ]
 
-DEFAULT_SESSION = "read1"
 STUDY_FORMAT = "napari-pvm.study/1"
 SESSION_FORMAT = "napari-pvm.session/1"
 WORKLIST_NAME = "worklist.csv"
