@@ -1,5 +1,6 @@
 """Classify fat and measure one annotated case; optionally append the row to the shared CSV."""
 
+from ..core import schema
 from . import Outcome
 
 
@@ -60,14 +61,14 @@ def format_row(row):
         "",
         f"{'muscle':<6} {'side':<4} {'total cm²':>10} {'lean cm²':>10} {'fat cm²':>10} {'FI %':>7}",
     ]
-    for group in ("PS", "ES", "MF", "ESMF"):
-        for side in ("L", "R", "B"):
+    for group in schema.GROUPS:
+        for side in schema.SIDES:
             total = row.get(f"{group}_{side}_total_area_cm2")
             if total is None:
                 continue
             lean, fat, fi = (row[f"{group}_{side}_{m}"] for m in ("muscle_area_cm2", "fat_area_cm2", "fi_pct"))
             lines.append(f"{group:<6} {side:<4} {total:>10.2f} {lean:>10.2f} {fat:>10.2f} {fi:>7.2f}")
-    missing = sorted(set("PS_L PS_R ES_L ES_R MF_L MF_R".split()) - set(row["rois_present"].split(";")))
+    missing = [key for key in schema.ROI_KEYS if key not in row["rois_present"].split(";")]
     if missing:
         lines.append(f"not outlined: {', '.join(missing)}")
     if row.get("row_id"):
