@@ -8,6 +8,7 @@ against the files as they were before the call.
 
 import csv
 import errno
+import io
 import json
 import os
 import re
@@ -33,19 +34,24 @@ from napari_pvm.core.schema import (
     MEASURE_COLUMNS,
     NUMERIC_COLUMNS,
     SCHEMA_VERSION,
+    SPINE_COLUMNS,
+    SPINE_SCHEMA_VERSION,
+    V1_COLUMNS,
 )
 from napari_pvm.core.store import (
     StoreWarning,
     append_rows,
     expected_header,
+    file_schema_version,
+    latest_rows,
     read_rows,
     validate_row,
 )
 
 try:  # tests/ as packages, or rootdir-relative imports
-    from ._rows import make_example_row
+    from ._rows import make_example_row, make_spine_row
 except ImportError:
-    from _rows import make_example_row
+    from _rows import make_example_row, make_spine_row
 
 ROWS_DIR = os.path.dirname(os.path.abspath(__file__))
 HEADER = (expected_header() + "\n").encode()
@@ -177,7 +183,8 @@ def test_empty_call_creates_nothing(path):
 def test_numbers_round_trip_to_the_last_bit(path, no_warnings):
     rng = np.random.default_rng(5)
     row = make_example_row(row_spacing_mm=0.1 + 0.2, col_spacing_mm=1 / 3,
-                           seed=2**31 - 1, slice_index=0)
+                           slice_index=0, fat_muscle_contrast=1 / 7,
+                           VB_total_area_cm2=5e-324, dixon=True)
     tiny = {"PS_L": 5e-324, "ES_R": 1e-300}
     for col in MEASURE_COLUMNS[::4]:  # each group-side's total column
         prefix = col.removesuffix("total_area_cm2")
@@ -186,10 +193,25 @@ def test_numbers_round_trip_to_the_last_bit(path, no_warnings):
         row.update({col: total, prefix + "fat_area_cm2": fat,
                     prefix + "muscle_area_cm2": total - fat,
                     prefix + "fi_pct": 100 * fat / total})
+    ff = {k: rng.uniform(0, 100) for k in ("PS_L", "PS_R", "ES_L", "ES_R",
+                                             "MF_L", "MF_R")}
+    for group in ("PS", "ES", "MF", "ESMF"):  # pooled by area, as measured
+        for side in ("L", "R", "B"):
+            parts = [f"{m}_{s}" for m in (("ES", "MF") if group == "ESMF"
+                                          else (group,))
+                     for s in (("L", "R") if side == "B" else (side,))]
+            area = {k: row[f"{k}_total_area_cm2"] for k in parts}
+            row[f"{group}_{side}_mean_ff_pct"] = (
+                ff[parts[0]] if len(parts) == 1 else
+                sum(area[k] * ff[k] for k in parts) / sum(area.values()))
     append_rows(path, row)
     back = read_rows(path).iloc[0]
+    append_rows(path, make_example_row(seed=2**31 - 1))
+    assert read_rows(path)["seed"].iloc[1] == 2**31 - 1
     for col in NUMERIC_COLUMNS:
-        if col in INTEGER_COLUMNS:
+        if col in ("n_trees", "seed"):  # a Dixon row leaves them empty
+            assert back[col] is pd.NA
+        elif col in INTEGER_COLUMNS:
             assert back[col] == row[col]
         else:
             written = np.float64(row[col]).view(np.uint64)
@@ -223,7 +245,7 @@ def test_formula_like_text_is_neutralised_and_restored(path, no_warnings):
         risky = original.startswith(("=", "+", "-", "@", "'"))
         assert cell == ("'" + original if risky else original)
         for col in NUMERIC_COLUMNS:  # numbers stay plain numbers
-            float(record[COLUMNS.index(col)])
+            float(record[COLUMNS.index(col)] or "nan")
     table = read_rows(path)
     assert list(table["patient_id"]) == FORMULA_LIKE
     assert list(table["observer_id"]) == FORMULA_LIKE
@@ -306,13 +328,16 @@ BAD_ROWS = {
     "newline": ({"patient_id": "P\n1"}, "patient_id .* control character"),
     "tab": ({"observer_id": "\t=1"}, "observer_id .* control character"),
     "carriage return": ({"level": "\rL4"}, "level .* control character"),
-    "no class_balance": ({"class_balance": None}, "class_balance is missing"),
+    "no class_balance": ({"class_balance": None},
+                         "class_balance is empty but features_preset is "
+                         "filled"),
     "half slice": ({"slice_index": 16.5}, "slice_index must be a whole"),
     "text slice": ({"slice_index": "16"}, "slice_index must be a number"),
     "bool slice": ({"slice_index": True}, "slice_index must be a number"),
     "negative slice": ({"slice_index": -1}, "slice_index is -1"),
     "no trees": ({"n_trees": 0}, "n_trees is 0"),
-    "no seed": ({"seed": None}, "seed is missing"),
+    "no seed": ({"seed": None}, "seed is empty but features_preset"),
+    "no method": ({"method": ""}, "method is missing"),
     "zero spacing": ({"row_spacing_mm": 0.0}, "row_spacing_mm is 0.0"),
     "nan spacing": ({"col_spacing_mm": np.nan}, "col_spacing_mm is missing"),
     "inf spacing": ({"row_spacing_mm": np.inf}, "row_spacing_mm is inf"),
@@ -467,13 +492,18 @@ def test_latest_keeps_the_newest_row_per_reading(path, no_warnings):
     assert len(read_rows(path)) == 10
 
 
-def test_latest_names_a_line_with_a_broken_time(seeded):
+def test_a_broken_time_ranks_oldest(seeded):
+    append_rows(seeded, make_example_row(patient_id="seed",
+                                         measured_at="2000-01-01T00:00Z"))
     text = seeded.read_text(encoding="utf-8")
-    seeded.write_text(re.sub(r"2\d{3}-[^,]*\+00:00", "soon", text),
-                      encoding="utf-8")
-    assert read_rows(seeded)["measured_at"].iloc[0] == "soon"
-    with pytest.raises(StoreError, match="line 2: measured_at 'soon'"):
-        read_rows(seeded, latest=True)
+    first = text.splitlines()[1]
+    broken = re.sub(r"2\d{3}-[^,]*\+00:00", "soon", first, count=1)
+    seeded.write_text(text.replace(first, broken), encoding="utf-8")
+    rows = read_rows(seeded)
+    assert list(rows["measured_at"].str[:4]) == ["soon", "2000"]
+    # the valid time wins although its line comes later and it is old
+    (kept,) = read_rows(seeded, latest=True)["row_id"]
+    assert kept == rows["row_id"].iloc[1]
 
 
 # --- damaged files -------------------------------------------------------
@@ -835,3 +865,264 @@ def test_refused_header_or_folder_leaves_no_lock_file(tmp_path):
     with pytest.raises(StoreError, match="is a folder"):
         append_rows(tmp_path / "dir.csv", [make_example_row()])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.csv", "other.csv"]
+
+
+# --- one latest rule (issue 15, item 3) ----------------------------------
+
+
+def test_latest_rows_ranks_missing_and_naive_times_oldest(no_warnings):
+    def row(rid, when, **ids):
+        base = {"patient_id": "P1", "observer_id": "A", "level": "L4",
+                "session": "read1", "measured_at": when, "row_id": rid}
+        return {**base, **ids}
+
+    frame = pd.DataFrame([
+        row("valid", "2020-01-01T00:00:00+00:00"),
+        row("missing", None),
+        row("naive", "2030-01-01T00:00:00"),      # no zone: oldest
+        row("garbage", "tomorrow"),
+        row("b-only-bad", "x", patient_id="P2"),  # alone: still kept
+        row("b-later-bad", float("nan"), patient_id="P2"),  # tie: later wins
+        row("zone", "2026-01-01T01:30:00+02:00", patient_id="P3"),  # 23:30
+        row("utc", datetime(2025, 12, 31, 23, 0, tzinfo=timezone.utc),
+            patient_id="P3"),
+        row("empty-key", "2020-01-01T00:00:00+00:00", session=np.nan),
+        row("empty-key2", "2020-01-01T00:00:00+00:00", session=""),
+    ])
+    latest = latest_rows(frame)
+    assert list(latest["row_id"]) == ["valid", "b-later-bad", "zone",
+                                      "empty-key2"]
+    assert list(latest.index) == [0, 1, 2, 3]
+    assert list(frame["row_id"])[0] == "valid"  # the input is not changed
+    with pytest.raises(StoreError, match="no level column"):
+        latest_rows(frame.drop(columns="level"))
+    with pytest.raises(StoreError, match="unknown table 'bone'"):
+        latest_rows(frame, table="bone")
+
+
+def test_read_rows_latest_is_latest_rows(path, no_warnings):
+    rows = [make_example_row(patient_id=p, session=s,
+                             measured_at=f"2026-01-0{d}T00:00:00+00:00")
+            for p, s, d in [("P1", "read1", 2), ("P1", "read1", 1),
+                            ("P1", "read2", 1), ("P2", "read1", 3)]]
+    append_rows(path, rows)
+    everything = read_rows(path)
+    pd.testing.assert_frame_equal(read_rows(path, latest=True),
+                                  latest_rows(everything))
+    assert list(read_rows(path, latest=True)["row_id"]) == list(
+        everything["row_id"].iloc[[0, 2, 3]])
+
+
+# --- spine table (contract 8) --------------------------------------------
+
+
+def test_spine_rows_round_trip_in_their_own_table(path, no_warnings):
+    spine = path.with_name("spine.csv")
+    ids = append_rows(spine, [make_spine_row(),
+                              make_spine_row(vbq=None, vbq_levels="",
+                                             vbq_si_L1=None, vbq_si_L3=None,
+                                             vbq_si_L4=None, vbq_si_csf=None)],
+                      table="spine")
+    assert spine.read_bytes().startswith(
+        (expected_header(table="spine") + "\n").encode())
+    back = read_rows(spine, table="spine")
+    assert list(back.columns) == list(SPINE_COLUMNS)
+    assert list(back["row_id"]) == ids
+    assert back["vbq"].iloc[0] == 3.0 and np.isnan(back["vbq_si_L2"].iloc[0])
+    assert back["vbq_levels"].iloc[0] == "L1;L3;L4"
+    assert back["schema_version"].iloc[0] == SPINE_SCHEMA_VERSION
+    assert np.isnan(back["vbq"].iloc[1])
+    assert back["local_kyphosis_deg"].iloc[1] == 12.5
+    assert back["slice_index"].dtype == "Int64"
+
+
+BAD_SPINE = {
+    "nothing": ({"vbq": None, "vbq_levels": "", "vbq_si_L1": None,
+                 "vbq_si_L3": None, "vbq_si_L4": None, "vbq_si_csf": None,
+                 "local_kyphosis_deg": None}, "neither vbq nor"),
+    "zero vbq": ({"vbq": 0.0}, "vbq is 0.0"),
+    "inf vbq": ({"vbq": np.inf}, "vbq is inf"),
+    "angle -90": ({"local_kyphosis_deg": -90.0}, r"\(-90, 90\]"),
+    "angle 91": ({"local_kyphosis_deg": 91.0}, r"\(-90, 90\]"),
+    "nan angle only": ({"vbq": None, "vbq_levels": "", "vbq_si_L1": None,
+                        "vbq_si_L3": None, "vbq_si_L4": None,
+                        "vbq_si_csf": None, "local_kyphosis_deg": np.nan},
+                       "neither"),
+    "bad level": ({"vbq_levels": "L1;L5"}, "vbq_levels is 'L1;L5'"),
+    "twice": ({"vbq_levels": "L1;L1;L3;L4"}, "vbq_levels is"),
+    "excluded filled": ({"vbq_si_L2": 5.0}, "vbq_si_L2 must be empty"),
+    "included empty": ({"vbq_si_L3": None}, "vbq_si_L3 is empty but L3"),
+    "levels without vbq": ({"vbq": None}, "vbq_levels must be empty"),
+    "wrong vbq": ({"vbq": 3.1}, "median of the vbq_si"),
+    "no csf": ({"vbq_si_csf": None}, "vbq_si_csf is None"),
+    "no level": ({"vbq_levels": ""}, "vbq_levels is empty"),
+    "muscle column": ({"level": "L4"}, "unknown column 'level'"),
+    "short hash": ({"image_sha256": "ab"}, "image_sha256 must be"),
+    "no observer": ({"observer_id": ""}, "observer_id is missing"),
+    "text angle": ({"local_kyphosis_deg": "12"}, "must be a number"),
+    "muscle version": ({"schema_version": "2"}, "schema_version is '2'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SPINE))
+def test_a_bad_spine_row_is_refused(path, case):
+    overrides, match = BAD_SPINE[case]
+    with pytest.raises(StoreError, match=match):
+        validate_row(make_spine_row(**overrides), table="spine")
+    spine = path.with_name("spine.csv")
+    with pytest.raises(StoreError, match=match):
+        append_rows(spine, make_spine_row(**overrides), table="spine")
+    assert not spine.exists()
+
+
+def test_spine_row_limits_and_normalising(no_warnings):
+    row = validate_row(make_spine_row(local_kyphosis_deg=90,
+                                      vbq_levels="L4;L3;L1"), table="spine")
+    assert row["local_kyphosis_deg"] == 90.0
+    assert row["vbq_levels"] == "L1;L3;L4"
+    # an even count: the median is the mean of the middle two (300+320)/2/50
+    row = validate_row(make_spine_row(vbq_levels="L1;L2;L3;L4",
+                                      vbq_si_L2=330.0, vbq_si_csf=50.0,
+                                      vbq=6.2, local_kyphosis_deg=-89.5),
+                       table="spine")
+    assert row["vbq"] == 6.2 and list(row) == list(SPINE_COLUMNS)
+
+
+def test_the_tables_are_kept_apart(path, no_warnings):
+    append_rows(path, make_example_row())
+    spine = path.with_name("spine.csv")
+    append_rows(spine, make_spine_row(), table="spine")
+    before = snapshot(path.parent)
+    with pytest.raises(StoreError, match="is a napari-pvm muscle measurement"
+                                         " table, not a spine"):
+        append_rows(path, make_spine_row(), table="spine")
+    with pytest.raises(StoreError, match="is a napari-pvm spine measurement"):
+        read_rows(spine)
+    with pytest.raises(StoreError, match="unknown column 'vbq'"):
+        append_rows(path, make_spine_row())
+    assert snapshot(path.parent) == before
+
+
+def test_latest_spine_takes_each_measure_from_its_latest_row(path,
+                                                              no_warnings):
+    spine = path.with_name("spine.csv")
+    mri = make_spine_row(measured_at="2026-01-01T09:00:00+00:00",
+                         local_kyphosis_deg=10.0)
+    xray = make_spine_row(measured_at="2026-01-02T09:00:00+00:00",
+                          vbq=None, vbq_levels="", vbq_si_L1=None,
+                          vbq_si_L3=None, vbq_si_L4=None, vbq_si_csf=None,
+                          local_kyphosis_deg=15.0, slice_index=0)
+    redo = make_spine_row(measured_at="2026-01-03T09:00:00+00:00",
+                          vbq_levels="L1;L2;L3", vbq_si_L2=290.0,
+                          vbq_si_L4=None, vbq=2.9, vbq_si_csf=100.0,
+                          local_kyphosis_deg=None)
+    other = make_spine_row(session="read2", measured_at="2020-01-01T00:00Z")
+    ids = append_rows(spine, [mri, xray, redo, other], table="spine")
+    latest = read_rows(spine, latest=True, table="spine")
+    assert list(latest["session"]) == ["read1", "read2"]
+    first = latest.iloc[0]
+    assert first["row_id"] == ids[2]  # identity of the latest row
+    assert first["vbq"] == 2.9 and first["vbq_levels"] == "L1;L2;L3"
+    assert first["vbq_si_L2"] == 290.0 and np.isnan(first["vbq_si_L4"])
+    assert first["vbq_row_id"] == ids[2]
+    assert first["local_kyphosis_deg"] == 15.0
+    assert first["local_kyphosis_deg_row_id"] == ids[1]
+    assert first["local_kyphosis_deg_measured_at"].startswith("2026-01-02")
+    assert latest["slice_index"].dtype == "Int64"
+    # without a VBQ in any row of the key: empty, and no source
+    only_angle = latest_rows(read_rows(spine, table="spine").iloc[[1]],
+                             table="spine").iloc[0]
+    assert np.isnan(only_angle["vbq"]) and only_angle["vbq_levels"] == ""
+    assert only_angle["vbq_row_id"] == ""
+
+
+# --- schema versions -----------------------------------------------------
+
+
+def v1_file(path, n=2):
+    """A muscle table as version 1 wrote it (the first 109 columns)."""
+    lines = [",".join(V1_COLUMNS)]
+    for i in range(n):
+        row = validate_row(make_example_row(patient_id=f"00{i}"))
+        row.update(schema_version="1")
+        line = io.StringIO()
+        csv.writer(line, lineterminator="").writerow(
+            ["" if row[c] is None else (repr(row[c]) if isinstance(
+                row[c], float) else str(row[c])) for c in V1_COLUMNS])
+        lines.append(line.getvalue())
+    path.write_bytes(("\n".join(lines) + "\n").encode())
+    return path
+
+
+def test_a_version_1_file_is_read_with_empty_new_columns(path, no_warnings):
+    v1_file(path)
+    rows = read_rows(path)
+    assert list(rows.columns) == list(COLUMNS)
+    assert list(rows["schema_version"]) == ["1", "1"]
+    assert list(rows["patient_id"]) == ["000", "001"]
+    assert (rows["outline_origin"] == "").all()
+    assert rows["VB_total_area_cm2"].isna().all()
+    assert rows["ESMF_B_mean_ff_pct"].isna().all()
+    assert rows["ESMF_B_fi_pct"].iloc[0] == make_example_row()["ESMF_B_fi_pct"]
+    assert file_schema_version(path) == "1"
+
+
+def test_appending_to_a_version_1_file_is_refused_untouched(path):
+    v1_file(path)
+    before = snapshot(path.parent)
+    with pytest.raises(StoreError) as info:
+        append_rows(path, make_example_row())
+    message = str(info.value)
+    assert "schema version 1" in message and "writes version 2" in message
+    assert f"napari-pvm migrate-csv {path}" in message
+    assert "Nothing was written" in message
+    assert snapshot(path.parent) == before
+    assert not path.with_name(path.name + ".lock").exists()
+
+
+V2_RULES = {
+    "origin of an absent outline": (
+        {"outline_origin": "PS_L:drawn;PS_R:drawn"}, "outline_origin is"),
+    "unknown origin": ({"outline_origin": ";".join(
+        f"{k}:{'traced' if k == 'MF_R' else 'drawn'}" for k in
+        ("PS_L", "PS_R", "ES_L", "ES_R", "MF_L", "MF_R"))},
+        "origin one of drawn, proposed, edited"),
+    "zero contrast": ({"fat_muscle_contrast": 0.0}, "fat_muscle_contrast is"),
+    "upper flag": ({"qc_flags": "Low_contrast"}, "qc_flags has"),
+    "flag twice": ({"qc_flags": "low_contrast;low_contrast"}, "twice"),
+    "ff above 100": ({"PS_L_mean_ff_pct": 101.0}, "PS_L_mean_ff_pct is 101"),
+    "ff partial": ({"PS_L_mean_ff_pct": 5.0}, "PS_R_mean_ff_pct is empty"),
+    "zero vb": ({"VB_total_area_cm2": 0.0}, "VB_total_area_cm2 is 0.0"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(V2_RULES))
+def test_version_2_columns_are_checked(seeded, case):
+    overrides, match = V2_RULES[case]
+    before = snapshot(seeded.parent)
+    with pytest.raises(StoreError, match=match):
+        append_rows(seeded, make_example_row(**overrides))
+    assert snapshot(seeded.parent) == before
+
+
+def test_version_2_rows_normalise_and_allow_empty_settings(path, no_warnings):
+    row = validate_row(make_example_row(
+        absent=["MF_R"], outline_origin="ES_R:edited;PS_L:proposed;PS_R:"
+        "drawn;ES_L:drawn;MF_L:drawn", qc_flags="low_contrast;fat_sample"))
+    assert row["outline_origin"] == ("PS_L:proposed;PS_R:drawn;ES_L:drawn;"
+                                     "ES_R:edited;MF_L:drawn")
+    assert row["schema_version"] == "2"
+    dixon = make_example_row(dixon=True, absent=["PS_L"])
+    assert dixon.get("PS_L_mean_ff_pct") is None
+    append_rows(path, [dixon, make_example_row(outline_origin="",
+                                               VB_total_area_cm2=None,
+                                               fat_muscle_contrast=None)])
+    back = read_rows(path)
+    assert back["n_trees"].isna().tolist() == [True, False]
+    assert back["features_preset"].tolist() == ["", "weka"]
+    assert back["ESMF_B_mean_ff_pct"].iloc[0] == pytest.approx(
+        (14.4375 * 18.25 + 15.1125 * 16.0 + 5.34375 * 27.5 + 5.68125 * 25.125)
+        / (14.4375 + 15.1125 + 5.34375 + 5.68125))
+    with pytest.raises(StoreError, match="ESMF_B_mean_ff_pct is .* area-"):
+        validate_row(dict(dixon, ESMF_B_mean_ff_pct=dixon[
+            "ESMF_B_mean_ff_pct"] + 0.02))
