@@ -1,0 +1,518 @@
+"""Outline proposals: six muscle outlines from clicks and earlier cases (contract 7).
+
+:func:`propose_outlines` proposes the psoas (PS), erector spinae (ES) and
+multifidus (MF) outlines of both sides on one axial slice. It learns only
+from what the observer supplies at run time:
+
+- **clicks**: one point inside a muscle becomes a seed of a multi-label
+  random walker (Grady 2006, ``skimage.segmentation.random_walker``) on the
+  slice, together with background seeds where the image is clearly not that
+  muscle (large fat regions, air, everything beyond the largest distance a
+  muscle reaches from a point inside it);
+- **examples**: the observer's own earlier outlined slices are aligned to the
+  slice (scale and translation from the body outline, then an intensity
+  refinement of translation, scale and rotation that maximises normalised
+  cross-correlation around the back muscles), their outlines are averaged
+  into a prior, and the prior's confident core and confident outside become
+  seeds of the same random walker, so the image decides the uncertain band.
+
+Each muscle's result is then one connected, hole-free, slightly smoothed
+region; pixels are never shared (contract 1 order), and each region is
+traced into a polygon whose pixel-centre rasterisation reproduces it.
+
+What the code knows in advance is generic anatomy, written as parameters
+below with their source: the size a muscle can reach on a lumbar axial slice
+and where it lies relative to the midline and the other muscles. Nothing is
+fitted to any particular scan; see ``docs/proposals.md``.
+"""
+
+import numpy as np
+
+from . import schema
+from .errors import PvmError
+
+__all__ = ["ProposalError", "propose_outlines", "mask_to_polygon"]
+
+
+class ProposalError(PvmError):
+    """Clicks or examples cannot be used for a proposal."""
+
+
+#: Largest distance (mm) from a point inside a muscle to its far edge on an
+#: axial L4 slice, with a margin. Adult L4 cross-sectional areas are about
+#: PS 8–25 cm², ES 12–30 cm², MF 4–10 cm² (e.g. Fortin & Battié 2012;
+#: Si et al. 2023); ES is up to ~80 mm wide, MF ~45 mm deep, PS ~60 mm long.
+REACH_MM = {"PS": 60.0, "ES": 80.0, "MF": 50.0}
+#: Radius (mm) of the seed disk placed at a click.
+CLICK_SEED_MM = 2.5
+#: Random-walker edge sensitivity (skimage ``beta``) on the normalised image.
+BETA = 2500.0
+#: Smoothing radius (mm) of each proposed region (observers trace smooth curves).
+SMOOTH_MM = 1.5
+
+
+# --------------------------------------------------------------------- input
+def _check_inputs(image, spacing, clicks, examples, rois):
+    image = np.asarray(image)
+    if image.ndim != 2 or min(image.shape) < 16:
+        raise ProposalError(f"the image must be one 2D slice of at least 16×16 pixels, got shape {image.shape}")
+    if not np.issubdtype(image.dtype, np.number) or np.iscomplexobj(image):
+        raise ProposalError("the image must hold real numbers")
+    image = image.astype(np.float64)
+    if not np.all(np.isfinite(image)):
+        raise ProposalError("the image contains NaN or infinite values")
+    spacing = _check_spacing(spacing, "spacing")
+    keys = schema.ROI_KEYS if rois is None else tuple(rois)
+    bad = [k for k in keys if k not in schema.ROI_KEYS]
+    if bad:
+        raise ProposalError(f"unknown outline(s) {', '.join(map(str, bad))}; use {', '.join(schema.ROI_KEYS)}")
+    wanted = tuple(k for k in schema.ROI_KEYS if k in set(keys))
+    points = {}
+    for key, point in dict(clicks or {}).items():
+        if key not in schema.ROI_KEYS:
+            raise ProposalError(f"click for unknown outline {key!r}; use {', '.join(schema.ROI_KEYS)}")
+        try:
+            p = np.asarray(point, dtype=float).reshape(-1)
+        except (TypeError, ValueError):
+            raise ProposalError(f"click {key}: must be [row, col] numbers, got {point!r}") from None
+        if p.shape != (2,) or not np.all(np.isfinite(p)):
+            raise ProposalError(f"click {key}: must be one finite [row, col] pair, got {point!r}")
+        if not (-0.5 <= p[0] <= image.shape[0] - 0.5 and -0.5 <= p[1] <= image.shape[1] - 0.5):
+            raise ProposalError(
+                f"click {key} at row {p[0]:.1f}, column {p[1]:.1f} lies outside the "
+                f"{image.shape[0]}×{image.shape[1]} slice; click inside the muscle"
+            )
+        points[key] = p
+    checked = []
+    for i, example in enumerate(examples or ()):
+        try:
+            ex_image, ex_spacing, ex_rois = example
+        except (TypeError, ValueError):
+            raise ProposalError(f"example {i}: must be (image2d, spacing, {{roi_key: vertices}})") from None
+        ex_image = np.asarray(ex_image)
+        if ex_image.ndim != 2 or min(ex_image.shape) < 16 or not np.issubdtype(ex_image.dtype, np.number):
+            raise ProposalError(f"example {i}: the image must be one 2D slice, got shape {ex_image.shape}")
+        ex_image = ex_image.astype(np.float64)
+        if not np.all(np.isfinite(ex_image)):
+            raise ProposalError(f"example {i}: the image contains NaN or infinite values")
+        ex_spacing = _check_spacing(ex_spacing, f"example {i} spacing")
+        if not isinstance(ex_rois, dict):
+            raise ProposalError(f"example {i}: outlines must be a {{roi_key: vertices}} mapping")
+        masks = {}
+        from .rois import roi_mask, validate_polygon
+
+        for key, verts in ex_rois.items():
+            if key not in schema.ROI_KEYS:
+                raise ProposalError(f"example {i}: unknown outline {key!r}")
+            try:
+                v = validate_polygon(verts, ex_image.shape, name=f"example {i} {key}")
+            except PvmError as exc:
+                raise ProposalError(str(exc)) from None
+            m = roi_mask(v, ex_image.shape)
+            if m.any():
+                masks[key] = m
+        if masks:  # an example without outlines teaches nothing: skipped
+            checked.append((ex_image, ex_spacing, masks))
+    return image, spacing, points, checked, wanted
+
+
+def _check_spacing(spacing, what):
+    try:
+        s = tuple(float(x) for x in spacing)
+    except (TypeError, ValueError):
+        raise ProposalError(f"{what} must be (row, col) in mm, got {spacing!r}") from None
+    if len(s) != 2 or not all(np.isfinite(s)) or min(s) <= 0 or max(s) > 20:
+        raise ProposalError(f"{what} must be two positive (row, col) values in mm, got {spacing!r}")
+    return s
+
+
+# ------------------------------------------------------------- image model
+def _body_mask(image, spacing):
+    """The patient's cross-section: bright enough anywhere, holes filled."""
+    from scipy import ndimage as ndi
+
+    smooth = ndi.gaussian_filter(image, sigma=[1.5 / s for s in spacing])
+    high = np.percentile(smooth, 99.5)
+    body = smooth > 0.12 * high
+    lab, n = ndi.label(body)
+    if n == 0:
+        return np.ones(image.shape, bool)
+    sizes = np.bincount(lab.ravel())
+    sizes[0] = 0
+    body = lab == np.argmax(sizes)
+    body = ndi.binary_closing(body, iterations=3)
+    return ndi.binary_fill_holes(body)
+
+
+def _levels(image, body, points, spacing):
+    """Muscle level (median at the clicks) and fat level (bright body pixels)."""
+    from scipy import ndimage as ndi
+
+    smooth = ndi.gaussian_filter(image, sigma=[0.7 / s for s in spacing])
+    inside = smooth[body]
+    fat = float(np.percentile(inside, 97))
+    if points:
+        vals = []
+        for p in points.values():
+            disk = _disk_mask(image.shape, p, CLICK_SEED_MM, spacing)
+            vals.append(np.median(smooth[disk]))
+        muscle = float(np.median(vals))
+    else:
+        muscle = float(np.percentile(inside, 35))
+    if fat - muscle <= 1e-6 * max(abs(fat), 1.0):
+        muscle = float(np.percentile(inside, 10))
+    return muscle, fat
+
+
+def _disk_mask(shape, centre, radius_mm, spacing):
+    rr, cc = np.ogrid[: shape[0], : shape[1]]
+    return ((rr - centre[0]) * spacing[0]) ** 2 + ((cc - centre[1]) * spacing[1]) ** 2 <= radius_mm**2
+
+
+# --------------------------------------------------------- example priors
+def _register_example(target, t_body, t_spacing, ex_image, ex_spacing, ex_masks):
+    """Map each example mask onto the target grid; return ({key: soft mask}, score)."""
+    from scipy import ndimage as ndi
+    from scipy.optimize import minimize
+
+    e_body = _body_mask(ex_image, ex_spacing)
+
+    def moments(body, spacing):
+        rr, cc = np.nonzero(body)
+        pts = np.column_stack([rr * spacing[0], cc * spacing[1]])
+        return pts.mean(axis=0), pts.std(axis=0) + 1e-6
+
+    ct, st = moments(t_body, t_spacing)
+    union = np.zeros(ex_image.shape, bool)
+    for m in ex_masks.values():
+        union |= m
+    # anchor the example's muscles, not the whole body (subcutaneous fat varies)
+    ce_body, se = moments(e_body, ex_spacing)
+    scale0 = np.clip(np.sqrt(st / se), 0.8, 1.25)
+    # working grid of the comparison: 2 mm pixels over the example's muscle region
+    step = 2.0
+    rr, cc = np.nonzero(ndi.binary_dilation(union, iterations=int(round(25.0 / min(ex_spacing)))))
+    r0, r1 = rr.min() * ex_spacing[0], rr.max() * ex_spacing[0]
+    c0, c1 = cc.min() * ex_spacing[1], cc.max() * ex_spacing[1]
+    gy, gx = np.mgrid[r0:r1:step, c0:c1:step]
+    e_vals = ndi.map_coordinates(
+        ndi.gaussian_filter(ex_image, 1.0 / min(ex_spacing)), [gy / ex_spacing[0], gx / ex_spacing[1]], order=1
+    ).ravel()
+    e_vals = (e_vals - e_vals.mean()) / (e_vals.std() + 1e-9)
+    t_smooth = ndi.gaussian_filter(target, 1.0 / min(t_spacing))
+
+    def transform(params, y, x):
+        ty, tx, ly, lx, rot = params
+        sy, sx = scale0[0] * np.exp(ly), scale0[1] * np.exp(lx)
+        dy, dx = (y - ce_body[0]) * sy, (x - ce_body[1]) * sx
+        a = np.deg2rad(rot)
+        return ct[0] + ty + np.cos(a) * dy - np.sin(a) * dx, ct[1] + tx + np.sin(a) * dy + np.cos(a) * dx
+
+    def cost(params):
+        y, x = transform(params, gy, gx)
+        t_vals = ndi.map_coordinates(t_smooth, [y.ravel() / t_spacing[0], x.ravel() / t_spacing[1]], order=1, mode="nearest")
+        t_vals = (t_vals - t_vals.mean()) / (t_vals.std() + 1e-9)
+        ncc = float(np.mean(t_vals * e_vals))
+        # gentle pull towards the body-based start (the muscles do not move far)
+        ty, tx, ly, lx, rot = params
+        return -ncc + 1e-4 * (ty**2 + tx**2) / 100.0 + 0.5 * (ly**2 + lx**2) + 1e-4 * rot**2
+
+    best = None
+    for start in ([0, 0, 0, 0, 0], [10, 0, 0, 0, 0], [-10, 0, 0, 0, 0], [0, 0, -0.1, -0.1, 0], [0, 0, 0.1, 0.1, 0]):
+        res = minimize(cost, np.asarray(start, float), method="Powell",
+                       options={"xtol": 0.05, "ftol": 1e-4, "maxfev": 400})
+        if best is None or res.fun < best.fun:
+            best = res
+    params = best.x
+    # inverse map: for each target pixel, where is it in the example?
+    ty, tx, ly, lx, rot = params
+    sy, sx = scale0[0] * np.exp(ly), scale0[1] * np.exp(lx)
+    a = np.deg2rad(rot)
+    tr, tc = np.mgrid[0 : target.shape[0], 0 : target.shape[1]].astype(float)
+    y, x = tr * t_spacing[0] - ct[0] - ty, tc * t_spacing[1] - ct[1] - tx
+    dy, dx = np.cos(a) * y + np.sin(a) * x, -np.sin(a) * y + np.cos(a) * x
+    ey, ex = (dy / sy + ce_body[0]) / ex_spacing[0], (dx / sx + ce_body[1]) / ex_spacing[1]
+    warped = {
+        key: ndi.map_coordinates(m.astype(np.float32), [ey, ex], order=1, mode="constant", cval=0.0)
+        for key, m in ex_masks.items()
+    }
+    return warped, -float(best.fun)
+
+
+def _example_prior(image, body, spacing, examples, wanted):
+    """Average the aligned example masks: {key: probability map}, n per key."""
+    if not examples:
+        return {}, {}
+    sums, counts = {}, {}
+    for ex_image, ex_spacing, ex_masks in examples:
+        warped, score = _register_example(image, body, spacing, ex_image, ex_spacing, ex_masks)
+        for key, w in warped.items():
+            if key not in wanted:
+                continue
+            sums[key] = sums.get(key, 0.0) + w
+            counts[key] = counts.get(key, 0) + 1
+    n = len(examples)
+    # a muscle missing in some examples is absent there: average over all examples
+    return {k: v / n for k, v in sums.items()}, counts
+
+
+# ---------------------------------------------------------- segmentation
+def _segment(image, spacing, points, prior, wanted):
+    """Multi-label random walker seeded from clicks and the example prior."""
+    from scipy import ndimage as ndi
+    from skimage.segmentation import random_walker
+
+    body = _body_mask(image, spacing)
+    muscle, fat = _levels(image, body, points, spacing)
+    norm = (ndi.gaussian_filter(image, sigma=[0.5 / s for s in spacing]) - muscle) / (fat - muscle)
+    keys = [k for k in wanted if k in points or (k in prior and prior[k].max() >= 0.5)]
+    if not keys:
+        return {}
+    label_of = {k: i + 2 for i, k in enumerate(keys)}  # 1 = background
+    seeds = np.zeros(image.shape, np.int32)
+    # background: outside the body, and large regions of fat
+    seeds[~body] = 1
+    fatlike = norm > 0.5
+    fatlike = ndi.binary_opening(fatlike, structure=_disk_structure(2.0, spacing))
+    seeds[fatlike] = 1
+    reach = np.zeros(image.shape, bool)  # where some wanted muscle may be
+    for k in keys:
+        if k in points:
+            reach |= _disk_mask(image.shape, points[k], REACH_MM[k.split("_")[0]], spacing)
+        if k in prior:
+            reach |= ndi.binary_dilation(prior[k] >= 0.5, structure=_disk_structure(10.0, spacing))
+    seeds[~reach] = 1
+    # example prior: confident cores and confident outside
+    if prior:
+        total = sum(prior[k] for k in keys if k in prior)
+        far = ~ndi.binary_dilation(total >= 0.2, structure=_disk_structure(4.0, spacing))
+        seeds[far & body] = 1
+        for k in keys:
+            if k in prior:
+                core = ndi.binary_erosion(prior[k] >= 0.75, structure=_disk_structure(2.0, spacing))
+                seeds[core & (norm < 0.5)] = label_of[k]
+    # clicks override: a disk of the muscle's own label, cleared of other seeds around
+    for k in keys:
+        if k in points:
+            near = _disk_mask(image.shape, points[k], 3 * CLICK_SEED_MM, spacing)
+            seeds[near & (seeds > 1) & (seeds != label_of[k])] = 0
+            seeds[_disk_mask(image.shape, points[k], CLICK_SEED_MM, spacing)] = label_of[k]
+    # crop to the region of interest (speed); pixels outside stay background
+    rows, cols = np.nonzero(reach)
+    pad = 3
+    r0, r1 = max(rows.min() - pad, 0), min(rows.max() + pad + 1, image.shape[0])
+    c0, c1 = max(cols.min() - pad, 0), min(cols.max() + pad + 1, image.shape[1])
+    crop = np.s_[r0:r1, c0:c1]
+    data = np.clip(norm[crop], -1.0, 2.0)
+    sub = seeds[crop].copy()
+    sub[0, :] = np.where(sub[0, :] == 0, 1, sub[0, :])
+    sub[-1, :] = np.where(sub[-1, :] == 0, 1, sub[-1, :])
+    sub[:, 0] = np.where(sub[:, 0] == 0, 1, sub[:, 0])
+    sub[:, -1] = np.where(sub[:, -1] == 0, 1, sub[:, -1])
+    present = np.unique(sub[sub > 0])
+    if len(present) < 2:
+        return {}
+    labels = random_walker(data, sub, beta=BETA, mode="bf", spacing=spacing)
+    out = {}
+    full = np.zeros(image.shape, np.int32)
+    full[crop] = labels
+    for k in keys:
+        out[k] = full == label_of[k]
+    return _clean(out, points, spacing, body)
+
+
+def _disk_structure(radius_mm, spacing):
+    rr = int(np.ceil(radius_mm / spacing[0]))
+    cc = int(np.ceil(radius_mm / spacing[1]))
+    y, x = np.ogrid[-rr : rr + 1, -cc : cc + 1]
+    return (y * spacing[0]) ** 2 + (x * spacing[1]) ** 2 <= radius_mm**2
+
+
+def _clean(masks, points, spacing, body):
+    """One connected, hole-free, smooth region per muscle, no shared pixels."""
+    from scipy import ndimage as ndi
+
+    taken = np.zeros(body.shape, bool)
+    out = {}
+    for key in schema.ROI_KEYS:
+        if key not in masks:
+            continue
+        m = masks[key] & body & ~taken
+        if SMOOTH_MM > 0:
+            st = _disk_structure(SMOOTH_MM, spacing)
+            m = ndi.binary_opening(m, structure=st)
+            m = ndi.binary_closing(np.pad(m, 4), structure=st)[4:-4, 4:-4] & ~taken & body
+        m = _keep_component(m, points.get(key))
+        if m is None:
+            continue
+        m = ndi.binary_fill_holes(m) & ~taken
+        m = _keep_component(m, points.get(key))
+        if m is None or m.sum() < 10:
+            continue
+        out[key] = m
+        taken |= m
+    return out
+
+
+def _keep_component(mask, point):
+    from scipy import ndimage as ndi
+
+    lab, n = ndi.label(mask)
+    if n == 0:
+        return None
+    if point is not None:
+        r, c = int(round(point[0])), int(round(point[1]))
+        r = min(max(r, 0), mask.shape[0] - 1)
+        c = min(max(c, 0), mask.shape[1] - 1)
+        if lab[r, c]:
+            return lab == lab[r, c]
+    sizes = np.bincount(lab.ravel())
+    sizes[0] = 0
+    return lab == np.argmax(sizes)
+
+
+# -------------------------------------------------------------- polygons
+def mask_to_polygon(mask, *, tolerance=0.35):
+    """Trace a one-component, hole-free mask into polygon vertices.
+
+    The polygon follows the iso-line half-way between pixel centres, then is
+    simplified by at most ``tolerance`` pixels; the result's pixel-centre
+    rasterisation (``skimage.draw.polygon2mask``) reproduces the mask up to
+    a few boundary pixels.
+
+    Examples
+    --------
+    >>> m = np.zeros((8, 8), bool); m[2:6, 3:7] = True
+    >>> from skimage.draw import polygon2mask
+    >>> bool((polygon2mask(m.shape, mask_to_polygon(m)) == m).all())
+    True
+    """
+    from skimage.measure import approximate_polygon, find_contours
+
+    padded = np.pad(np.asarray(mask, dtype=float), 1)
+    contours = find_contours(padded, 0.5)
+    if not contours:
+        return None
+    outer = max(contours, key=len) - 1.0
+    if len(outer) > 1 and np.allclose(outer[0], outer[-1]):
+        outer = outer[:-1]
+    if tolerance > 0:
+        simple = approximate_polygon(np.vstack([outer, outer[:1]]), tolerance)[:-1]
+        if len(simple) >= 3:
+            outer = simple
+    return outer
+
+
+def _polygons(masks, shape):
+    """Polygons whose rasterisations do not overlap, in contract order."""
+    from .rois import roi_mask, validate_polygon
+
+    out = {}
+    taken = np.zeros(shape, bool)
+    for key in schema.ROI_KEYS:
+        if key not in masks:
+            continue
+        m = masks[key] & ~taken
+        verts = None
+        for tol in (0.35, 0.2, 0.0):
+            v = mask_to_polygon(m, tolerance=tol)
+            if v is None or len(v) < 3:
+                break
+            try:
+                v = validate_polygon(v, shape, name=key)
+            except PvmError:
+                continue
+            r = roi_mask(v, shape)
+            if not (r & taken).any() and r.any():
+                verts = v
+                break
+        if verts is None:
+            continue
+        out[key] = verts
+        taken |= roi_mask(verts, shape)
+    return out
+
+
+# -------------------------------------------------------------------- API
+def propose_outlines(image, *, spacing, clicks=None, examples=(), rois=None):
+    """Propose muscle outlines on one axial slice.
+
+    Parameters
+    ----------
+    image : (M, N) array
+        The slice in contract-1 orientation (row 0 anterior, column 0 the
+        patient's right).
+    spacing : (float, float)
+        (row, col) pixel spacing in mm.
+    clicks : dict, optional
+        ``{roi_key: (row, col)}``, one point inside each muscle clicked.
+    examples : sequence, optional
+        Earlier outlined slices ``(image2d, spacing, {roi_key: vertices})``
+        of the same observer.
+    rois : sequence of str, optional
+        Outlines wanted (default all six: PS_L, PS_R, ES_L, ES_R, MF_L, MF_R).
+
+    Returns
+    -------
+    dict
+        ``{roi_key: (N, 2) float array of [row, col] vertices}``; valid,
+        non-overlapping polygons (contract 1). A muscle without a click and
+        without an example is absent (never guessed). Same inputs, same result.
+
+    Raises
+    ------
+    ProposalError
+        Bad image, spacing, clicks or examples, or clicks that contradict
+        anatomy (a left muscle clicked on the patient's right, a multifidus
+        clicked lateral to the erector spinae of its side, a psoas clicked
+        behind the back muscles, a click outside the body).
+    """
+    image, spacing, points, examples, wanted = _check_inputs(image, spacing, clicks, examples, rois)
+    points = {k: p for k, p in points.items() if k in wanted}
+    if not points and not examples:
+        return {}
+    body = _body_mask(image, spacing)
+    _check_anatomy(points, body, spacing)
+    prior, _ = _example_prior(image, body, spacing, examples, wanted)
+    masks = _segment(image, spacing, points, prior, wanted)
+    return _polygons(masks, image.shape)
+
+
+def _check_anatomy(points, body, spacing):
+    """Refuse clicks that cannot be the muscle they are said to be."""
+    for key, p in points.items():
+        r, c = int(round(p[0])), int(round(p[1]))
+        r = min(max(r, 0), body.shape[0] - 1)
+        c = min(max(c, 0), body.shape[1] - 1)
+        if not body[r, c]:
+            raise ProposalError(f"click {key} at row {p[0]:.0f}, column {p[1]:.0f} lies outside the body; click inside the muscle")
+    cols = np.nonzero(body.any(axis=0))[0]
+    # the midline: between the two sides' clicks when both are given, else the body's middle
+    pairs = [(points[f"{m}_R"][1], points[f"{m}_L"][1]) for m in schema.MUSCLES if f"{m}_R" in points and f"{m}_L" in points]
+    if pairs:
+        midline = float(np.mean([(a + b) / 2 for a, b in pairs]))
+    else:
+        midline = (cols.min() + cols.max()) / 2.0
+    for key, p in points.items():
+        side = key.split("_")[1]
+        # column 0 is the patient's right: left-side muscles lie at larger columns
+        if (side == "L" and p[1] < midline) or (side == "R" and p[1] > midline):
+            other = "right" if side == "L" else "left"
+            raise ProposalError(
+                f"click {key} lies on the patient's {other} side (column {p[1]:.0f}, midline near "
+                f"{midline:.0f}; column 0 is the patient's right); click the muscle on the patient's "
+                f"{'left' if side == 'L' else 'right'}"
+            )
+    for side in "LR":
+        es, mf, ps = (points.get(f"{m}_{side}") for m in ("ES", "MF", "PS"))
+        if es is not None and mf is not None and abs(mf[1] - midline) > abs(es[1] - midline) + 5.0 / spacing[1]:
+            raise ProposalError(
+                f"clicks MF_{side} and ES_{side} look swapped: the multifidus lies next to the spine, "
+                f"medial to the erector spinae; click MF_{side} nearer the midline"
+            )
+        for back, name in ((es, "ES"), (mf, "MF")):
+            if ps is not None and back is not None and ps[0] > back[0] + 5.0 / spacing[0]:
+                raise ProposalError(
+                    f"clicks PS_{side} and {name}_{side} look swapped: the psoas lies in front of "
+                    f"(at smaller rows than) the back muscles; check which muscle you clicked"
+                )
