@@ -1040,7 +1040,7 @@ def test_latest_spine_takes_each_measure_from_its_latest_row(path,
 
 
 def v1_file(path, n=2):
-    """A muscle table as version 1 wrote it (the first 109 columns)."""
+    """A muscle table as version 1 wrote it (its columns: V1_COLUMNS)."""
     lines = [",".join(V1_COLUMNS)]
     for i in range(n):
         row = validate_row(make_example_row(patient_id=f"00{i}"))
