@@ -336,3 +336,261 @@ def test_complex_nifti_refused(tmp_path):
     nib.save(nib.Nifti1Image(np.zeros((8, 8, 3), np.complex64), np.eye(4)), str(path))
     with pytest.raises(ImageReadError, match="real-valued magnitude"):
         read_volume(path)
+
+
+# ------------------------------------------------- sagittal images (contract 8)
+
+SAG_SPACING = (4.0, 0.5, 1.2)  # slice (right → left), row (S → I), col (A → P)
+
+
+def sagittal_display(shape=(3, 30, 20), seed=1):
+    """A (k, row, col) sagittal volume in contract-8 orientation with asymmetric content."""
+    rng = np.random.default_rng(seed)
+    d = rng.integers(0, 1000, size=shape).astype(np.float32)
+    d[:, :4, :] += 2000  # superior band
+    d[:, :, :2] += 4000  # anterior band
+    d[0] += 8000  # the patient's rightmost slice
+    return d
+
+
+def write_sagittal_lps(path, d, spacing=SAG_SPACING):
+    """Store as (L, P, S): stored[i, j, k] = d[i, M-1-k, j]."""
+    ds, dr, dc = spacing
+    stored = np.ascontiguousarray(d.transpose(0, 2, 1)[:, :, ::-1])
+    nib.save(nib.Nifti1Image(stored, np.diag([-ds, -dc, dr, 1.0])), str(path))
+
+
+def write_sagittal_asr(path, d, spacing=SAG_SPACING):
+    """Store as (A, S, R), the reverse of every display axis, permuted."""
+    ds, dr, dc = spacing
+    stored = np.ascontiguousarray(d[::-1, ::-1, ::-1].transpose(2, 1, 0))
+    affine = np.zeros((4, 4))
+    affine[1, 0] = dc  # i → anterior
+    affine[2, 1] = dr  # j → superior
+    affine[0, 2] = ds  # k → right
+    affine[3, 3] = 1
+    nib.save(nib.Nifti1Image(stored, affine), str(path))
+
+
+def write_dicom_sagittal(folder, d, spacing=SAG_SPACING, *, slope=1.0, intercept=0.0):
+    """One file per sagittal slice; rows run S → I, columns A → P (LPS row
+    direction (0, 1, 0), column direction (0, 0, -1)); files named against
+    the slice order so that only the geometry orders them."""
+    import pydicom
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ds_mm, dr, dc = spacing
+    k = d.shape[0]
+    for i in range(k):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = MRImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        name = f"IM{k - i:04d}"
+        ds = FileDataset(str(folder / name), {}, file_meta=meta, preamble=b"\0" * 128)
+        ds.SOPClassUID = MRImageStorage
+        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        ds.Modality = "MR"
+        ds.SeriesInstanceUID = "1.2.826.0.1.3680043.8.498.77"
+        ds.SeriesDescription = "T1 TSE SAG"
+        ds.SeriesNumber = 2
+        ds.ImageOrientationPatient = [0.0, 1.0, 0.0, 0.0, 0.0, -1.0]
+        ds.ImagePositionPatient = [-10.0 + i * ds_mm, -40.0, 60.0]  # LPS: +x is the patient's left
+        ds.PixelSpacing = [dr, dc]
+        ds.Rows, ds.Columns = d.shape[1:]
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.BitsAllocated = 16
+        ds.BitsStored = 16
+        ds.HighBit = 15
+        ds.PixelRepresentation = 0
+        ds.RescaleSlope = slope
+        ds.RescaleIntercept = intercept
+        ds.PixelData = np.round((d[i] - intercept) / slope).astype(np.uint16).tobytes()
+        pydicom.dcmwrite(str(folder / name), ds, enforce_file_format=True)
+    return folder
+
+
+@pytest.mark.parametrize("writer", [write_sagittal_lps, write_sagittal_asr])
+def test_sagittal_nifti_opens_in_the_sagittal_display(tmp_path, writer):
+    d = sagittal_display()
+    path = tmp_path / "sag.nii.gz"
+    writer(path, d)
+    v = read_volume(path)
+    assert v.plane == "sagittal"
+    np.testing.assert_array_equal(v.data, d)
+    np.testing.assert_allclose(v.spacing, SAG_SPACING, rtol=1e-6)
+    assert v.pixel_spacing == pytest.approx((0.5, 1.2), rel=1e-6)  # (row, col), not swapped
+    assert v.layer_metadata()["plane"] == "sagittal"
+
+
+def test_sagittal_lps_slice_is_data_k_flipped_transposed(tmp_path):
+    d = sagittal_display()
+    path = tmp_path / "sag.nii"
+    write_sagittal_lps(path, d)
+    stored = np.asanyarray(nib.load(str(path)).dataobj)
+    v = read_volume(path)
+    for k in range(d.shape[0]):
+        np.testing.assert_array_equal(v.slice(k), stored[k, :, ::-1].T)
+
+
+def test_sagittal_dicom_matches_nifti_even_with_thin_slices(tmp_path):
+    d = sagittal_display()
+    # slices thinner than the pixels: DICOM takes the slice axis from the normal
+    spacing = (1.0, 1.2, 1.5)
+    write_sagittal_lps(tmp_path / "sag.nii.gz", d, spacing=(1.6, 1.2, 1.5))
+    a = read_volume(tmp_path / "sag.nii.gz")
+    b = read_volume(write_dicom_sagittal(tmp_path / "dcm", d, spacing=spacing))
+    assert a.plane == b.plane == "sagittal"
+    np.testing.assert_array_equal(b.data, d)
+    np.testing.assert_array_equal(a.data, b.data)
+    np.testing.assert_allclose(b.spacing, spacing, rtol=1e-6)
+
+
+def test_axial_images_keep_contract_1(tmp_path):
+    # isotropic (L, P, S): no axis is clearly the largest → the stored third axis (S)
+    d = display_volume()
+    path = tmp_path / "iso.nii.gz"
+    write_nifti_lps(path, d, spacing=(3.0, 3.0, 3.0))
+    v = read_volume(path)
+    assert v.plane == "axial"
+    np.testing.assert_array_equal(v.data, d)
+    # a coronal-thick stack keeps the axial display, as before contract 8
+    path = tmp_path / "cor.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((10, 12, 8), np.float32), np.diag([-1.0, -5.0, 1.0, 1.0])), str(path))
+    assert read_volume(path).plane == "axial"
+
+
+def test_require_plane_refuses_the_other_plane(tmp_path):
+    from napari_pvm.core.io import require_plane
+
+    write_sagittal_lps(tmp_path / "sag.nii.gz", sagittal_display())
+    v = read_volume(tmp_path / "sag.nii.gz")
+    require_plane(v, "sagittal", what="spine")
+    with pytest.raises(ImageReadError, match="sagittal image; measure needs an axial image"):
+        require_plane(v, "axial", what="measure")
+
+
+# ------------------------------------------------------------ radiographs
+
+
+def write_radiograph(path, image, *, orientation=("P", "F"), spacing=(0.15, 0.15), field="PixelSpacing",
+                     photometric="MONOCHROME2", modality="CR"):
+    import pydicom
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ComputedRadiographyImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ComputedRadiographyImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = ComputedRadiographyImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = modality
+    ds.PatientName = "DOE^JANE"
+    ds.PatientID = "SECRET-12345"
+    if orientation is not None:
+        ds.PatientOrientation = list(orientation)
+    setattr(ds, field, list(spacing))
+    ds.Rows, ds.Columns = image.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    ds.PixelData = image.astype(np.uint16).tobytes()
+    pydicom.dcmwrite(str(path), ds, enforce_file_format=True)
+    return path
+
+
+@pytest.fixture
+def radiograph_pixels():
+    img = np.arange(12 * 16, dtype=np.uint16).reshape(12, 16)
+    img[:, :3] += 1000  # a bright band on the stored image's left
+    return img
+
+
+@pytest.mark.parametrize(
+    "orientation, flip_rows, flip_cols",
+    [(("P", "F"), False, False), (("A", "F"), False, True), (("P", "H"), True, False), (("AF", "HP"), True, True)],
+)
+def test_radiograph_is_one_sagittal_slice_with_anterior_from_patient_orientation(
+    tmp_path, radiograph_pixels, orientation, flip_rows, flip_cols
+):
+    path = write_radiograph(tmp_path / "lat.dcm", radiograph_pixels, orientation=orientation, spacing=(0.15, 0.2))
+    v = read_volume(path)
+    expected = radiograph_pixels.astype(np.float32)
+    if flip_rows:
+        expected = expected[::-1]
+    if flip_cols:
+        expected = expected[:, ::-1]
+    assert v.plane == "sagittal" and v.data.shape == (1, 12, 16)
+    np.testing.assert_array_equal(v.data[0], expected)
+    assert v.pixel_spacing == (0.15, 0.2)
+    assert v.metadata["anterior_source"] == "PatientOrientation"
+    assert "spacing_note" not in v.metadata
+    text = repr(v.layer_metadata())
+    assert "DOE" not in text and "SECRET" not in text
+
+
+def test_radiograph_without_orientation_needs_the_observer(tmp_path, radiograph_pixels):
+    path = write_radiograph(tmp_path / "lat.dcm", radiograph_pixels, orientation=None,
+                            field="ImagerPixelSpacing", modality="DX")
+    v = read_volume(path)
+    assert v.metadata["anterior_source"] == "unconfirmed"
+    np.testing.assert_array_equal(v.data[0], radiograph_pixels)
+    assert "ImagerPixelSpacing" in v.metadata["spacing_note"] and "angles are unaffected" in v.metadata["spacing_note"]
+    confirmed = read_volume(path, anterior="right")
+    assert confirmed.metadata["anterior_source"] == "observer"
+    np.testing.assert_array_equal(confirmed.data[0], radiograph_pixels[:, ::-1])
+
+
+def test_radiograph_conflicts_and_frontal_views_are_refused(tmp_path, radiograph_pixels):
+    path = write_radiograph(tmp_path / "lat.dcm", radiograph_pixels, orientation=("A", "F"))
+    with pytest.raises(ImageReadError, match="PatientOrientation puts the anterior side on the image's right"):
+        read_volume(path, anterior="left")
+    frontal = write_radiograph(tmp_path / "ap.dcm", radiograph_pixels, orientation=("L", "F"))
+    with pytest.raises(ImageReadError, match="frontal"):
+        read_volume(frontal)
+
+
+def test_monochrome1_radiograph_is_inverted(tmp_path, radiograph_pixels):
+    path = write_radiograph(tmp_path / "lat.dcm", radiograph_pixels, photometric="MONOCHROME1")
+    v = read_volume(path)
+    lo, hi = radiograph_pixels.min(), radiograph_pixels.max()
+    np.testing.assert_array_equal(v.data[0], (hi + lo - radiograph_pixels.astype(np.float32)))
+
+
+# ----------------------------------------- implausible spacing (issue 15, item 9)
+
+
+def test_nifti_with_huge_pixels_is_refused_naming_pixdim(tmp_path):
+    path = tmp_path / "huge.nii.gz"
+    write_nifti_lps(path, display_volume(), spacing=(4.0, 1e6, 1e6))
+    with pytest.raises(ImageReadError, match=r"pixel spacing 1e\+06 mm from pixdim.*allow-unusual-spacing"):
+        read_volume(path)
+    v = read_volume(path, allow_unusual_spacing=True)
+    assert v.pixel_spacing == (1e6, 1e6)
+
+
+@pytest.mark.parametrize("spacing, match", [((0.01, 0.8), "pixel spacing 0.01 mm"), ((12.0, 0.8), "pixel spacing 12 mm")])
+def test_dicom_with_implausible_pixel_spacing_is_refused(tmp_path, spacing, match):
+    d = (np.round(display_volume() / 2) * 2).astype(np.float32)
+    folder = write_dicom_series(tmp_path / "dcm", d, spacing=(3.5, *spacing))
+    with pytest.raises(ImageReadError, match=match + r" from PixelSpacing \(0028,0030\)"):
+        read_volume(folder)
+    assert read_volume(folder, allow_unusual_spacing=True).pixel_spacing == pytest.approx(spacing)
+
+
+def test_implausible_slice_distance_and_radiograph_spacing_are_refused(tmp_path, radiograph_pixels):
+    path = tmp_path / "gap.nii.gz"
+    write_nifti_lps(path, display_volume(), spacing=(80.0, 0.8, 0.8))
+    with pytest.raises(ImageReadError, match="slice spacing 80 mm"):
+        read_volume(path)
+    rg = write_radiograph(tmp_path / "lat.dcm", radiograph_pixels, spacing=(0.01, 0.01), field="ImagerPixelSpacing")
+    with pytest.raises(ImageReadError, match="ImagerPixelSpacing"):
+        read_volume(rg)
