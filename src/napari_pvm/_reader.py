@@ -1,4 +1,10 @@
-"""npe2 reader: NIfTI files and DICOM files or folders → Image layers in mm."""
+"""npe2 reader: NIfTI files, DICOM files or folders and radiographs → Image layers in mm.
+
+Axial images are shown as contract 1 says (row 0 anterior, column 0 the
+patient's right), sagittal ones and lateral radiographs as contract 8 says
+(row 0 superior, column 0 anterior, slices right → left). Layers carry
+their spacing as ``scale`` and "mm" as units, so scale bars and axes read mm.
+"""
 
 from .core.io import find_dicom_series, is_readable_path, read_volume
 
@@ -42,9 +48,17 @@ def volume_layer_tuple(volume):
         {
             "name": volume.name,
             "scale": volume.spacing,
+            "units": ("mm",) * volume.data.ndim,
             "colormap": "gray",
             "contrast_limits": (lo, hi if hi > lo else lo + 1.0),
             "metadata": {"napari_pvm": volume.layer_metadata()},
         },
         "image",
     )
+
+
+#: Axis names shown by napari's dims sliders: what each index counts.
+_AXIS_LABELS = {
+    "axial": ("slice (inferior→superior)", "row (anterior→posterior)", "column (right→left)"),
+    "sagittal": ("slice (right→left)", "row (superior→inferior)", "column (anterior→posterior)"),
+}

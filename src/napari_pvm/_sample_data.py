@@ -1,4 +1,4 @@
-"""napari sample data: the synthetic lumbar phantom with its true outlines."""
+"""napari sample data: the synthetic lumbar phantom with its true outlines, and the sagittal spine phantom."""
 
 import numpy as np
 
@@ -24,3 +24,26 @@ def make_phantom_sample():
     polygons = [np.column_stack([np.full(len(v), ph.l4_index, float), v]) for v in ph.rois.values()]
     shapes = (polygons, roi_shapes_kwargs(keys, scale=ph.spacing, name="phantom true outlines"), "shapes")
     return [image, shapes]
+
+
+def make_sagittal_sample():
+    """Sagittal spine phantom (contract 8 display) with scale in mm; its true
+    annotation and truth travel in the layer metadata."""
+    from .core.phantom_sagittal import make_sagittal_phantom
+
+    ph = make_sagittal_phantom(seed=0)
+    metadata = {
+        "source": "napari-pvm synthetic sagittal phantom (seed 0)",
+        "spacing_mm": list(ph.spacing),
+        "plane": "sagittal",
+        "mid_index": ph.mid_index,
+        "truth": {k: v for k, v in ph.truth.items() if not isinstance(v, dict)},
+        "annotation": ph.annotation,
+    }
+    image = (
+        ph.data,
+        {"name": "sagittal phantom", "scale": ph.spacing, "units": ("mm", "mm", "mm"), "colormap": "gray",
+         "metadata": {"napari_pvm": metadata}},
+        "image",
+    )
+    return [image]

@@ -4,6 +4,12 @@ import numpy as np
 import pytest
 
 
+def _role(layer):
+    """Contract 6 role of a layer napari-pvm made (older layers carried a plain string)."""
+    meta = layer.metadata.get("napari_pvm")
+    return meta.get("role") if isinstance(meta, dict) else meta
+
+
 def test_open_nifti_through_napari_carries_spacing(make_napari_viewer, phantom_files):
     viewer = make_napari_viewer()
     layers = viewer.open(str(phantom_files["image"]), plugin="napari-pvm")
@@ -52,8 +58,31 @@ def test_gui_command_opens_image_dock_and_annotation(qtbot, phantom_files):
     try:
         image = viewer.layers[0]
         assert tuple(image.scale) == pytest.approx((4.0, 1.2, 1.2), rel=1e-6)
-        outlines = [layer for layer in viewer.layers if layer.metadata.get("napari_pvm") == "rois"]
+        outlines = [layer for layer in viewer.layers if _role(layer) in ("outlines", "rois")]
         assert len(outlines) == 1 and len(outlines[0].data) == 6
         assert viewer.dims.current_step[0] == 2  # moved to the annotation's L4 slice
     finally:
         viewer.close()
+
+
+def test_sagittal_nifti_opens_sagittal_in_mm(make_napari_viewer, tmp_path):
+    from test_io import SAG_SPACING, sagittal_display, write_sagittal_asr
+
+    d = sagittal_display()
+    write_sagittal_asr(tmp_path / "sag.nii.gz", d)
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(tmp_path / "sag.nii.gz"), plugin="napari-pvm")
+    np.testing.assert_array_equal(layer.data, d)  # row 0 superior, column 0 anterior
+    assert tuple(layer.scale) == pytest.approx(SAG_SPACING, rel=1e-6)
+    assert [str(u) for u in layer.units] == ["millimeter"] * 3
+    assert layer.metadata["napari_pvm"]["plane"] == "sagittal"
+
+
+def test_sagittal_sample_and_spine_dock_in_the_manifest(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-pvm", "sagittal_phantom")
+    (image,) = viewer.layers
+    assert image.metadata["napari_pvm"]["plane"] == "sagittal"
+    dock, widget = viewer.window.add_plugin_dock_widget("napari-pvm", "Spine measures")
+    assert type(widget).__name__ == "SpineWidget"
+    assert widget.load_annotation is not None and widget.image_combo.currentText() == "sagittal phantom"

@@ -582,7 +582,7 @@ def write_phantom(outdir, *, seed=0, **kwargs):
     img.header.set_qform(affine, code=1)
     img.header.set_sform(affine, code=1)
     image_path = outdir / "phantom.nii.gz"
-    _save_deterministic(img, image_path)
+    save_nifti_deterministic(img, image_path)
     annotation = ph.annotation()
     annotation["image"] = {"sha256": file_sha256(image_path)}
     annotation_path = outdir / "phantom.pvm.json"
@@ -592,7 +592,7 @@ def write_phantom(outdir, *, seed=0, **kwargs):
     return {"image": image_path, "annotation": annotation_path, "truth": truth_path}
 
 
-def _save_deterministic(img, path):
+def save_nifti_deterministic(img, path):
     """Save a NIfTI as gzip with no timestamp, so equal data give equal bytes."""
     import gzip
     import os

@@ -339,7 +339,7 @@ def write_sagittal_phantom(outdir, *, seed=0, **kwargs):
 
     from .annotation import write_json_atomic
     from .io import file_sha256
-    from .phantom import _save_deterministic
+    from .phantom import save_nifti_deterministic
 
     outdir = Path(outdir)
     ph = make_sagittal_phantom(seed=seed, **kwargs)
@@ -354,7 +354,7 @@ def write_sagittal_phantom(outdir, *, seed=0, **kwargs):
     img.header.set_qform(affine, code=1)
     img.header.set_sform(affine, code=1)
     image_path = outdir / "sagittal.nii.gz"
-    _save_deterministic(img, image_path)
+    save_nifti_deterministic(img, image_path)
     annotation = dict(ph.annotation)
     annotation["image"] = {"sha256": file_sha256(image_path)}
     annotation_path = outdir / "sagittal.pvm.json"
