@@ -43,12 +43,32 @@ class ProposalError(PvmError):
 #: PS 8–25 cm², ES 12–30 cm², MF 4–10 cm² (e.g. Fortin & Battié 2012;
 #: Si et al. 2023); ES is up to ~80 mm wide, MF ~45 mm deep, PS ~60 mm long.
 REACH_MM = {"PS": 60.0, "ES": 80.0, "MF": 50.0}
+#: Half-depth (anterior-posterior) and half-width (left-right) in mm of an
+#: average adult muscle at L4, as the ellipse of its typical cross-sectional
+#: area (ES ≈ 20 cm², MF ≈ 7 cm², PS ≈ 10 cm²; Fortin & Battié 2012, Si et al. 2023).
+HALF_AXES_MM = {"PS": (15.0, 21.0), "ES": (19.0, 34.0), "MF": (20.0, 11.0)}
 #: Radius (mm) of the seed disk placed at a click.
 CLICK_SEED_MM = 2.5
-#: Random-walker edge sensitivity (skimage ``beta``) on the normalised image.
-BETA = 2500.0
+#: Random-walker edge sensitivity on the image normalised to muscle 0, fat 1.
+BETA = 60.0
+#: Weight of the priors against the image edges in the random walker.
+GAMMA = 0.05
+#: Spread of a click's spatial prior, as a share of the muscle's reach.
+CLICK_SPREAD = 1.0
+#: Blur (mm) of the example prior: registration is never exact.
+PRIOR_BLUR_MM = 3.0
+#: Floor of the intensity spread of a muscle (normalised units).
+MIN_SD = 0.08
+#: Darker than muscle by this much (normalised) is bone cortex, air or fluid.
+DARK_LEVEL = 0.25
+#: Background prior where no muscle is expected.
+BACKGROUND_FLOOR = 0.5
 #: Smoothing radius (mm) of each proposed region (observers trace smooth curves).
 SMOOTH_MM = 1.5
+#: Closing radius (mm): notches from intramuscular fat streaks are filled.
+CLOSE_MM = 3.5
+#: Pixel size (mm) of the grid the random walker is solved on (speed).
+WORK_MM = 1.25
 
 
 # --------------------------------------------------------------------- input
@@ -258,67 +278,158 @@ def _example_prior(image, body, spacing, examples, wanted):
 
 # ---------------------------------------------------------- segmentation
 def _segment(image, spacing, points, prior, wanted):
-    """Multi-label random walker seeded from clicks and the example prior."""
+    """Multi-label random walker with priors, seeded at the clicks.
+
+    Each label (background and every wanted muscle) has a prior probability
+    per pixel: where it may be (the aligned examples, or the reach of its
+    click) times how its intensity looks (the click's neighbourhood). The
+    walker (Grady 2005, "Multilabel random walker image segmentation using
+    prior models") balances those priors against the image edges.
+    """
     from scipy import ndimage as ndi
-    from skimage.segmentation import random_walker
 
     body = _body_mask(image, spacing)
     muscle, fat = _levels(image, body, points, spacing)
-    norm = (ndi.gaussian_filter(image, sigma=[0.5 / s for s in spacing]) - muscle) / (fat - muscle)
+    contrast = fat - muscle
+    norm = (ndi.gaussian_filter(image, sigma=[0.6 / s for s in spacing]) - muscle) / contrast
     keys = [k for k in wanted if k in points or (k in prior and prior[k].max() >= 0.5)]
     if not keys:
         return {}
-    label_of = {k: i + 2 for i, k in enumerate(keys)}  # 1 = background
-    seeds = np.zeros(image.shape, np.int32)
-    # background: outside the body, and large regions of fat
-    seeds[~body] = 1
-    fatlike = norm > 0.5
-    fatlike = ndi.binary_opening(fatlike, structure=_disk_structure(2.0, spacing))
-    seeds[fatlike] = 1
-    reach = np.zeros(image.shape, bool)  # where some wanted muscle may be
+    # where each muscle may be (mm-scaled spatial prior)
+    spatial = {}
     for k in keys:
-        if k in points:
-            reach |= _disk_mask(image.shape, points[k], REACH_MM[k.split("_")[0]], spacing)
+        reach = REACH_MM[k.split("_")[0]]
         if k in prior:
-            reach |= ndi.binary_dilation(prior[k] >= 0.5, structure=_disk_structure(10.0, spacing))
-    seeds[~reach] = 1
-    # example prior: confident cores and confident outside
-    if prior:
-        total = sum(prior[k] for k in keys if k in prior)
-        far = ~ndi.binary_dilation(total >= 0.2, structure=_disk_structure(4.0, spacing))
-        seeds[far & body] = 1
-        for k in keys:
-            if k in prior:
-                core = ndi.binary_erosion(prior[k] >= 0.75, structure=_disk_structure(2.0, spacing))
-                seeds[core & (norm < 0.5)] = label_of[k]
-    # clicks override: a disk of the muscle's own label, cleared of other seeds around
-    for k in keys:
+            sp = ndi.gaussian_filter(prior[k].astype(float), sigma=[PRIOR_BLUR_MM / s for s in spacing])
+        else:
+            sp = None
         if k in points:
-            near = _disk_mask(image.shape, points[k], 3 * CLICK_SEED_MM, spacing)
-            seeds[near & (seeds > 1) & (seeds != label_of[k])] = 0
-            seeds[_disk_mask(image.shape, points[k], CLICK_SEED_MM, spacing)] = label_of[k]
-    # crop to the region of interest (speed); pixels outside stay background
-    rows, cols = np.nonzero(reach)
+            half_depth, half_width = HALF_AXES_MM[k.split("_")[0]]
+            rr, cc = np.ogrid[: image.shape[0], : image.shape[1]]
+            d2 = (((rr - points[k][0]) * spacing[0]) / (CLICK_SPREAD * half_depth)) ** 2 + (
+                ((cc - points[k][1]) * spacing[1]) / (CLICK_SPREAD * half_width)
+            ) ** 2
+            near = np.exp(-0.5 * d2)
+            sp = near if sp is None else sp * (0.25 + 0.75 * near)
+        spatial[k] = sp
+    region = np.zeros(image.shape, bool)
+    for k in keys:
+        region |= spatial[k] > 0.02
+    region &= body
+    rows, cols = np.nonzero(region)
+    if not len(rows):
+        return {}
     pad = 3
     r0, r1 = max(rows.min() - pad, 0), min(rows.max() + pad + 1, image.shape[0])
     c0, c1 = max(cols.min() - pad, 0), min(cols.max() + pad + 1, image.shape[1])
     crop = np.s_[r0:r1, c0:c1]
-    data = np.clip(norm[crop], -1.0, 2.0)
-    sub = seeds[crop].copy()
-    sub[0, :] = np.where(sub[0, :] == 0, 1, sub[0, :])
-    sub[-1, :] = np.where(sub[-1, :] == 0, 1, sub[-1, :])
-    sub[:, 0] = np.where(sub[:, 0] == 0, 1, sub[:, 0])
-    sub[:, -1] = np.where(sub[:, -1] == 0, 1, sub[:, -1])
-    present = np.unique(sub[sub > 0])
-    if len(present) < 2:
-        return {}
-    labels = random_walker(data, sub, beta=BETA, mode="bf", spacing=spacing)
-    out = {}
-    full = np.zeros(image.shape, np.int32)
-    full[crop] = labels
+    data = norm[crop]
+    # intensity likelihood of each muscle around its own level (from its click)
+    likelihood = {}
+    raw = ndi.gaussian_filter(image, sigma=[0.6 / s for s in spacing])[crop]
     for k in keys:
-        out[k] = full == label_of[k]
-    return _clean(out, points, spacing, body)
+        if k in points:
+            disk = _disk_mask(image.shape, points[k], CLICK_SEED_MM + 1.5, spacing)
+            vals = (ndi.gaussian_filter(image, sigma=[0.6 / s for s in spacing])[disk] - muscle) / contrast
+            mu, sd = float(np.median(vals)), 1.4826 * float(np.median(np.abs(vals - np.median(vals))))
+        else:
+            mu, sd = 0.0, 0.0
+        sd = max(sd, MIN_SD)
+        likelihood[k] = np.exp(-0.5 * ((data - mu) / sd) ** 2)
+    del raw
+    stack = []
+    for k in keys:
+        stack.append(spatial[k][crop] * likelihood[k])
+    muscle_any = np.max(np.stack(stack), axis=0)
+    spatial_sum = np.clip(sum(spatial[k][crop] for k in keys), 0, 1)
+    fatness = 1.0 / (1.0 + np.exp(-(data - 0.5) / 0.08))
+    darkness = 1.0 / (1.0 + np.exp((data + DARK_LEVEL) / 0.05))
+    background = (1.0 - spatial_sum) * BACKGROUND_FLOOR + spatial_sum * np.maximum(fatness, darkness)
+    background = np.maximum(background, BACKGROUND_FLOOR * (1 - muscle_any))
+    lam = np.stack([background] + stack)
+    lam /= lam.sum(axis=0, keepdims=True) + 1e-12
+    seeds = np.zeros(data.shape, np.int32)
+    seeds[~body[crop]] = 1
+    seeds[0, :] = np.where(seeds[0, :] == 0, 1, seeds[0, :])
+    seeds[-1, :] = 1
+    seeds[:, 0] = 1
+    seeds[:, -1] = 1
+    label_of = {k: i + 2 for i, k in enumerate(keys)}
+    for k in keys:
+        if k in points:
+            p = (points[k][0] - r0, points[k][1] - c0)
+            seeds[_disk_mask(data.shape, p, CLICK_SEED_MM, spacing)] = label_of[k]
+    # solve on a grid of about WORK_MM pixels (speed), read back at full resolution
+    factor = [min(1.0, sp / WORK_MM) for sp in spacing]
+    if min(factor) < 0.95:
+        from skimage.transform import resize
+
+        small = tuple(max(8, int(round(n * f))) for n, f in zip(data.shape, factor))
+        work_spacing = tuple(sp * n / m for sp, n, m in zip(spacing, data.shape, small))
+        w_data = resize(data, small, order=1, anti_aliasing=False)
+        w_lam = np.stack([resize(layer, small, order=1, anti_aliasing=False) for layer in lam])
+        w_seeds = resize(seeds, small, order=0, preserve_range=True, anti_aliasing=False).astype(np.int32)
+        prob = _walk(w_data, w_seeds, w_lam, spacing=work_spacing, beta=BETA, gamma=GAMMA)
+        prob = np.stack([resize(layer, data.shape, order=1, anti_aliasing=False) for layer in prob])
+    else:
+        prob = _walk(data, seeds, lam, spacing=spacing, beta=BETA, gamma=GAMMA)
+    labels = np.argmax(prob, axis=0) + 1
+    labels[seeds > 0] = seeds[seeds > 0]
+    local_points = {k: (p[0] - r0, p[1] - c0) for k, p in points.items()}
+    cleaned = _clean({k: labels == label_of[k] for k in keys}, local_points, spacing, body[crop])
+    out = {}
+    for k, m in cleaned.items():
+        full = np.zeros(image.shape, bool)
+        full[crop] = m
+        out[k] = full
+    return out
+
+
+def _distance2_mm(shape, centre, spacing):
+    rr, cc = np.ogrid[: shape[0], : shape[1]]
+    return ((rr - centre[0]) * spacing[0]) ** 2 + ((cc - centre[1]) * spacing[1]) ** 2
+
+
+def _walk(data, seeds, priors, *, spacing, beta, gamma):
+    """Random walker with prior models on a 4-connected grid.
+
+    ``seeds``: 0 unknown, 1..K fixed label; ``priors``: (K, M, N) label
+    probabilities. Solves (L_U + gamma * diag(sum priors)) x_s = gamma * prior_s
+    - B m_s for every label s and returns the (K, M, N) label probabilities.
+    """
+    from scipy import sparse
+    from scipy.sparse.linalg import splu
+
+    m, n = data.shape
+    idx = np.arange(m * n).reshape(m, n)
+    edges, weights = [], []
+    for axis, h in ((0, spacing[0]), (1, spacing[1])):
+        a = idx[:-1, :] if axis == 0 else idx[:, :-1]
+        b = idx[1:, :] if axis == 0 else idx[:, 1:]
+        diff = np.diff(data, axis=axis) / h * min(spacing)
+        edges.append(np.stack([a.ravel(), b.ravel()]))
+        weights.append(np.exp(-beta * diff.ravel() ** 2) / h * min(spacing) + 1e-6)
+    e = np.concatenate(edges, axis=1)
+    w = np.concatenate(weights)
+    size = m * n
+    W = sparse.coo_matrix((np.r_[w, w], (np.r_[e[0], e[1]], np.r_[e[1], e[0]])), shape=(size, size)).tocsr()
+    L = sparse.diags(np.asarray(W.sum(axis=1)).ravel()) - W
+    flat_seeds = seeds.ravel()
+    unknown = flat_seeds == 0
+    k = priors.shape[0]
+    pri = priors.reshape(k, -1)
+    L_uu = L[unknown][:, unknown]
+    L_um = L[unknown][:, ~unknown]
+    A = (L_uu + gamma * sparse.diags(pri[:, unknown].sum(axis=0))).tocsc()
+    lu = splu(A)
+    marked = flat_seeds[~unknown]
+    rhs = np.stack([gamma * pri[s, unknown] - L_um @ (marked == s + 1).astype(float) for s in range(k)], axis=1)
+    x = lu.solve(rhs)
+    prob = np.zeros((k, m * n))
+    prob[:, unknown] = x.T
+    for s in range(k):
+        prob[s, ~unknown] = marked == s + 1
+    return prob.reshape(k, m, n)
 
 
 def _disk_structure(radius_mm, spacing):
@@ -339,9 +450,11 @@ def _clean(masks, points, spacing, body):
             continue
         m = masks[key] & body & ~taken
         if SMOOTH_MM > 0:
-            st = _disk_structure(SMOOTH_MM, spacing)
-            m = ndi.binary_opening(m, structure=st)
-            m = ndi.binary_closing(np.pad(m, 4), structure=st)[4:-4, 4:-4] & ~taken & body
+            m = ndi.binary_opening(m, structure=_disk_structure(SMOOTH_MM, spacing))
+            # intramuscular fat streaks reaching the edge are inside the fascia: close them
+            st = _disk_structure(CLOSE_MM, spacing)
+            pad = st.shape[0]
+            m = ndi.binary_closing(np.pad(m, pad), structure=st)[pad:-pad, pad:-pad] & ~taken & body
         m = _keep_component(m, points.get(key))
         if m is None:
             continue
@@ -387,7 +500,7 @@ def mask_to_polygon(mask, *, tolerance=0.35):
     >>> bool((polygon2mask(m.shape, mask_to_polygon(m)) == m).all())
     True
     """
-    from skimage.measure import approximate_polygon, find_contours
+    from skimage.measure import find_contours
 
     padded = np.pad(np.asarray(mask, dtype=float), 1)
     contours = find_contours(padded, 0.5)
@@ -397,10 +510,43 @@ def mask_to_polygon(mask, *, tolerance=0.35):
     if len(outer) > 1 and np.allclose(outer[0], outer[-1]):
         outer = outer[:-1]
     if tolerance > 0:
-        simple = approximate_polygon(np.vstack([outer, outer[:1]]), tolerance)[:-1]
+        simple = _simplify_closed(outer, tolerance)
         if len(simple) >= 3:
             outer = simple
     return outer
+
+
+def _simplify_closed(points, tolerance):
+    """Douglas-Peucker simplification of a closed curve (split at two far points).
+
+    Written here because ``skimage.measure.approximate_polygon`` imports
+    ``scipy.signal`` (seconds on a first call).
+    """
+    n = len(points)
+    if n < 8:
+        return points
+    far = int(np.argmax(np.sum((points - points[0]) ** 2, axis=1)))
+    keep = np.zeros(n, bool)
+    keep[0] = keep[far] = True
+    for lo, hi in ((0, far), (far, n)):
+        stack = [(lo, hi)]
+        while stack:
+            a, b = stack.pop()
+            end = points[b % n]
+            if b - a < 2:
+                continue
+            seg = points[a + 1 : b]
+            d = end - points[a]
+            length = np.hypot(*d)
+            if length < 1e-12:
+                dist = np.hypot(*(seg - points[a]).T)
+            else:
+                dist = np.abs(d[0] * (seg[:, 1] - points[a][1]) - d[1] * (seg[:, 0] - points[a][0])) / length
+            i = int(np.argmax(dist))
+            if dist[i] > tolerance:
+                keep[a + 1 + i] = True
+                stack += [(a, a + 1 + i), (a + 1 + i, b)]
+    return points[keep]
 
 
 def _polygons(masks, shape):
