@@ -16,7 +16,18 @@ def add_arguments(parser):
     parser.add_argument("--trees", type=int, help="number of trees of the random forest")
     parser.add_argument("--seed", type=int, help="seed of the random forest")
     parser.add_argument("--class-balance", choices=("true", "false"), help="weight classes equally when training")
+    parser.add_argument("--method", choices=_method_choices(), default=None,
+                        help="FI%% method (default: forest, the Weka-equivalent random forest); "
+                             "dixon needs --water and --fat")
+    parser.add_argument("--water", metavar="W", help="water image of a Dixon acquisition, on the grid of IMAGE")
+    parser.add_argument("--fat", metavar="F", help="fat image of a Dixon acquisition, on the grid of IMAGE")
     parser.add_argument("--json", action="store_true", help="print the row as one flat JSON object")
+
+
+def _method_choices():
+    from ..core.measure import available_methods
+
+    return available_methods()
 
 
 def run(args):
@@ -25,7 +36,19 @@ def run(args):
     from ..core.io import read_volume
     from ..core.measure import measure_annotation
 
+    if (args.water is None) != (args.fat is None):
+        raise PvmError("give both --water and --fat (the Dixon images), or neither")
+    if args.method == "dixon" and args.water is None:
+        raise PvmError("--method dixon needs --water W --fat F, the Dixon images on the grid of IMAGE")
+    if args.water is not None and args.method != "dixon":
+        raise PvmError("--water and --fat are used only by --method dixon; add it or leave them out")
+    if args.csv:  # refuse a file the append would refuse before the work
+        from ..core.store import check_appendable
+
+        check_appendable(args.csv)
     volume = read_volume(args.image, series=args.series)
+    water = read_volume(args.water) if args.water else None
+    fat = read_volume(args.fat) if args.fat else None
     annotation = read_annotation(args.annotation)
     result = measure_annotation(
         volume,
@@ -37,6 +60,9 @@ def run(args):
         n_trees=args.trees,
         seed=args.seed,
         class_balance=None if args.class_balance is None else args.class_balance == "true",
+        method=args.method,
+        water=water,
+        fat=fat,
     )
     row = result.row
     if args.csv:
@@ -53,13 +79,14 @@ def run(args):
 
 def format_row(row):
     """A readable table of one row: groups × sides with areas and FI%."""
+    dixon = any(row.get(c) is not None for c in schema.MEAN_FF_COLUMNS)
     lines = [
         f"patient {row.get('patient_id') or '-'}  observer {row.get('observer_id') or '-'}  "
         f"session {row.get('session')}  level {row.get('level')}  slice {row.get('slice_index')}",
-        f"spacing {row['row_spacing_mm']:.4g} × {row['col_spacing_mm']:.4g} mm  "
-        f"classifier {row.get('method')} ({row.get('features_preset')}, {row.get('n_trees')} trees, seed {row.get('seed')})",
+        f"spacing {row['row_spacing_mm']:.4g} × {row['col_spacing_mm']:.4g} mm  " + _method_text(row),
         "",
-        f"{'muscle':<6} {'side':<4} {'total cm²':>10} {'lean cm²':>10} {'fat cm²':>10} {'FI %':>7}",
+        f"{'muscle':<6} {'side':<4} {'total cm²':>10} {'lean cm²':>10} {'fat cm²':>10} {'FI %':>7}"
+        + (f" {'mean FF %':>9}" if dixon else ""),
     ]
     for group in schema.GROUPS:
         for side in schema.SIDES:
@@ -67,10 +94,25 @@ def format_row(row):
             if total is None:
                 continue
             lean, fat, fi = (row[f"{group}_{side}_{m}"] for m in ("muscle_area_cm2", "fat_area_cm2", "fi_pct"))
-            lines.append(f"{group:<6} {side:<4} {total:>10.2f} {lean:>10.2f} {fat:>10.2f} {fi:>7.2f}")
+            ff = row.get(f"{group}_{side}_mean_ff_pct")
+            lines.append(f"{group:<6} {side:<4} {total:>10.2f} {lean:>10.2f} {fat:>10.2f} {fi:>7.2f}"
+                         + (f" {ff:>9.2f}" if dixon and ff is not None else ""))
+    contrast = row.get("fat_muscle_contrast")
+    quality = [f"fat:muscle contrast {contrast:.2f}" if contrast is not None else "",
+               f"quality flags: {row['qc_flags'].replace(';', ', ')}" if row.get("qc_flags") else "no quality flags"]
+    lines.append("  ".join(q for q in quality if q))
+    if row.get("VB_total_area_cm2") is not None:
+        lines.append(f"vertebral body (VB) {row['VB_total_area_cm2']:.2f} cm²")
     missing = [key for key in schema.ROI_KEYS if key not in row["rois_present"].split(";")]
     if missing:
         lines.append(f"not outlined: {', '.join(missing)}")
     if row.get("row_id"):
         lines.append(f"row {row['row_id']} appended")
     return "\n".join(lines)
+
+
+def _method_text(row):
+    if row.get("n_trees") is None:
+        return f"method {row.get('method')}"
+    return (f"method {row.get('method')} ({row.get('features_preset')}, {row.get('n_trees')} trees, "
+            f"seed {row.get('seed')})")

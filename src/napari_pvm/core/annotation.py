@@ -1,9 +1,12 @@
 """Annotation files (``*.pvm.json``, contract 2): read, validate, write atomically.
 
 One file per patient and observer holds the L4 slice index, the six muscle
-outlines, the fat and muscle samples (polygons, and optionally painted
+outlines (each with how it was made: drawn, proposed or edited, contract 7),
+optional reference outlines that are not muscles (the L4 vertebral body,
+``VB``), the fat and muscle samples (polygons, and optionally painted
 labels) and the classifier settings, so that a measurement can be recomputed
-exactly. Unknown keys are kept and written back.
+exactly. Unknown keys, at the top level and inside each outline, are kept
+and written back.
 """
 
 import dataclasses
@@ -34,7 +37,9 @@ FORMAT = "napari-pvm.annotation/1"
 LABELS_KEY = "sample_labels"
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _KNOWN = {"format", "image", "slice_index", "level", "rois", "samples", "patient_id",
-          "observer_id", "session", "classifier", LABELS_KEY}
+          "observer_id", "session", "classifier", "reference", LABELS_KEY}
+_ROI_KNOWN = {"muscle", "side", "vertices", "origin"}
+_STRUCTURE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,15}")
 
 
 @dataclasses.dataclass
@@ -60,6 +65,15 @@ class Annotation:
         ``{"preset", "n_trees", "seed", "class_balance"}`` (any subset).
     extra : dict
         Unknown keys, preserved on writing.
+    origins : dict
+        ``{"PS_L": "proposed", ...}``: how an outline was made, one of
+        ``schema.OUTLINE_ORIGINS``, for the outlines whose file says so; an
+        outline not in it was drawn (:meth:`origin`).
+    reference : dict
+        Reference outlines that are not muscles, ``{"VB": (N, 2) array}``
+        (the L4 vertebral body); they never count as outlines.
+    roi_extra : dict
+        ``{"PS_L": {key: value}}``: unknown keys of an outline, preserved.
     """
 
     slice_index: int
@@ -73,6 +87,14 @@ class Annotation:
     session: str = None
     classifier: dict = dataclasses.field(default_factory=dict)
     extra: dict = dataclasses.field(default_factory=dict)
+    origins: dict = dataclasses.field(default_factory=dict)
+    reference: dict = dataclasses.field(default_factory=dict)
+    roi_extra: dict = dataclasses.field(default_factory=dict)
+
+    def origin(self, key):
+        """How outline ``key`` was made: ``"drawn"`` unless the file says
+        ``"proposed"`` or ``"edited"`` (contract 7)."""
+        return self.origins.get(key, "drawn")
 
     def to_dict(self):
         out = dict(self.extra)
@@ -83,7 +105,13 @@ class Annotation:
                 "slice_index": int(self.slice_index),
                 "level": self.level,
                 "rois": [
-                    {"muscle": k.split("_")[0], "side": k.split("_")[1], "vertices": _plain(v)}
+                    {
+                        **self.roi_extra.get(k, {}),
+                        "muscle": k.split("_")[0],
+                        "side": k.split("_")[1],
+                        "vertices": _plain(v),
+                        **({"origin": self.origins[k]} if k in self.origins else {}),
+                    }
                     for k, v in sorted(self.rois.items(), key=lambda kv: schema.ROI_KEYS.index(kv[0]))
                 ],
                 "samples": [{"class": s["class"], "vertices": _plain(s["vertices"])} for s in self.samples],
@@ -94,6 +122,8 @@ class Annotation:
                 out[key] = getattr(self, key)
         if self.classifier:
             out["classifier"] = dict(self.classifier)
+        if self.reference:
+            out["reference"] = [{"structure": k, "vertices": _plain(v)} for k, v in self.reference.items()]
         if self.sample_labels is not None and np.any(self.sample_labels):
             out[LABELS_KEY] = _encode_labels(self.sample_labels)
         return out
@@ -135,7 +165,7 @@ def parse_annotation(obj, *, source="annotation"):
         raise AnnotationError(f"{source}: slice_index must be a non-negative integer, got {slice_index!r}")
     if not isinstance(obj["rois"], list):
         raise AnnotationError(f"{source}: 'rois' must be a list")
-    rois = {}
+    rois, origins, roi_extra = {}, {}, {}
     for i, roi in enumerate(obj["rois"]):
         if not isinstance(roi, dict) or not {"muscle", "side", "vertices"} <= roi.keys():
             raise AnnotationError(f"{source}: rois[{i}] needs 'muscle', 'side' and 'vertices'")
@@ -148,6 +178,15 @@ def parse_annotation(obj, *, source="annotation"):
         if key in rois:
             raise AnnotationError(f"{source}: {key} is outlined twice")
         rois[key] = _vertices(roi["vertices"], f"{source}: {key}")
+        if "origin" in roi:
+            if roi["origin"] not in schema.OUTLINE_ORIGINS:
+                raise AnnotationError(
+                    f"{source}: {key} has origin {roi['origin']!r}; use one of "
+                    f"{', '.join(schema.OUTLINE_ORIGINS)} (or leave it out for drawn)"
+                )
+            origins[key] = roi["origin"]
+        if extra := {k: v for k, v in roi.items() if k not in _ROI_KNOWN}:
+            roi_extra[key] = extra
     samples = []
     for i, sample in enumerate(obj.get("samples") or []):
         if not isinstance(sample, dict) or "class" not in sample or "vertices" not in sample:
@@ -166,6 +205,7 @@ def parse_annotation(obj, *, source="annotation"):
         if obj.get(key) not in (None, ""):
             ids[key] = check_identifier(obj[key], key.replace("_", " "))
     labels = _decode_labels(obj[LABELS_KEY], source) if obj.get(LABELS_KEY) else None
+    reference = _reference(obj.get("reference"), source)
     level = obj.get("level") or "L4"
     if not isinstance(level, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9/-]{0,15}", level):
         raise AnnotationError(f"{source}: level {level!r} is not a vertebral level such as 'L4'")
@@ -178,8 +218,33 @@ def parse_annotation(obj, *, source="annotation"):
         image_sha256=image.get("sha256") or None,
         classifier=dict(classifier),
         extra={k: v for k, v in obj.items() if k not in _KNOWN},
+        origins=origins,
+        reference=reference,
+        roi_extra=roi_extra,
         **ids,
     )
+
+
+def _reference(value, source):
+    """``{"VB": vertices}`` from the optional ``reference`` list (contract 2)."""
+    if value in (None, []):
+        return {}
+    if not isinstance(value, list):
+        raise AnnotationError(f"{source}: 'reference' must be a list of {{\"structure\", \"vertices\"}} objects")
+    out = {}
+    for i, item in enumerate(value):
+        if not isinstance(item, dict) or not {"structure", "vertices"} <= item.keys():
+            raise AnnotationError(f"{source}: reference[{i}] needs 'structure' and 'vertices'")
+        name = item["structure"]
+        if not isinstance(name, str) or not _STRUCTURE.fullmatch(name):
+            raise AnnotationError(
+                f"{source}: reference[{i}] has structure {name!r}; use a short name such as "
+                f"{', '.join(schema.REFERENCE_STRUCTURES)}"
+            )
+        if name in out:
+            raise AnnotationError(f"{source}: the reference outline {name} is given twice")
+        out[name] = _vertices(item["vertices"], f"{source}: reference {name}")
+    return out
 
 
 def _vertices(value, what):
@@ -220,10 +285,18 @@ def write_annotation(path, annotation):
 
 
 def annotation_sha256(annotation):
-    """Digest of the annotation's measured content (outlines, samples, slice,
-    level, classifier settings); ignores IDs and key order."""
+    """Digest of the annotation's measured content (outlines with their
+    origins, samples, slice, level, classifier settings, and reference
+    outlines when there are any); ignores IDs and key order. An annotation
+    without origins or reference outlines keeps the digest it had before
+    they existed."""
     d = annotation.to_dict() if isinstance(annotation, Annotation) else dict(annotation)
     content = {k: d.get(k) for k in ("slice_index", "level", "rois", "samples", "classifier", LABELS_KEY)}
+    if isinstance(content["rois"], list):  # unknown keys of an outline are not measured
+        content["rois"] = [{k: v for k, v in r.items() if k in _ROI_KNOWN} if isinstance(r, dict) else r
+                           for r in content["rois"]]
+    if d.get("reference"):
+        content["reference"] = d["reference"]
     blob = json.dumps(content, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
 

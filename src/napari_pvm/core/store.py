@@ -66,6 +66,7 @@ __all__ = [
     "StoreWarning",
     "VBQ_RELATIVE_TOLERANCE",
     "append_rows",
+    "check_appendable",
     "expected_header",
     "file_schema_version",
     "latest_rows",
@@ -1108,6 +1109,31 @@ def _precheck(path, spec):
         return  # reported with its reason under the lock
     if b"\n" in head and head[:head.find(b"\n") + 1] != header:
         _refuse_header(head, path, spec)
+
+
+def check_appendable(csv_path, *, table="muscle"):
+    """Refuse, before any work, a file that :func:`append_rows` would refuse
+    for what it is: a folder, a missing folder, or a file with another
+    header (a version-1 muscle table is named, with the
+    ``napari-pvm migrate-csv`` command). A missing file is fine: the first
+    append creates it. Rows are not checked; nothing is written.
+
+    Raises
+    ------
+    StoreError
+        As :func:`append_rows` would, ending in "Nothing was written."
+
+    Examples
+    --------
+    >>> check_appendable("shared/measurements.csv")  # doctest: +SKIP
+    """
+    spec = _table(table)
+    path = os.fspath(csv_path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise StoreError(f"the folder {folder} does not exist; create it or "
+                         "connect the network share. Nothing was written.")
+    _precheck(path, spec)
 
 
 def append_rows(csv_path, rows, *, table="muscle", timeout=30.0):
