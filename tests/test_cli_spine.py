@@ -29,7 +29,7 @@ def test_spine_json_row_equals_phantom_truth(sagittal_files, tmp_path, capsys):
     truth = json.loads(sagittal_files["truth"].read_text())
     assert set(truth) >= {"vbq", "local_kyphosis_deg"}
     assert row["vbq"] == pytest.approx(truth["vbq"], rel=1e-9)
-    assert row["local_kyphosis_deg"] == pytest.approx(truth["local_kyphosis_deg"], abs=0.01)
+    assert row["local_kyphosis_deg"] == pytest.approx(truth["local_kyphosis_deg"], abs=1e-6)  # bound: 0.01°
     assert row["vbq_levels"] == "L1;L3;L4" and row["vbq_si_L2"] is None
     assert (row["row_spacing_mm"], row["col_spacing_mm"]) == pytest.approx(sagittal_files["spacing"], rel=1e-6)
     stored = read_rows(csv, table="spine")

@@ -56,9 +56,3 @@ def volume_layer_tuple(volume):
         "image",
     )
 
-
-#: Axis names shown by napari's dims sliders: what each index counts.
-_AXIS_LABELS = {
-    "axial": ("slice (inferior→superior)", "row (anterior→posterior)", "column (right→left)"),
-    "sagittal": ("slice (right→left)", "row (superior→inferior)", "column (anterior→posterior)"),
-}

@@ -370,7 +370,7 @@ class SpineWidget(QWidget):
 
     def _settle(self):
         self._scheduled = False
-        if self.layer is not None and self.layer._is_creating:
+        if self.layer is not None and _drawing(self.layer):
             self._scheduled = True
             QTimer.singleShot(30, self._settle)
             return
@@ -378,7 +378,7 @@ class SpineWidget(QWidget):
 
     def sync_now(self):
         """Give new shapes their part, drop the older shape of that part, record for undo."""
-        if self.layer is None or self._applying or self.layer._is_creating:
+        if self.layer is None or self._applying or _drawing(self.layer):
             return
         shapes, excluded = self._snapshot()
         old_shapes = self._state[0] if self._state else []
@@ -458,7 +458,7 @@ class SpineWidget(QWidget):
 
     def undo(self):
         """Revert the last drawing, deletion or exclusion; False when there is none."""
-        if self.layer is not None and self.layer._is_creating:
+        if self.layer is not None and _drawing(self.layer):
             return False
         self.sync_now()
         if not self.undo_stack:
@@ -768,6 +768,14 @@ class SpineWidget(QWidget):
         self.row = {**row, "row_id": row_id}
         self.notify(f"spine row for patient {row['patient_id']} added to {Path(path).name}", "info")
         return row_id
+
+
+def _drawing(layer):
+    """Whether napari is in the middle of drawing a shape on ``layer`` (no
+    public API says so; the private flag is read with its warning silenced)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return bool(getattr(layer, "_is_creating", False))
 
 
 def _key(dock, action):

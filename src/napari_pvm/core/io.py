@@ -208,6 +208,7 @@ def read_volume(path, *, series=None, allow_unusual_spacing=False, anterior=None
         For a radiograph only: the side of the stored image on which the
         patient's anterior lies, as confirmed by the observer. Needed when
         the file has no PatientOrientation; must agree with it otherwise.
+        Ignored for cross-sectional images (their header says where anterior is).
 
     Returns
     -------
@@ -553,11 +554,7 @@ def _read_dicom_files(files, *, name, path=None, allow_unusual_spacing=False, an
         return _read_radiograph(
             files[0], first, name=name, allow_unusual_spacing=allow_unusual_spacing, anterior=anterior
         )
-    if anterior is not None:
-        raise ImageReadError(
-            f"{name}: anterior= applies to radiographs only; a cross-sectional image's orientation "
-            "comes from ImageOrientationPatient"
-        )
+    # anterior= is for radiographs; a cross-sectional image's orientation comes from its header
     try:
         iop = np.asarray(first.ImageOrientationPatient, dtype=float)
         row_dir, col_dir = iop[:3], iop[3:]

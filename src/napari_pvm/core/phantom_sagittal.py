@@ -184,6 +184,8 @@ def make_sagittal_phantom(*, seed=0, spacing=(0.75, 0.75), slice_spacing=4.0, n_
         raise PvmError("sagittal phantom: supersample must be an odd positive integer")
     if noise < 0 or shading < 0 or shading >= 1:
         raise PvmError("sagittal phantom: noise must be ≥ 0 and shading in [0, 1)")
+    # the NIfTI header stores float32: build with the spacing a reader will see
+    dr, dc, slice_spacing = (float(np.float32(v)) for v in (dr, dc, slice_spacing))
     rng = np.random.default_rng(seed)
     rows, cols = int(round(_HEIGHT_MM / dr)), int(round(_WIDTH_MM / dc))
     ss = int(supersample)
