@@ -5,15 +5,20 @@
 # outlines and the napari-pvm docks.
 #   bash scripts/demo.sh                      # phantom
 #   bash scripts/demo.sh IMAGE ANNOTATION     # your own case
+# IMAGE, ANNOTATION and PVM_DEMO_DIR may be relative to the folder you run it from.
 set -euo pipefail
+CALLER=$PWD
+absolute() { case "$1" in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$CALLER/$1" ;; esac; }
+if [ $# -ge 2 ]; then
+    IMAGE=$(absolute "$1"); ANNOTATION=$(absolute "$2")
+fi
+[ -n "${PVM_DEMO_DIR:-}" ] && PVM_DEMO_DIR=$(absolute "$PVM_DEMO_DIR")
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 PVM=.venv/bin/napari-pvm
 OUT=${PVM_DEMO_DIR:-pvm-demo}
 mkdir -p "$OUT"
-if [ $# -ge 2 ]; then
-    IMAGE=$1; ANNOTATION=$2
-else
+if [ $# -lt 2 ]; then
     "$PVM" phantom "$OUT" --seed 0 >/dev/null
     IMAGE="$OUT/phantom.nii.gz"; ANNOTATION="$OUT/phantom.pvm.json"
 fi

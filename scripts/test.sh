@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# One command: set everything up, then run the whole test suite (widgets run
-# on a virtual X display started by pytest-xvfb).
+# One command: set everything up, lint, then run the whole test suite and the
+# examples in the core's docstrings (widgets run on a virtual X display
+# started by pytest-xvfb). Arguments go to pytest instead of the default
+# paths, e.g. `bash scripts/test.sh tests/core/test_stats.py`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$(mktemp -d)}
+.venv/bin/ruff check .
+if [ $# -eq 0 ]; then
+    set -- --doctest-modules src/napari_pvm/core tests
+fi
 exec .venv/bin/python -m pytest -q "$@"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_pvm import cli
-from napari_pvm.core import reliability as rel
+from napari_pvm.core.stats import reliability as rel
 from napari_pvm.core import schema
 
 AREA = "PS_L_total_area_cm2"
@@ -212,6 +212,6 @@ def test_bad_options(capsys, two_observers, tmp_path):
     status, _, err = run_cli(capsys, two_observers, "--session", "read7")
     assert status == 2 and "no rows with session 'read7'" in err
     status, _, err = run_cli(capsys, two_observers, "--measures", "PS_L_nonsense")
-    assert status == 2 and "no such measure column" in err
+    assert status == 2 and "no such column" in err and "PS_L_nonsense" in err
     status, _, err = run_cli(capsys, tmp_path / "absent.csv")
     assert status == 2 and err.startswith("error: ")

@@ -75,7 +75,7 @@ def test_json_comparison_keys_and_values(cohort_json):
     trauma = rows["trauma_severity"]
     assert trauma["df"] == 2 and trauma["fisher_p"] is not None  # an expected count is below 5
     assert [lv["level"] for lv in trauma["levels"]] == ["moderate", "none_slight", "severe"]
-    assert trauma["levels"][0]["n"] == [97, 14]
+    assert trauma["levels"][0]["count"] == [97, 14]
 
 
 def test_json_logistic_and_roc(cohort_json):

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import REPO
 
 
@@ -57,4 +59,39 @@ def test_no_qt_binding_in_required_dependencies():
     names = {r.split(";")[0].split("[")[0].split(">")[0].split("=")[0].strip().lower() for r in required}
     assert not names & {"pyqt5", "pyqt6", "pyside2", "pyside6"}
     assert {"napari", "magicgui", "qtpy", "nibabel", "pydicom", "numpy", "scipy", "scikit-image",
-            "scikit-learn", "pandas"} <= names
+            "pandas", "tqdm"} <= names
+
+
+def _pyproject_dependencies():
+    import tomllib
+
+    text = (REPO / "pyproject.toml").read_text(encoding="utf-8")
+    deps = tomllib.loads(text)["project"]["dependencies"]
+    return {d.split(";")[0].split("[")[0].split(">")[0].split("=")[0].strip().lower() for d in deps}
+
+
+def test_scikit_learn_is_required_only_if_the_package_imports_it():
+    import re
+
+    source = "\n".join(p.read_text(encoding="utf-8") for p in (REPO / "src" / "napari_pvm").rglob("*.py"))
+    imports_sklearn = re.search(r"^\s*(import sklearn|from sklearn)", source, re.MULTILINE) is not None
+    assert ("scikit-learn" in _pyproject_dependencies()) == imports_sklearn
+
+
+def test_core_exports_the_public_api_lazily():
+    code = (
+        "import sys, napari_pvm.core as core\n"
+        "heavy = sorted(m for m in ('sklearn', 'matplotlib', 'dask', 'distributed', 'numba', 'pandas') "
+        "if m in sys.modules)\n"
+        "missing = [n for n in core.__all__ if getattr(core, n, None) is None]\n"
+        "print(heavy, missing, len(core.__all__))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("[] [] "), out.stdout  # nothing heavy on import; every name resolves
+    import napari_pvm.core as core
+
+    for name in ("FatClassifier", "measure_annotation", "append_rows", "read_rows", "read_volume",
+                 "propose_outlines", "analyse", "read_table"):
+        assert name in core.__all__
+    with pytest.raises(AttributeError):
+        core.no_such_name  # noqa: B018

@@ -12,7 +12,9 @@ import pandas as pd
 import pytest
 from scipy import integrate, stats
 
-from napari_pvm.core import reliability as rel
+from napari_pvm.core.stats import reliability as rel
+from napari_pvm.core.stats.input import select_rows
+from napari_pvm.core.stats.plots import bland_altman_plot
 from napari_pvm.core import schema
 from napari_pvm.core.errors import StatsInputError
 
@@ -368,14 +370,14 @@ def test_latest_row_per_patient_and_observer():
     older[AREA] = -5.0
     older["measured_at"] = "2024-02-01T10:00:00+00:00"
     rows = pd.concat([redo, rows, older], ignore_index=True)
-    latest = rel.latest_rows(rows)
+    latest, _ = select_rows(rows)
     assert len(latest) == 12
     p00 = latest[(latest["patient_id"] == "P00") & (latest["observer_id"] == "A")]
     assert p00[AREA].tolist() == [99.0]
     # Same time stamp: the later row in the frame wins.
     tie = rows_from_matrix(x).iloc[[1]].copy()
     tie[AREA] = 42.0
-    latest = rel.latest_rows(pd.concat([rows_from_matrix(x), tie], ignore_index=True))
+    latest, _ = select_rows(pd.concat([rows_from_matrix(x), tie], ignore_index=True))
     assert latest.loc[(latest["patient_id"] == "P01") & (latest["observer_id"] == "A"),
                       AREA].tolist() == [42.0]
     table = rel.reliability_table(rows)
@@ -518,7 +520,7 @@ def test_default_measures_need_two_observers_with_data():
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda r: r.iloc[0:0], "empty"),
+        (lambda r: r.iloc[0:0], "no rows"),
         (lambda r: r.drop(columns="observer_id"), "no observer_id column"),
         (lambda r: r.assign(observer_id=[None] + ["B"] * (len(r) - 1)), "have no observer_id"),
         (lambda r: r.astype({AREA: object}).assign(**{AREA: ["x"] + [1.0] * (len(r) - 1)}),
@@ -535,7 +537,7 @@ def test_malformed_rows(mutate, message):
 
 def test_unknown_measure():
     rows = make_rows({"A": {AREA: [10, 11, 12]}, "B": {AREA: [10, 11.5, 12.5]}})
-    with pytest.raises(StatsInputError, match="no such measure column: nonsense"):
+    with pytest.raises(StatsInputError, match="--measures: no such column in the measure columns: 'nonsense'"):
         rel.reliability_table(rows, measures=["nonsense"])
 
 
@@ -549,7 +551,7 @@ def test_bland_altman_plot_draws_without_a_display():
 
     x = simulated(12, 2, seed=16)
     rows = rows_from_matrix(x)
-    ax = rel.bland_altman_plot(rows, AREA)
+    ax = bland_altman_plot(rows, AREA)
     assert isinstance(ax, Axes)
     assert ax.get_xlabel() == "Mean of A and B (cm²)"
     assert ax.get_ylabel() == "A − B (cm²)"
@@ -567,10 +569,10 @@ def test_bland_altman_plot_on_given_axes_and_pair():
     x = simulated(10, 3, seed=17)
     rows = rows_from_matrix(x, measure=FI)
     ax = Figure().add_subplot()
-    assert rel.bland_altman_plot(rows, FI, ax=ax, pair=("C", "A")) is ax
+    assert bland_altman_plot(rows, FI, ax=ax, pair=("C", "A")) is ax
     assert ax.get_ylabel() == "C − A (%)"
     with pytest.raises(StatsInputError, match="pair must name"):
-        rel.bland_altman_plot(rows, FI, pair=("A", "Z"))
+        bland_altman_plot(rows, FI, pair=("A", "Z"))
     const = make_rows({"A": {FI: [1, 1, 1]}, "B": {FI: [1, 1, 1]}})
     with pytest.raises(StatsInputError, match="constant"):
-        rel.bland_altman_plot(const, FI)
+        bland_altman_plot(const, FI)

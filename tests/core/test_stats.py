@@ -25,9 +25,9 @@ import pytest
 from napari_pvm.core import schema
 from napari_pvm.core.errors import StatsInputError
 from napari_pvm.core.stats import analyse, detect_type, encode_outcome, format_p, merge_measurements
-from napari_pvm.core.stats_compare import continuous_row, fisher_exact_rx2, mann_whitney
-from napari_pvm.core.stats_logistic import hosmer_lemeshow, logistic_regression
-from napari_pvm.core.stats_roc import roc_curve
+from napari_pvm.core.stats.compare import continuous_row, fisher_exact_rx2, mann_whitney
+from napari_pvm.core.stats.logistic import hosmer_lemeshow, logistic_regression
+from napari_pvm.core.stats.roc import roc_curve
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 COHORT = DATA / "paper_table2_cohort.csv"
@@ -720,7 +720,7 @@ def _table(n=12, **extra):
     [
         ({"continuous": ["x", "const"]}, "no variance"),
         ({"continuous": ["bad"]}, r"non-numeric value.*'abc' \(patient 003\)"),
-        ({"continuous": ["nope"]}, "no such column: 'nope'"),
+        ({"continuous": ["nope"]}, "no such column in the table: 'nope'"),
         ({"continuous": ["xx"]}, "did you mean 'x'"),
         ({"roc": ["const"]}, "no variance"),
         ({"logistic": ["x", "const"]}, "no variance"),
@@ -877,9 +877,15 @@ def test_merge_mean_of_observers_and_latest_row(measurement_csv):
     a1 = raw[(raw.patient_id == "001") & (raw.observer_id == "A")][col].item()
     b1 = raw[(raw.patient_id == "001") & (raw.observer_id == "B")][col].item()
     assert merged.set_index("patient_id").loc["001", col] == pytest.approx((a1 + b1) / 2)
-    latest_a0 = raw[(raw.patient_id == "000") & (raw.observer_id == "A") & (raw.session == "read2")][col].item()
+    first_a0 = raw[(raw.patient_id == "000") & (raw.observer_id == "A") & (raw.session == "read1")][col].item()
+    repeat_a0 = raw[(raw.patient_id == "000") & (raw.observer_id == "A") & (raw.session == "read2")][col].item()
     b0 = raw[(raw.patient_id == "000") & (raw.observer_id == "B")][col].item()
-    assert merged.set_index("patient_id").loc["000", col] == pytest.approx((latest_a0 + b0) / 2)
+    # the repeat reading (read2, measured later) never replaces the first in Table 2
+    assert merged.set_index("patient_id").loc["000", col] == pytest.approx((first_a0 + b0) / 2)
+    repeat, _, _ = merge_measurements(clinical, measurement_csv, session="read2")
+    assert repeat.set_index("patient_id").loc["000", col] == pytest.approx(repeat_a0)
+    with pytest.raises(StatsInputError, match="no rows with session 'read9'.*'read1', 'read2'"):
+        merge_measurements(clinical, measurement_csv, session="read9")
     joined = " ".join(notes)
     assert "2 patient(s) of the clinical table have no measurements (100, 101)" in joined
     assert "1 measured patient(s) are not in the clinical table (999)" in joined
@@ -896,8 +902,8 @@ def test_analyse_with_merge_adds_reliability(measurement_csv):
                   measurements=measurement_csv)
     assert res.types["PS_B_total_area_cm2"] == "continuous"
     assert by_var(res.comparison.table, "PS_B_total_area_cm2")["n_0"] == 6
-    assert res.reliability is not None and "PS_B_total_area_cm2" in set(res.reliability["measure"])
-    from napari_pvm.core.report import html_report
+    assert res.reliability is not None and "PS_B_total_area_cm2" in set(res.reliability.table["measure"])
+    from napari_pvm.core.stats.report import html_report
 
     html = html_report(res)
     assert "Inter-observer reliability" in html and "Bland–Altman: PS_B_total_area_cm2" in html
@@ -911,7 +917,7 @@ def test_analyse_with_merge_adds_reliability(measurement_csv):
 def test_plots_draw_on_given_axes(small_result):
     from matplotlib.figure import Figure
 
-    from napari_pvm.core import plots
+    from napari_pvm.core.stats import plots
 
     ax = Figure().add_subplot()
     assert plots.roc_plot(small_result.roc, ax=ax) is ax
@@ -924,7 +930,7 @@ def test_plots_draw_on_given_axes(small_result):
 def test_core_never_imports_pyplot():
     code = (
         "import sys\n"
-        "from napari_pvm.core import stats, plots, report\n"
+        "from napari_pvm.core import stats\nfrom napari_pvm.core.stats import report\n"
         f"r = stats.analyse({str(SMALL)!r}, 'y', continuous=['value'], roc=['score'])\n"
         "report.html_report(r)\n"
         "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported'\n"
@@ -933,7 +939,7 @@ def test_core_never_imports_pyplot():
 
 
 def test_html_report_is_self_contained_and_escaped(tmp_path):
-    from napari_pvm.core.report import write_outputs
+    from napari_pvm.core.stats.report import write_outputs
 
     t = _table(grp=["<script>alert(1)</script>", "b&c"] * 6)
     res = analyse(t, "out", continuous=["x"], categorical=["grp"], roc=["x"])

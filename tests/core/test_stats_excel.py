@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from napari_pvm.core.stats import analyse
-from napari_pvm.core.stats_input import load_table
+from napari_pvm.core.stats.input import load_table
 
 COHORT = Path(__file__).resolve().parents[1] / "data" / "paper_table2_cohort.csv"
 

@@ -153,10 +153,12 @@ def test_cohort_tables_and_plots_match_analyse(dock, qtbot, cohort, tmp_path):
 
     # export: the CLI's files plus the figures shown
     out = tmp_path / "export"
-    written = dock.export(out)
+    written = dock.export(out, wait=True)
     names = {p.name for p in written}
+    # every figure, not only those on screen
     assert {"comparison.csv", "logistic.csv", "roc.csv", "results.json", "report.html", "roc.png",
-            "boxplot_vbq.png"} <= names
+            "boxplots_1.png"} <= names
+    assert dock.progress.value() == dock.progress.maximum() > 1  # determinate progress
     assert all(p.exists() and p.stat().st_size > 0 for p in written)
     assert (out / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     pd.testing.assert_frame_equal(pd.read_csv(out / "roc.csv"), pd.read_csv(_csv(expected.roc.table, tmp_path)),
@@ -224,8 +226,8 @@ def shared(tmp_path):
 
 def test_merged_measurements_reliability_and_bland_altman(dock, qtbot, shared, tmp_path):
     res = dock.results
-    from napari_pvm.core.reliability import reliability_table
-    from napari_pvm.core.stats_input import read_measurements
+    from napari_pvm.core.stats.reliability import reliability_table
+    from napari_pvm.core.stats.input import read_measurements
 
     cpath, mpath = shared
     dock.load_table(cpath)
@@ -267,8 +269,12 @@ def test_merged_measurements_reliability_and_bland_altman(dock, qtbot, shared, t
     res.measure_combo.setCurrentText("ESMF_B_fi_pct")
     assert res.ba_canvas.has_plot
 
-    written = {p.name for p in dock.export(tmp_path / "out")}
+    written = {p.name for p in dock.export(tmp_path / "out", wait=True)}
     assert {"reliability.csv", "bland_altman_ESMF_B_fi_pct.png", "roc.png", "report.html"} <= written
+    # every Bland–Altman plot that can be drawn, and a note on those that cannot
+    drawable = rel.loc[rel["icc2_1"].notna(), "measure"]
+    assert {f"bland_altman_{m}.png" for m in drawable} <= written
+    assert "figures_not_drawn.txt" in written
     exported = pd.read_csv(tmp_path / "out" / "reliability.csv")
     assert exported["icc2_1"].iloc[area] == pytest.approx(r["icc2_1"], rel=1e-12)
 
@@ -283,7 +289,7 @@ def test_reliability_from_the_measurements_alone(dock, qtbot, shared, tmp_path):
     assert res.tabs.tabText(res.tabs.currentIndex()) == "Reliability"
     assert res.reliability_table.rowCount() == len(dock.reliability) > 0
     assert res.ba_canvas.has_plot
-    written = {p.name for p in dock.export(tmp_path / "rel")}
+    written = {p.name for p in dock.export(tmp_path / "rel", wait=True)}
     assert "reliability.csv" in written and any(n.startswith("bland_altman_") for n in written)
 
 

@@ -1,11 +1,13 @@
 """Compare outcome groups (Table 2), logistic regression (Table 3) and ROC, as SPSS does.
 
-Reads a per-patient table (CSV, or Excel with openpyxl) with ``patient_id``,
-the outcome and clinical variables, optionally merged with the shared
-measurement CSV (per patient: the mean of the observers, or one observer).
-Prints Table 2, Table 3 and the ROC table, or JSON with ``--json``; with
-``--out DIR`` also writes every table as CSV, ``results.json`` and a
-self-contained ``report.html`` with the figures. See docs/statistics.md.
+Reads a per-patient table (CSV from any spreadsheet, or Excel) with
+patient_id, the outcome and clinical variables, optionally merged with the
+shared measurement CSVs (--merge, once for the muscle table and once for the
+spine table): per patient the mean of the observers, or one observer, of one
+reading (--session, default read1). Prints Table 2, Table 3 and the ROC table,
+or JSON with --json; with --out DIR also writes every table as CSV, every
+figure as PNG, results.json and a self-contained report.html. See
+docs/statistics.md.
 """
 
 from . import Outcome
@@ -36,14 +38,28 @@ def add_arguments(parser):
     parser.add_argument(
         "--event", metavar="VALUE", help="outcome value meaning 'event' (needed unless the outcome is 0/1)"
     )
-    parser.add_argument("--merge", metavar="MEASUREMENTS.csv", help="shared measurement CSV to merge on patient_id")
+    parser.add_argument(
+        "--merge",
+        action="append",
+        metavar="MEASUREMENTS.csv",
+        help="shared measurement CSV (muscle or spine table) to merge on patient_id; give it once per table",
+    )
     parser.add_argument(
         "--observer",
         default="mean",
         metavar="ID|mean",
         help="with --merge: the mean of the observers (default) or one observer's values",
     )
+    parser.add_argument(
+        "--session", metavar="LABEL", help="with --merge: the reading to use (default read1, or the only one)"
+    )
     parser.add_argument("--level", metavar="LEVEL", help="with --merge: vertebral level when the file has several")
+    parser.add_argument(
+        "--exclude-flagged",
+        action="store_true",
+        help="with --merge: leave out rows with quality flags (qc_flags), after the latest row of each reading "
+        "is chosen",
+    )
     parser.add_argument(
         "--continuous",
         type=_csv_list,
@@ -60,15 +76,23 @@ def add_arguments(parser):
     )
     parser.add_argument("--roc", type=_csv_list, metavar="u,v", help="variables for ROC analysis")
     parser.add_argument("--seed", type=int, default=0, help="seed of resampled Fisher tests (default 0)")
-    parser.add_argument("--out", metavar="DIR", help="write the tables as CSV, results.json and report.html here")
+    parser.add_argument(
+        "--out", metavar="DIR", help="write the tables as CSV, the figures as PNG, results.json and report.html here"
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
 def run(args):
     """Run the analysis; see :func:`napari_pvm.core.stats.analyse`."""
-    from ..core import report, stats
+    from ..core.errors import StatsInputError
+    from ..core.stats import analyse, report
 
-    result = stats.analyse(
+    if not args.merge:
+        used = [flag for flag, on in (("--session", args.session), ("--level", args.level),
+                                      ("--exclude-flagged", args.exclude_flagged)) if on]
+        if used:
+            raise StatsInputError(f"{', '.join(used)} applies to measurements: add --merge MEASUREMENTS.csv")
+    result = analyse(
         args.table,
         args.outcome,
         event=args.event,
@@ -79,6 +103,8 @@ def run(args):
         measurements=args.merge,
         observer=args.observer,
         level=args.level,
+        session=args.session,
+        exclude_flagged=args.exclude_flagged,
         reference=_reference(args.reference),
         seed=args.seed,
     )

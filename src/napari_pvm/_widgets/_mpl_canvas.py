@@ -5,7 +5,7 @@ The napari-matplotlib pattern: one :class:`~matplotlib.figure.Figure` in a
 ``napari.utils.theme.get_theme(viewer.theme)`` and redrawn when the theme
 changes. The canvas does not know what it draws: :meth:`ThemedCanvas.plot`
 takes a function ``draw(ax)`` (the ``ax=`` functions of
-:mod:`napari_pvm.core.plots` and :mod:`napari_pvm.core.reliability`), so the
+:mod:`napari_pvm.core.stats.plots`), so the
 same function renders the on-screen figure in the theme's colours and, in
 :meth:`ThemedCanvas.save_png`, a paper-white PNG.
 """
@@ -213,7 +213,7 @@ class ThemedCanvas(QWidget):
         """
         if self._draw is None:
             return False
-        from ..core.plots import figure_png
+        from ..core.stats.plots import figure_png
 
         with matplotlib.style.context("default"):
             figure = Figure(figsize=self.figsize, layout="constrained")

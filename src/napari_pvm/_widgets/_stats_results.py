@@ -3,11 +3,9 @@
 ``Table 2`` (comparison), ``Table 3`` (logistic rows, fit statistics and
 warnings), ``ROC`` (table and curves), ``Reliability`` (table and a
 Bland–Altman plot per measure), ``Box plots`` and ``Warnings``. The panel
-shows a :class:`~napari_pvm.core.stats.StatsResult` (or a reliability table
-alone) and saves the figures it shows; it computes nothing itself.
+shows a :class:`~napari_pvm.core.stats.StatsResult` (or a reliability result
+alone); it computes nothing itself.
 """
-
-import re
 
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
@@ -44,14 +42,15 @@ class ResultsPanel(QWidget):
     result : StatsResult or None
     reliability : pandas.DataFrame or None
         The reliability table shown.
+    reliability_result : ReliabilityResult or None
+        What the reliability tab shows (the Bland–Altman plots draw its values).
     """
 
     def __init__(self, viewer, parent=None):
         super().__init__(parent)
         self.result = None
         self.reliability = None
-        self._ba_rows = None  # measurement rows the Bland–Altman plots are drawn from
-        self._ba_level = None
+        self.reliability_result = None
         self.summary_label = QLabel("")
         self.summary_label.setWordWrap(True)
         self.comparison_table = _table()
@@ -69,7 +68,13 @@ class ResultsPanel(QWidget):
         self.warnings_list = QListWidget()
         self.warnings_list.setWordWrap(True)
         self.warnings_list.setSpacing(4)
-        self.warnings_list.setAlternatingRowColors(True)
+        # No alternating row colours: napari's themes colour the text but not
+        # Qt's alternate base, which left light text on light grey rows. A
+        # rule in the theme's own text colour separates the warnings instead.
+        self.warnings_list.setAlternatingRowColors(False)
+        self.warnings_list.setStyleSheet(
+            "QListWidget::item { border-bottom: 1px solid palette(mid); padding: 2px; }"
+        )
 
         self.tabs = QTabWidget()
         pages = (
@@ -99,7 +104,7 @@ class ResultsPanel(QWidget):
     # ----------------------------------------------------------- content
     def clear(self, message):
         """Empty every tab; the canvases show ``message``."""
-        self.result = self.reliability = self._ba_rows = None
+        self.result = self.reliability = self.reliability_result = None
         self.summary_label.setText("")
         for table in (self.comparison_table, self.logistic_table, self.roc_table, self.reliability_table):
             table.clear()
@@ -137,10 +142,10 @@ class ResultsPanel(QWidget):
         else:
             self.roc_canvas.show_message("No ROC variables chosen (tick them in the ROC column).")
         if result.reliability is not None:
-            self.show_reliability(result.reliability, result.measurements, result.settings.get("level"),
-                                  preferred=list(result.types) + roc_names)
+            self.show_reliability(result.reliability, preferred=list(result.types) + roc_names)
         else:
-            why = "no measurements merged" if result.measurements is None else "the measurements have one observer"
+            merged = result.settings.get("observer") is not None
+            why = "the measurements have one observer" if merged else "no measurements merged"
             self.ba_canvas.show_message(f"No reliability: {why}.")
         boxes = [n for n, t in result.types.items() if t == "continuous"]
         boxes += [n for n in roc_names if n not in boxes]
@@ -152,11 +157,12 @@ class ResultsPanel(QWidget):
         if result.warnings:
             self.tabs.setTabText(TABS.index("Warnings"), f"Warnings ({len(result.warnings)})")
 
-    def show_reliability(self, table, rows, level=None, *, preferred=()):
-        """Show a reliability table; the Bland–Altman plot starts at the first ``preferred`` measure."""
-        self.reliability, self._ba_rows, self._ba_level = table, rows, level
+    def show_reliability(self, result, *, preferred=()):
+        """Show a reliability result; the Bland–Altman plot starts at the first ``preferred`` measure."""
+        table = result.table
+        self.reliability, self.reliability_result = table, result
         if self.result is None:
-            attrs = table.attrs
+            attrs = result.info
             self.summary_label.setText(
                 f"Inter-observer reliability: {attrs.get('n_patients_both', '?')} patients measured by "
                 f"{', '.join(map(str, attrs.get('observers', [])))}"
@@ -176,13 +182,12 @@ class ResultsPanel(QWidget):
 
     def draw_bland_altman(self):
         """Draw the Bland–Altman plot of the measure chosen (or say why it cannot be drawn)."""
-        measure = self.measure_combo.currentText()
-        if self._ba_rows is None or not measure:
+        measure, result = self.measure_combo.currentText(), self.reliability_result
+        if result is None or not measure:
             return
-        from ..core.reliability import bland_altman_plot
+        from ..core.stats.plots import bland_altman_plot
 
-        rows, level = self._ba_rows, self._ba_level
-        self._plot(self.ba_canvas, lambda ax: bland_altman_plot(rows, measure, ax=ax, level=level),
+        self._plot(self.ba_canvas, lambda ax: bland_altman_plot(result, measure, ax=ax),
                    f"Bland–Altman plot of {measure}")
 
     def draw_boxplot(self):
@@ -192,17 +197,6 @@ class ResultsPanel(QWidget):
             self.box_canvas.show_message("No continuous variable to plot.")
             return
         self._plot(self.box_canvas, lambda ax: _boxplot(result, name, ax), f"box plot of {name}")
-
-    def save_figures(self, out_dir):
-        """Write the figures shown as paper-white PNGs; returns their paths."""
-        figures = [(self.roc_canvas, "roc.png"),
-                   (self.box_canvas, f"boxplot_{_safe(self.box_combo.currentText())}.png"),
-                   (self.ba_canvas, f"bland_altman_{_safe(self.measure_combo.currentText())}.png")]
-        written = []
-        for canvas, name in figures:
-            if canvas.save_png(out_dir / name):
-                written.append(out_dir / name)
-        return written
 
     @staticmethod
     def _plot(canvas, draw, what):
@@ -218,22 +212,18 @@ class ResultsPanel(QWidget):
 
 
 def _roc(result, ax):
-    from ..core.plots import roc_plot
+    from ..core.stats.plots import roc_plot
 
     return roc_plot(result.roc, ax=ax)
 
 
 def _boxplot(result, name, ax):
-    from ..core.plots import group_boxplot
+    from ..core.stats.plots import group_boxplot
 
     labels = (str(result.outcome["non_event"]), str(result.outcome["event"]))
     group_boxplot(result.data, name, result.y, labels=labels, ax=ax)
     ax.set_xlabel(result.outcome["column"], fontsize=8)
     return ax
-
-
-def _safe(name):
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "figure"
 
 
 def _table():

@@ -1,6 +1,6 @@
 """Qt views of a statistics result: the variable grid and the result tables.
 
-The cell texts come from :mod:`napari_pvm.core.report` (the same rows as the
+The cell texts come from :mod:`napari_pvm.core.stats.report` (the same rows as the
 text and HTML reports, P values by ``format_p``, "–" for a missing number),
 so the dock, ``napari-pvm stats`` and ``report.html`` always agree.
 """
@@ -15,8 +15,11 @@ from qtpy.QtWidgets import (
     QTableWidgetItem,
 )
 
-from ..core.report import _comparison_rows, _logistic_rows, _num, _roc_rows
-from ..core.stats import format_p
+from ..core.stats.format import format_number as _num
+from ..core.stats.format import format_p
+from ..core.stats.report import comparison_rows as _comparison_rows
+from ..core.stats.report import logistic_rows as _logistic_rows
+from ..core.stats.report import roc_rows as _roc_rows
 
 __all__ = [
     "OFF",
@@ -121,7 +124,7 @@ def logistic_facts(result):
 
 
 def reliability_rows(table):
-    """Rows of a :func:`~napari_pvm.core.reliability.reliability_table`, with its notes."""
+    """Rows of a reliability table (:class:`~napari_pvm.core.stats.reliability.ReliabilityResult`), with notes."""
     header = ["Measure", "n", "ICC(2,1) (95% CI)", "Koo & Li", "ICC(3,1)", "ICC(2,k)",
               "Bias (95% limits of agreement)", "SEM", "MDC95", "Note"]
     rows = []
@@ -180,7 +183,7 @@ class _TypeDelegate(QStyledItemDelegate):
 class VariableGrid(QTableWidget):
     """One row per column of the table: its Table 2 type, logistic and ROC ticks.
 
-    Types are pre-set from :func:`napari_pvm.core.stats_input.detect_type`
+    Types are pre-set from :func:`napari_pvm.core.stats.input.detect_type`
     (click a type to change it); a column that cannot be analysed starts as
     "—" with the reason as tooltip.
     """

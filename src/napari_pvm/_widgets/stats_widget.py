@@ -2,11 +2,13 @@
 
 The dock only gathers the choices and shows the result: the analysis is
 :func:`napari_pvm.core.stats.analyse` (the same call as ``napari-pvm stats``)
-run in a worker thread, the tables are the rows of :mod:`napari_pvm.core.report`,
-the figures are :mod:`napari_pvm.core.plots` and
-:func:`napari_pvm.core.reliability.bland_altman_plot` drawn on canvases in the
-colours of napari's theme. With a measurements CSV and no clinical table, Run
-gives the inter-observer reliability alone.
+run in a worker thread, the tables are the rows of
+:mod:`napari_pvm.core.stats.report`, the figures are
+:mod:`napari_pvm.core.stats.plots` drawn on canvases in the colours of
+napari's theme. The measurements are a muscle table and, optionally, a spine
+table; the session box picks the reading (default read1). With measurements
+and no clinical table, Run gives the inter-observer reliability alone. Export
+writes every table and every figure in a worker, with progress.
 """
 
 import logging
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QFormLayout,
@@ -41,8 +44,9 @@ _GUI_WORDS = (
     (re.compile(r"say which one is the event with --event VALUE \(event=\.\.\. in Python\)"),
      "choose the event value in the Event box"),
     (re.compile(r"choose one with --level"), "choose one in the Level box"),
+    (re.compile(r"choose one with --session"), "choose one in the Session box"),
     (re.compile(r"--event "), "the event value "),
-    (re.compile(r"--(outcome|continuous|categorical|logistic|roc|reference|level): "), r"\1: "),
+    (re.compile(r"--(outcome|continuous|categorical|logistic|roc|reference|level|session): "), r"\1: "),
 )
 
 
@@ -80,7 +84,8 @@ class StatsWidget(QWidget):
         self.viewer = napari_viewer
         self.table = None  # the clinical table as loaded (text)
         self.rows = None  # the measurement rows as loaded
-        self._paths = ["", ""]  # of the table and the measurements loaded
+        self.spine_rows = None  # the spine-table rows as loaded
+        self._paths = ["", "", ""]  # of the table, the measurements and the spine table loaded
         self._worker = None
         self.notify = _notify
         self.ask_directory = self._ask_directory
@@ -97,7 +102,19 @@ class StatsWidget(QWidget):
         self.meas_edit = QLineEdit()
         self.meas_edit.setPlaceholderText("optional: shared measurements CSV")
         self.meas_edit.editingFinished.connect(self._on_measurements_edited)
+        self.spine_edit = QLineEdit()
+        self.spine_edit.setPlaceholderText("optional: shared spine CSV (VBQ, kyphotic angle)")
+        self.spine_edit.editingFinished.connect(self._on_spine_edited)
         self.observer_combo = QComboBox()
+        self.session_combo = QComboBox()
+        self.session_combo.setToolTip("The reading used (default read1): a repeat reading never replaces the first")
+        self.session_combo.currentIndexChanged.connect(lambda *_: self._refresh_variables())
+        self.flagged_check = QCheckBox("leave out rows with quality flags")
+        self.flagged_check.setToolTip(
+            "Rows whose qc_flags is not empty are left out after the latest row of each reading is chosen "
+            "(an older row never takes their place); the report says how many"
+        )
+        self.flagged_check.toggled.connect(lambda *_: self._refresh_variables())
         self.level_combo = QComboBox()
         self.level_combo.currentIndexChanged.connect(lambda *_: self._refresh_variables())
         self.outcome_combo = QComboBox()
@@ -111,8 +128,8 @@ class StatsWidget(QWidget):
         self.run_button.clicked.connect(lambda: self.run())
         self.export_button = QPushButton("Export…")
         self.export_button.setToolTip(
-            "CSV tables, results.json and report.html, the figures shown as PNG (white background) "
-            "and the reliability table"
+            "Every table as CSV, every figure as PNG, results.json, report.html and report.txt "
+            "(written in the background, with progress)"
         )
         self.export_button.clicked.connect(lambda: self.export())
         self.progress = QProgressBar()
@@ -124,11 +141,16 @@ class StatsWidget(QWidget):
         form = QFormLayout()
         form.addRow("table", _with_browse(self.table_edit, self._browse_table))
         form.addRow("measurements", _with_browse(self.meas_edit, self._browse_measurements))
+        form.addRow("spine table", _with_browse(self.spine_edit, self._browse_spine))
         pair = QHBoxLayout()
         pair.addWidget(self.observer_combo, 1)
         pair.addWidget(QLabel("level"))
         pair.addWidget(self.level_combo)
         form.addRow("observer", pair)
+        reading = QHBoxLayout()
+        reading.addWidget(self.session_combo, 1)
+        reading.addWidget(self.flagged_check)
+        form.addRow("session", reading)
         outcome = QHBoxLayout()
         outcome.addWidget(self.outcome_combo, 1)
         outcome.addWidget(QLabel("event"))
@@ -169,6 +191,15 @@ class StatsWidget(QWidget):
         if path:
             self.load_measurements(path)
 
+    def _browse_spine(self):
+        path, _ = QFileDialog.getOpenFileName(self, "Shared spine CSV", self.spine_edit.text(), "CSV (*.csv)")
+        if path:
+            self.load_spine(path)
+
+    def _on_spine_edited(self):
+        if self.spine_edit.text().strip() != self._paths[2]:
+            self.load_spine(self.spine_edit.text())
+
     def _on_table_edited(self):
         if self.table_edit.text().strip() != self._paths[0]:
             self.load_table(self.table_edit.text())
@@ -179,7 +210,7 @@ class StatsWidget(QWidget):
 
     def load_table(self, path):
         """Read the per-patient table and list its columns; False (and a notification) on bad input."""
-        from ..core.stats_input import load_table
+        from ..core.stats.input import load_table
 
         path = str(path or "").strip()
         self.table_edit.setText(path)
@@ -199,7 +230,7 @@ class StatsWidget(QWidget):
 
     def load_measurements(self, path):
         """Read the shared measurements CSV (observers, levels); None clears it."""
-        from ..core.stats_input import read_measurements
+        from ..core.stats.input import read_measurements
 
         path = str(path or "").strip()
         self.meas_edit.setText(path)
@@ -210,14 +241,50 @@ class StatsWidget(QWidget):
                 self.rows = read_measurements(path)
             except (PvmError, OSError) as exc:
                 self.notify(f"cannot read the measurements: {exc}", "warning")
-        observers = levels = []
-        if self.rows is not None:
-            observers = sorted({str(v) for v in self.rows["observer_id"].dropna() if str(v)})
-            levels = sorted({str(v) for v in self.rows["level"].dropna()}) if "level" in self.rows else []
-        self._fill_observers(observers, levels)
+        self._fill_choices()
         self._refresh_variables()
         self._update_enabled()
         return self.rows is not None or not path
+
+    def load_spine(self, path):
+        """Read the shared spine CSV (contract 8) to merge with the muscle table; None clears it."""
+        from ..core.stats.input import read_measurements
+
+        path = str(path or "").strip()
+        self.spine_edit.setText(path)
+        self._paths[2] = path
+        self.spine_rows = None
+        if path:
+            try:
+                self.spine_rows = read_measurements(path)
+            except (PvmError, OSError) as exc:
+                self.notify(f"cannot read the spine table: {exc}", "warning")
+        self._fill_choices()
+        self._refresh_variables()
+        self._update_enabled()
+        return self.spine_rows is not None or not path
+
+    @property
+    def _measurement_frames(self):
+        return [r for r in (self.rows, self.spine_rows) if r is not None]
+
+    def _fill_choices(self):
+        from ..core.schema import DEFAULT_SESSION
+
+        frames = self._measurement_frames
+        observers = sorted({str(v) for r in frames for v in r["observer_id"].dropna() if str(v)})
+        levels = sorted({str(v) for v in self.rows["level"].dropna()}) if self.rows is not None and \
+            "level" in self.rows else []
+        sessions = sorted({str(v) or DEFAULT_SESSION for r in frames if "session" in r
+                           for v in r["session"].fillna(DEFAULT_SESSION)})
+        self._fill_observers(observers, levels)
+        self.session_combo.blockSignals(True)
+        self.session_combo.clear()
+        self.session_combo.addItems(sessions)
+        if DEFAULT_SESSION in sessions:
+            self.session_combo.setCurrentText(DEFAULT_SESSION)
+        self.session_combo.blockSignals(False)
+        self.session_combo.setEnabled(len(sessions) > 1)
 
     def _fill_observers(self, observers, levels):
         self.observer_combo.clear()
@@ -261,19 +328,20 @@ class StatsWidget(QWidget):
         """The table with the measure columns merged as the analysis will see them."""
         if self.table is None:
             return None
-        if self.rows is None:
+        if not self._measurement_frames:
             return self.table
-        from ..core.stats_input import merge_measurements
+        from ..core.stats.input import merge_measurements
 
         try:
-            merged, _, _ = merge_measurements(self.table, self.rows, level=self.level)
+            merged, _, _ = merge_measurements(self.table, self._measurement_frames, level=self.level,
+                                              session=self.session, exclude_flagged=self.exclude_flagged)
         except PvmError as exc:
             self.notify(f"measurements not merged: {gui_message(str(exc))}", "warning")
             return self.table
         return merged
 
     def _refresh_variables(self):
-        from ..core.stats_input import detect_type
+        from ..core.stats.input import detect_type
 
         frame = self._analysable_frame()
         variables, unusable = [], []
@@ -296,6 +364,16 @@ class StatsWidget(QWidget):
     def outcome(self):
         """The outcome column chosen ("" when none)."""
         return self.outcome_combo.currentText()
+
+    @property
+    def session(self):
+        """The reading chosen, or None when the measurements hold one."""
+        return self.session_combo.currentText() if self.session_combo.count() > 1 else None
+
+    @property
+    def exclude_flagged(self):
+        """Whether rows with quality flags are left out."""
+        return self.flagged_check.isChecked()
 
     @property
     def level(self):
@@ -322,9 +400,12 @@ class StatsWidget(QWidget):
             "outcome": self.outcome,
             "event": self.event_combo.currentData(),
             **chosen,
-            "measurements": self.meas_edit.text().strip() if self.rows is not None else None,
+            "measurements": [e.text().strip() for e, r in ((self.meas_edit, self.rows),
+                                                          (self.spine_edit, self.spine_rows)) if r is not None] or None,
             "observer": self.observer_combo.currentData() or "mean",
             "level": self.level,
+            "session": self.session,
+            "exclude_flagged": self.exclude_flagged,
         }
 
     # --------------------------------------------------------------- run
@@ -335,8 +416,10 @@ class StatsWidget(QWidget):
         if self._worker is not None:
             return None
         try:
-            if self.table is None and self.rows is not None:
-                func, kwargs = _reliability_only, {"rows": self.rows, "level": self.level}
+            if self.table is None and self._measurement_frames:
+                func, kwargs = _reliability_only, {"frames": self._measurement_frames, "level": self.level,
+                                                   "session": self.session,
+                                                   "exclude_flagged": self.exclude_flagged}
             else:
                 from ..core.stats import analyse
 
@@ -354,14 +437,15 @@ class StatsWidget(QWidget):
         worker.start()
         return worker
 
-    def _set_running(self, running):
+    def _set_running(self, running, text="analysing…"):
         self.inputs.setEnabled(not running)
         if running:
-            self.progress.setRange(0, 0)  # busy
-            self.status_label.setText("analysing…")
+            self.progress.setRange(0, 0)  # busy until the first step
+            self.status_label.setText(text)
         else:
-            self.progress.setRange(0, 1)
-            self.progress.setValue(1)
+            if self.progress.maximum() == 0:  # was busy: show "done"
+                self.progress.setRange(0, 1)
+            self.progress.setValue(self.progress.maximum())
         self._update_enabled()
 
     @property
@@ -375,8 +459,8 @@ class StatsWidget(QWidget):
         return self.results.reliability
 
     def _on_returned(self, result):
-        if isinstance(result, tuple):  # reliability of the measurements alone
-            self.results.show_reliability(*result)
+        if not hasattr(result, "outcome"):  # reliability of the measurements alone
+            self.results.show_reliability(result)
             self.results.show_tab("Reliability")
             self.status_label.setText("reliability computed")
         else:
@@ -405,7 +489,7 @@ class StatsWidget(QWidget):
 
     def _update_enabled(self, *_):
         idle = self._worker is None
-        self.run_button.setEnabled(idle and (self.table is not None or self.rows is not None))
+        self.run_button.setEnabled(idle and (self.table is not None or bool(self._measurement_frames)))
         self.export_button.setEnabled(idle and self.results.has_result)
 
     def _clear_results(self, message):
@@ -416,36 +500,62 @@ class StatsWidget(QWidget):
     def _ask_directory(self):
         return QFileDialog.getExistingDirectory(self, "Export the statistics to a folder")
 
-    def export(self, out_dir=None):
-        """Write the tables (CSV), results.json, report.html and the figures shown (PNG).
+    def export(self, out_dir=None, *, wait=False):
+        """Write every table (CSV), every figure (PNG), results.json and the report, in a worker.
+
+        The progress bar (and napari's activity panel) counts the figures and
+        files; the GUI stays responsive.
+
+        Parameters
+        ----------
+        out_dir : str or Path, optional
+            Asked for when None.
+        wait : bool, optional
+            Wait (keeping the GUI responsive) and return the files written.
 
         Returns
         -------
-        list of Path
-            The files written (empty when nothing was written).
+        worker or list of Path
+            The worker (None when nothing is to be written); with ``wait``,
+            the files written (empty when nothing was written).
         """
-        from ..core.report import write_outputs
+        from napari.qt.threading import create_worker
 
-        if self.result is None and self.reliability is None:
-            self.notify("run the analysis before exporting", "warning")
-            return []
+        from ..core.stats.report import export_size, export_steps
+
+        result = self.result if self.result is not None else self.results.reliability_result
+        if result is None or self._worker is not None:
+            if result is None:
+                self.notify("run the analysis before exporting", "warning")
+            return [] if wait else None
         out_dir = out_dir or self.ask_directory()
         if not out_dir:
-            return []
+            return [] if wait else None
         out_dir = Path(out_dir)
-        try:
-            if self.result is not None:
-                written = write_outputs(self.result, out_dir)
-            else:
-                out_dir.mkdir(parents=True, exist_ok=True)
-                written = [out_dir / "reliability.csv"]
-                self.reliability.to_csv(written[0], index=False)
-            written += self.results.save_figures(out_dir)
-        except (PvmError, OSError) as exc:
-            self.notify(f"export failed: {exc}", "error")
-            return []
-        self.notify(f"wrote {len(written)} files to {out_dir}", "info")
+        worker = create_worker(export_steps, result, out_dir, _progress={"total": export_size(result), "desc": "export"},
+                               _ignore_errors=True)
+        written = []
+        worker.yielded.connect(self._on_export_step)
+        worker.returned.connect(lambda files: (written.extend(files or []),
+                                               self.notify(f"wrote {len(files or [])} files to {out_dir}", "info")))
+        worker.errored.connect(lambda exc: self.notify(f"export failed: {exc}", "error"))
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self._set_running(True, "exporting…")
+        worker.start()
+        if not wait:
+            return worker
+        from qtpy.QtCore import QCoreApplication, QEventLoop
+
+        while self._worker is worker:
+            QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
         return written
+
+    def _on_export_step(self, step):
+        done, total, what = step
+        self.progress.setRange(0, total)
+        self.progress.setValue(done)
+        self.status_label.setText(f"exporting: {what} ({done}/{total})")
 
 
 # --------------------------------------------------------------------------
@@ -453,11 +563,13 @@ class StatsWidget(QWidget):
 # --------------------------------------------------------------------------
 
 
-def _reliability_only(rows, level):
-    """Worker: the reliability table of the measurements alone."""
-    from ..core.reliability import reliability_table
+def _reliability_only(frames, level, session, exclude_flagged):
+    """Worker: the inter-observer reliability of the measurements alone (muscle and spine tables)."""
+    from ..core.stats import ReliabilityResult, inter_observer
 
-    return reliability_table(rows, level=level), rows, level
+    return ReliabilityResult.concat(
+        inter_observer(rows, level=level, session=session, exclude_flagged=exclude_flagged) for rows in frames
+    )
 
 
 def _with_browse(edit, browse):

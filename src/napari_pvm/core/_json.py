@@ -1,4 +1,10 @@
-"""Plain JSON values from numpy/pandas results: NaN is never a result."""
+"""The one JSON writer of napari-pvm: plain JSON values from numpy/pandas results.
+
+Every command's ``--json`` output and every ``results.json`` goes through
+:func:`json_safe` (NaN is never a result: it becomes null); tidy result
+tables become lists of records with :func:`tidy_records`, which pairs
+columns by name instead of copying them one by one.
+"""
 
 import math
 import sys
@@ -6,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["finite_or_none", "json_safe"]
+__all__ = ["dumps", "finite_or_none", "json_safe", "tidy_records"]
 
 
 def finite_or_none(value):
@@ -42,3 +48,55 @@ def json_safe(value):
     if pd is not None and (value is pd.NA or value is pd.NaT):
         return None
     return value
+
+
+def tidy_records(frame):
+    """Rows of a tidy table as JSON records, paired columns folded together.
+
+    ``X_ci_low`` and ``X_ci_high`` become ``X_ci: [low, high]`` (null when
+    both are missing); ``X_0`` and ``X_1`` (the two outcome groups) become
+    ``X: [group 0, group 1]``; a ``notes`` text joined by `` | `` becomes a
+    list. Values pass through :func:`json_safe`.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> frame = pd.DataFrame({"n_0": [3], "n_1": [4], "auc_ci_low": [0.6], "auc_ci_high": [0.9]})
+    >>> tidy_records(frame)
+    [{'n': [3, 4], 'auc_ci': [0.6, 0.9]}]
+    """
+    columns = [str(c) for c in frame.columns]
+    present = set(columns)
+    out = []
+    for rec in frame.to_dict(orient="records"):
+        rec = {str(k): json_safe(v) for k, v in rec.items()}
+        item = {}
+        for col in columns:
+            if col.endswith("_ci_low") and col[: -len("_low")] + "_high" in present:
+                low, high = rec[col], rec[col[: -len("_low")] + "_high"]
+                item[col[: -len("_low")]] = None if low is None and high is None else [low, high]
+            elif col.endswith("_ci_high") and col[: -len("_high")] + "_low" in present:
+                continue
+            elif col.endswith("_0") and col[:-2] + "_1" in present and col[:-2] not in present:
+                item[col[:-2]] = [rec[col], rec[col[:-2] + "_1"]]
+            elif col.endswith("_1") and col[:-2] + "_0" in present and col[:-2] not in present:
+                continue
+            elif col == "notes":
+                item[col] = [t for t in str(rec[col] or "").split(" | ") if t]
+            else:
+                item[col] = rec[col]
+        out.append(item)
+    return out
+
+
+def dumps(value, *, indent=None):
+    """JSON text of ``value`` after :func:`json_safe` (never NaN or Infinity).
+
+    Examples
+    --------
+    >>> dumps({"p": float("nan"), "n": 3})
+    '{"p": null, "n": 3}'
+    """
+    import json
+
+    return json.dumps(json_safe(value), indent=indent, allow_nan=False)

@@ -17,7 +17,7 @@ import pandas as pd
 from scipy import special as _special
 from scipy import stats as _stats
 
-from .errors import StatsInputError
+from ..errors import StatsInputError
 
 __all__ = [
     "ALPHA",
@@ -43,7 +43,7 @@ FISHER_RESAMPLES = 100_000
 _CHUNK = 4_000_000
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class GroupComparison:
     """Result of :func:`compare_groups`.
 

@@ -1,4 +1,4 @@
-"""Figures of the statistics: ROC curves and box plots by outcome group.
+"""Figures of the statistics: ROC curves, box plots by group and Bland–Altman plots.
 
 Matplotlib only, and never pyplot: each function draws on the Axes it is
 given (``ax=``), or on a new :class:`matplotlib.figure.Figure` that needs no
@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pandas as pd
 
-__all__ = ["figure_png", "group_boxplot", "new_axes", "roc_plot"]
+__all__ = ["bland_altman_plot", "figure_png", "group_boxplot", "new_axes", "roc_plot"]
 
 
 def new_axes(figsize=(5.0, 4.0)):
@@ -56,7 +56,7 @@ def roc_plot(roc, *, variables=None, ax=None, mark_cutoff=True):
     Parameters
     ----------
     roc : RocResult
-        From :func:`napari_pvm.core.stats_roc.roc_analysis` (or
+        From :func:`napari_pvm.core.stats.roc.roc_analysis` (or
         ``StatsResult.roc``).
     variables : sequence of str, optional
         Which variables to draw (default: all).
@@ -167,7 +167,7 @@ def _box(ax, pos, values, width=0.5, outliers=False):
     """Draw one box by hand (Axes.boxplot reads every rcParam, which loads pyplot)."""
     from matplotlib.patches import Rectangle
 
-    from .stats_compare import quartiles
+    from .compare import quartiles
 
     if values.size == 0:
         return
@@ -185,3 +185,79 @@ def _box(ax, pos, values, width=0.5, outliers=False):
     if outliers:
         out = values[(values < low) | (values > high)]
         ax.plot(np.full(out.size, pos), out, ls="none", marker="o", mfc="none", mec="0.3", ms=4)
+
+
+def bland_altman_plot(data, measure, *, ax=None, pair=None, session=None, level=None, alpha=0.05,
+                      loa_ci="exact"):
+    """Bland–Altman plot of one measure for one pair of raters.
+
+    Parameters
+    ----------
+    data : ReliabilityResult or pandas.DataFrame
+        A result of :func:`napari_pvm.core.stats.reliability.inter_observer`
+        (or ``intra_observer``), or the rows of a shared CSV, analysed with
+        ``session``, ``level``, ``alpha`` and ``loa_ci``.
+    measure : str
+        Measure column, e.g. ``"ESMF_B_fi_pct"`` or ``"vbq"``.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; a new display-free figure is made when None.
+    pair : (str, str), optional
+        Rater IDs (a, b); the plot shows a − b. Default: the first two raters.
+    session, level, alpha, loa_ci
+        As for :func:`~napari_pvm.core.stats.reliability.inter_observer`, when
+        ``data`` holds rows.
+
+    Returns
+    -------
+    ax : matplotlib.axes.Axes
+        Pair means on x, differences on y, the bias and the limits of
+        agreement as lines with their confidence intervals shaded.
+
+    Raises
+    ------
+    StatsInputError
+        An unknown measure or pair, or a measure that cannot be analysed
+        (the reason is in the message).
+    """
+    from ..errors import StatsInputError
+    from .reliability import ReliabilityResult, bland_altman, inter_observer, measure_unit
+
+    if not isinstance(data, ReliabilityResult):
+        data = inter_observer(data, measures=[measure], session=session, level=level, alpha=alpha, loa_ci=loa_ci)
+    alpha, loa_ci = data.info.get("alpha", alpha), data.info.get("loa_ci", loa_ci)
+    raters = list(data.info["raters"])
+    row = data.table[data.table["measure"] == measure]
+    if row.empty:
+        raise StatsInputError(
+            f"no reliability of {measure}; measures analysed: {', '.join(data.table['measure'])}"
+        )
+    if not math.isfinite(row["icc2_1"].iloc[0]) and row["note"].iloc[0]:
+        raise StatsInputError(f"{measure}: {row['note'].iloc[0]}")
+    pair = (raters[0], raters[1]) if pair is None else tuple(str(p) for p in pair)
+    if len(pair) != 2 or pair[0] == pair[1] or not set(pair) <= set(raters):
+        raise StatsInputError(f"pair must name two different raters among {', '.join(map(repr, raters))}, got {pair}")
+    values = data.values[data.values["measure"] == measure]
+    wide = values.pivot(index="patient_id", columns="rater", values="value")[list(pair)].dropna()
+    a, b = wide[pair[0]].to_numpy(float), wide[pair[1]].to_numpy(float)
+    ba = bland_altman(a, b, alpha=alpha, loa_ci=loa_ci)
+
+    if ax is None:
+        ax = new_axes((5.5, 4.0))
+    unit = measure_unit(measure)
+    suffix = f" ({unit})" if unit else ""
+    ax.axhline(0.0, color="0.85", lw=1, zorder=0)
+    ax.scatter((a + b) / 2, a - b, s=22, color="C0", alpha=0.8, edgecolor="none", zorder=3)
+    for key, style, label in (
+        ("bias", "-", f"bias {ba['bias']:.3g}"),
+        ("loa_high", "--", f"+1.96 SD {ba['loa_high']:.3g}"),
+        ("loa_low", "--", f"−1.96 SD {ba['loa_low']:.3g}"),
+    ):
+        ax.axhline(ba[key], color="k", ls=style, lw=1.4 if key == "bias" else 1.1, label=label)
+        low, high = ba[f"{key}_ci"]
+        if math.isfinite(low) and math.isfinite(high) and high > low:
+            ax.axhspan(low, high, color="C1" if key == "bias" else "0.6", alpha=0.25, lw=0)
+    ax.set_xlabel(f"Mean of {pair[0]} and {pair[1]}{suffix}")
+    ax.set_ylabel(f"{pair[0]} − {pair[1]}{suffix}")
+    ax.set_title(f"{measure}: n = {len(a)}, shaded {100 * (1 - alpha):g} % CI", fontsize="medium")
+    ax.legend(loc="best", fontsize="small", frameon=False)
+    return ax

@@ -18,7 +18,7 @@ import pandas as pd
 from scipy import optimize as _optimize
 from scipy import stats as _stats
 
-from .errors import StatsInputError
+from ..errors import StatsInputError
 
 __all__ = [
     "EPV_MIN",
@@ -45,7 +45,7 @@ _ROW_COLUMNS = [
 ]
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class LogisticResult:
     """Result of :func:`logistic_regression`.
 

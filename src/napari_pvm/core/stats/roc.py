@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _stats
 
-from .errors import StatsInputError
+from ..errors import StatsInputError
 
 __all__ = ["AUC_CI_METHOD", "RocResult", "roc_analysis", "roc_curve"]
 
@@ -29,7 +29,7 @@ AUC_CI_METHOD = (
 _Z975 = _stats.norm.ppf(0.975)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class RocResult:
     """Result of :func:`roc_analysis`.
 

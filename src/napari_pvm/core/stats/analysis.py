@@ -1,12 +1,12 @@
-"""Statistics of the seed paper: Table 2, Table 3 and the ROC analysis.
+"""The front door of the statistics: :func:`analyse` runs the seed paper's analysis.
 
-One call, :func:`analyse`, reads a per-patient table (optionally merged with
-the shared measurement CSV), codes the outcome, detects or takes the type of
-each variable and runs
+One call reads a per-patient table (optionally merged with the shared
+measurement CSVs, :mod:`.input`), codes the outcome, detects or takes the
+type of each variable and runs
 
-- the two-group comparison (:mod:`.stats_compare`, Table 2),
-- binary logistic regression (:mod:`.stats_logistic`, Table 3),
-- ROC curves with Youden cut-offs (:mod:`.stats_roc`, Figure 2),
+- the two-group comparison (:mod:`.compare`, Table 2),
+- binary logistic regression (:mod:`.logistic`, Table 3),
+- ROC curves with Youden cut-offs (:mod:`.roc`, Figure 2),
 - inter-observer reliability when the merged measurements have two
   observers or more (:mod:`.reliability`).
 
@@ -32,64 +32,29 @@ Examples
 """
 
 import dataclasses
-import difflib
-import math
 
-import numpy as np
 import pandas as pd
 
-from ._json import finite_or_none as _f
-from ._json import json_safe
-from .errors import StatsInputError
-from .stats_compare import GroupComparison, compare_groups
-from .stats_input import (
-    MAX_CATEGORICAL_LEVELS,
-    _as_numeric,
-    _bad_examples,
-    _clean_text,
-    _id_list,
-    _id_text,
+from .._json import json_safe, tidy_records
+from ..errors import StatsInputError
+from ..tables import check_columns
+from .compare import GroupComparison, compare_groups
+from .input import (
+    describe_bad,
+    clean_text,
     detect_type,
     encode_outcome,
+    id_text,
+    id_list,
     load_table,
     merge_measurements,
-    read_measurements,
+    to_numeric,
 )
-from .stats_logistic import LogisticResult, logistic_regression
-from .stats_roc import AUC_CI_METHOD, RocResult, roc_analysis
+from .logistic import LogisticResult, logistic_regression
+from .reliability import ReliabilityResult
+from .roc import AUC_CI_METHOD, RocResult, roc_analysis
 
-__all__ = [
-    "MAX_CATEGORICAL_LEVELS",
-    "StatsResult",
-    "analyse",
-    "detect_type",
-    "encode_outcome",
-    "format_p",
-    "load_table",
-    "merge_measurements",
-    "read_measurements",
-]
-
-def format_p(p):
-    """A P value for display: ``"<0.001"`` below 0.001, else 3 decimals.
-
-    Parameters
-    ----------
-    p : float or None
-
-    Returns
-    -------
-    str
-        ``"–"`` when ``p`` is missing.
-
-    Examples
-    --------
-    >>> format_p(0.00049), format_p(0.0404), format_p(1.0)
-    ('<0.001', '0.040', '1.000')
-    """
-    if p is None or not math.isfinite(p):
-        return "–"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
+__all__ = ["StatsResult", "analyse"]
 
 
 # --------------------------------------------------------------------------
@@ -97,13 +62,9 @@ def format_p(p):
 # --------------------------------------------------------------------------
 
 
-def _notes(text):
-    return [t for t in str(text or "").split(" | ") if t]
-
-
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class StatsResult:
-    """Everything :func:`analyse` computed.
+    """Everything :func:`analyse` computed (immutable; tables are tidy DataFrames).
 
     Attributes
     ----------
@@ -115,19 +76,18 @@ class StatsResult:
     comparison : GroupComparison
     logistic : LogisticResult or None
     roc : RocResult or None
-    reliability : pandas.DataFrame or None
-        :func:`napari_pvm.core.reliability.reliability_table` of the merged
-        measurements when they have two observers or more.
+    reliability : ReliabilityResult or None
+        Inter-observer reliability of the merged measurements (muscle and
+        spine tables) when they have two observers or more; its ``values``
+        are what the Bland–Altman plots draw.
     data : pandas.DataFrame
         The analysed table (numeric columns as floats), one row per patient.
     y : pandas.Series
         The outcome coded 0/1, aligned on ``data``.
-    measurements : pandas.DataFrame or None
-        The measurement rows used (for Bland–Altman plots).
-    warnings : list of str
+    warnings : tuple of str
         Every warning of every analysis, in order.
     settings : dict
-        The options used (observer, level, seed, …).
+        The options used (observer, session, level, seed, …).
     """
 
     outcome: dict
@@ -135,12 +95,14 @@ class StatsResult:
     comparison: GroupComparison
     logistic: LogisticResult = None
     roc: RocResult = None
-    reliability: pd.DataFrame = None
+    reliability: ReliabilityResult = None
     data: pd.DataFrame = None
     y: pd.Series = None
-    measurements: pd.DataFrame = None
-    warnings: list = dataclasses.field(default_factory=list)
+    warnings: tuple = ()
     settings: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        object.__setattr__(self, "warnings", tuple(self.warnings))
 
     @property
     def group_labels(self):
@@ -163,162 +125,49 @@ class StatsResult:
             out["roc"] = self.roc.table
             out["roc_coordinates"] = self.roc.curves
         if self.reliability is not None:
-            out["reliability"] = self.reliability
+            out["reliability"] = self.reliability.table
+            out["reliability_pairs"] = self.reliability.pairs
+            if not self.reliability.origins.empty:
+                out["outline_origins"] = self.reliability.origins
         return out
 
     def to_dict(self):
-        """The JSON structure of ``napari-pvm stats --json`` (unrounded; None for NaN)."""
+        """The JSON structure of ``napari-pvm stats --json`` (unrounded; None for NaN).
+
+        Each table becomes a list of records (:func:`napari_pvm.core._json.tidy_records`):
+        per-group columns ``x_0``, ``x_1`` become ``x: [group 0, group 1]`` and
+        ``x_ci_low``, ``x_ci_high`` become ``x_ci``; a categorical variable
+        carries its ``levels``.
+        """
+        levels = tidy_records(self.comparison.levels)
+        comparison = []
+        for item in tidy_records(self.comparison.table):
+            if item["type"] == "categorical":
+                item["levels"] = [lv for lv in levels if lv["variable"] == item["variable"]]
+            comparison.append(item)
+        logistic = None
+        if self.logistic is not None:
+            lg = self.logistic
+            hl = lg.hosmer_lemeshow
+            logistic = {
+                "rows": tidy_records(lg.rows),
+                "terms": tidy_records(lg.terms),
+                **lg.summary,
+                "classification": tidy_records(lg.classification),
+                "hosmer_lemeshow": None if hl is None else {**hl, "groups": tidy_records(hl["groups"])},
+                "warnings": list(lg.warnings),
+            }
+        roc = [] if self.roc is None else [dict(r, auc_ci_method=AUC_CI_METHOD) for r in tidy_records(self.roc.table)]
         return json_safe({
             "outcome": dict(self.outcome),
             "groups": list(self.group_labels),
-            "comparison": [self._comparison_entry(r) for r in self.comparison.table.to_dict("records")],
-            "logistic": self._logistic_dict(),
-            "roc": self._roc_list(),
-            "reliability": (
-                None if self.reliability is None else self.reliability.to_dict("records")
-            ),
+            "comparison": comparison,
+            "logistic": logistic,
+            "roc": roc,
+            "reliability": None if self.reliability is None else self.reliability.to_dict(),
             "warnings": list(self.warnings),
             "settings": dict(self.settings),
         })
-
-    def _comparison_entry(self, r):
-        pair = lambda key: [_f(r.get(f"{key}_0")), _f(r.get(f"{key}_1"))]  # noqa: E731
-        entry = {
-            "variable": r["variable"],
-            "type": r["type"],
-            "n": [int(r["n_0"]), int(r["n_1"])],
-            "n_missing": int(r["n_missing"]),
-        }
-        if r["type"] == "continuous":
-            entry.update(
-                mean=pair("mean"),
-                sd=pair("sd"),
-                median=pair("median"),
-                q1=pair("q1"),
-                q3=pair("q3"),
-                shapiro_w=pair("shapiro_w"),
-                shapiro_p=pair("shapiro_p"),
-                levene_f=_f(r["levene_f"]),
-                levene_p=_f(r["levene_p"]),
-                student_t=_f(r["student_t"]),
-                student_df=_f(r["student_df"]),
-                student_p=_f(r["student_p"]),
-                welch_t=_f(r["welch_t"]),
-                welch_df=_f(r["welch_df"]),
-                welch_p=_f(r["welch_p"]),
-                mannwhitney_u=_f(r["mannwhitney_u"]),
-                mannwhitney_z=_f(r["mannwhitney_z"]),
-                mannwhitney_p=_f(r["mannwhitney_p"]),
-                mean_diff=_f(r["mean_diff"]),
-                mean_diff_ci=[_f(r["mean_diff_ci_low"]), _f(r["mean_diff_ci_high"])],
-                mean_diff_ci_from=r["mean_diff_ci_from"],
-                test=r["test"],
-                test_reason=r["test_reason"],
-                statistic=_f(r["statistic"]),
-                p=_f(r["p"]),
-            )
-        else:
-            levels = self.comparison.levels
-            lv = levels[levels["variable"] == r["variable"]]
-            fisher_method = r["fisher_method"]
-            if fisher_method is None and _f(r["chi2"]) is not None:
-                fisher_method = "not needed: every expected count is 5 or more"
-            entry.update(
-                levels=[
-                    {
-                        "level": x["level"],
-                        "n": [int(x["count_0"]), int(x["count_1"])],
-                        "pct": [_f(x["pct_0"]), _f(x["pct_1"])],
-                        "expected": [_f(x["expected_0"]), _f(x["expected_1"])],
-                    }
-                    for x in lv.to_dict("records")
-                ],
-                chi2=_f(r["chi2"]),
-                df=None if _f(r["df"]) is None else int(r["df"]),
-                p=_f(r["p"]),
-                lr_chi2=_f(r["lr_chi2"]),
-                lr_p=_f(r["lr_p"]),
-                fisher_p=_f(r["fisher_p"]),
-                fisher_method=fisher_method,
-                min_expected=_f(r["min_expected"]),
-                n_cells_below_5=int(r["n_cells_below_5"]),
-                test="chi2",
-            )
-            if _f(r.get("yates_chi2")) is not None:
-                entry.update(yates_chi2=_f(r["yates_chi2"]), yates_p=_f(r["yates_p"]))
-        entry["notes"] = _notes(r.get("notes"))
-        return entry
-
-    def _logistic_dict(self):
-        lg = self.logistic
-        if lg is None:
-            return None
-        rows = []
-        for r in lg.rows.to_dict("records"):
-            rows.append(
-                {
-                    "variable": r["variable"],
-                    "covariate": r["covariate"],
-                    "level": r["level"],
-                    "reference": r["reference"],
-                    "B": _f(r["B"]),
-                    "SE": _f(r["SE"]),
-                    "wald": _f(r["wald"]),
-                    "df": int(r["df"]),
-                    "p": _f(r["p"]),
-                    "OR": _f(r["OR"]),
-                    "ci_low": _f(r["ci_low"]),
-                    "ci_high": _f(r["ci_high"]),
-                    "vif": _f(r["vif"]),
-                }
-            )
-        out = {"rows": rows, "terms": lg.terms.to_dict("records")}
-        for k, v in lg.summary.items():
-            if isinstance(v, (dict, str, bool, type(None))):
-                out[k] = v
-            else:
-                out[k] = int(v) if isinstance(v, (int, np.integer)) else _f(v)
-        out["classification"] = lg.classification.to_dict("records")
-        hl = lg.hosmer_lemeshow
-        out["hosmer_lemeshow"] = (
-            None
-            if hl is None
-            else {
-                "chi2": _f(hl["chi2"]),
-                "df": int(hl["df"]),
-                "p": _f(hl["p"]),
-                "groups": hl["groups"].to_dict("records"),
-            }
-        )
-        out["warnings"] = list(lg.warnings)
-        return out
-
-    def _roc_list(self):
-        if self.roc is None:
-            return []
-        out = []
-        for r in self.roc.table.to_dict("records"):
-            out.append(
-                {
-                    "variable": r["variable"],
-                    "n": [int(r["n_0"]), int(r["n_1"])],
-                    "n_missing": int(r["n_missing"]),
-                    "auc": _f(r["auc"]),
-                    "auc_se": _f(r["auc_se"]),
-                    "auc_ci": [_f(r["auc_ci_low"]), _f(r["auc_ci_high"])],
-                    "auc_ci_method": AUC_CI_METHOD,
-                    "auc_p": _f(r["auc_p"]),
-                    "direction": r["direction"],
-                    "cutoff": _f(r["cutoff"]),
-                    "sensitivity": _f(r["sensitivity"]),
-                    "specificity": _f(r["specificity"]),
-                    "youden_j": _f(r["youden_j"]),
-                    "counts": {k: int(r[k]) for k in ("tp", "fn", "tn", "fp")},
-                    "n_tied_maxima": int(r["n_tied_maxima"]),
-                    "notes": _notes(r.get("notes")),
-                }
-            )
-        return out
 
 
 # --------------------------------------------------------------------------
@@ -336,21 +185,15 @@ def _names(value):
 
 
 def _check_columns(frame, names, flag):
-    unknown = [n for n in names if n not in frame.columns]
-    if unknown:
-        hints = []
-        for n in unknown:
-            close = difflib.get_close_matches(n, [str(c) for c in frame.columns], n=1)
-            hints.append(f"{n!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        raise StatsInputError(f"{flag}: no such column: {', '.join(hints)}")
+    check_columns(frame, names, source="the table", flag=flag)
 
 
 def _numeric_column(frame, name, ids, what):
     """Convert an explicitly requested numeric column or explain why not."""
-    values, bad = _as_numeric(frame[name])
+    values, bad = to_numeric(frame[name])
     if bad.any():
         raise StatsInputError(
-            f"{what} {name} has {int(bad.sum())} non-numeric value(s): {_bad_examples(frame[name], bad, ids)}; "
+            f"{what} {name} has {int(bad.sum())} non-numeric value(s): {describe_bad(frame[name], bad, ids)}; "
             "fix them"
             + (" or declare the column categorical" if what == "continuous variable" else "")
         )
@@ -377,6 +220,8 @@ def analyse(
     measurements=None,
     observer="mean",
     level=None,
+    session=None,
+    exclude_flagged=False,
     reference=None,
     seed=0,
 ):
@@ -404,13 +249,21 @@ def analyse(
         ``categorical`` or holding text is coded with indicators.
     roc : sequence of str, optional
         Variables for ROC analysis.
-    measurements : pandas.DataFrame or str or Path, optional
-        The shared measurement CSV (or its rows), merged per patient with
-        :func:`merge_measurements`.
+    measurements : pandas.DataFrame or str or Path, or a list of them, optional
+        The shared measurement CSVs (muscle and spine tables) or their rows,
+        merged per patient with
+        :func:`~napari_pvm.core.stats.input.merge_measurements` (which adds
+        the derived measures).
     observer : str, optional
         ``"mean"`` (default) or one observer ID, for the merge.
     level : str, optional
         Vertebral level of the measurements when the file has several.
+    session : str, optional
+        Reading of the measurements to use: default ``"read1"`` when present,
+        else the only one; a repeat reading never replaces the first.
+    exclude_flagged : bool, optional
+        Leave out measurement rows with quality flags (``qc_flags``), after
+        the latest row per reading is chosen; the warnings say how many.
     reference : dict, optional
         Reference category per categorical logistic covariate.
     seed : int, optional
@@ -428,7 +281,7 @@ def analyse(
         that was asked for by name, and the merge errors of
         :func:`merge_measurements`.
     """
-    table = _clean_text(table) if isinstance(table, pd.DataFrame) else load_table(table)
+    table = clean_text(table) if isinstance(table, pd.DataFrame) else load_table(table)
     if table.empty:
         raise StatsInputError("the table has no rows")
     if outcome not in table.columns:
@@ -436,16 +289,19 @@ def analyse(
     warnings = []
 
     if "patient_id" in table.columns:
-        ids = _id_text(table["patient_id"])
+        ids = id_text(table["patient_id"])
         dup = ids[ids.duplicated(keep=False) & ids.notna()]
         if not dup.empty:
             raise StatsInputError(
-                f"patient_id must be unique (one row per patient); repeated: {_id_list(sorted(set(dup)))}"
+                f"patient_id must be unique (one row per patient); repeated: {id_list(sorted(set(dup)))}"
             )
         table = table.assign(patient_id=ids)
     rows = None
     if measurements is not None:
-        table, rows, notes = merge_measurements(table, measurements, observer=observer, level=level)
+        table, rows, notes = merge_measurements(
+            table, measurements, observer=observer, level=level, session=session,
+            exclude_flagged=exclude_flagged,
+        )
         warnings.extend(notes)
     ids = table["patient_id"] if "patient_id" in table.columns else pd.Series(
         [f"row {i + 2}" for i in range(len(table))], index=table.index
@@ -501,7 +357,7 @@ def analyse(
                 continue
             types[name] = kind
             if kind == "continuous":
-                data[name] = _as_numeric(table[name])[0]
+                data[name] = to_numeric(table[name])[0]
         continuous = [n for n, t in types.items() if t == "continuous"]
         categorical = [n for n, t in types.items() if t == "categorical"]
 
@@ -513,7 +369,7 @@ def analyse(
         cat = set()
         declared = set(categorical) if explicit else set()  # as SPSS: covariates unless declared
         for name in logistic:
-            values, bad = _as_numeric(table[name])
+            values, bad = to_numeric(table[name])
             n_present = max(1, int(table[name].notna().sum()))
             if name in declared:
                 cat.add(name)
@@ -521,7 +377,7 @@ def analyse(
             elif bad.any() and bad.sum() / n_present <= 0.2:
                 raise StatsInputError(
                     f"logistic covariate {name} has {int(bad.sum())} non-numeric value(s): "
-                    f"{_bad_examples(table[name], bad, ids)}; fix them or declare it categorical"
+                    f"{describe_bad(table[name], bad, ids)}; fix them or declare it categorical"
                 )
             elif bad.any():
                 cat.add(name)
@@ -553,17 +409,7 @@ def analyse(
         roc_result = roc_analysis(data, y, roc)
         warnings.extend(roc_result.warnings)
 
-    reliability = None
-    if rows is not None and rows["observer_id"].nunique() >= 2:
-        try:
-            from .reliability import reliability_table
-        except ImportError:
-            warnings.append("reliability not computed: napari_pvm.core.reliability is not available")
-        else:
-            try:
-                reliability = reliability_table(rows, level=level)
-            except StatsInputError as exc:
-                warnings.append(f"reliability not computed: {exc}")
+    reliability = _reliability(rows, session, level, exclude_flagged, warnings)
 
     outcome_info = {
         "column": outcome,
@@ -577,6 +423,8 @@ def analyse(
     settings = {
         "observer": None if rows is None else str(observer),
         "level": level,
+        "session": None if not rows else rows[0][1].get("session"),
+        "exclude_flagged": bool(exclude_flagged),
         "seed": seed,
         "types_detected": not explicit,
         "reference": dict(reference or {}),
@@ -591,7 +439,23 @@ def analyse(
         reliability=reliability,
         data=data,
         y=y,
-        measurements=rows,
         warnings=warnings,
         settings=settings,
     )
+
+
+def _reliability(used, session, level, exclude_flagged, warnings):
+    """Inter-observer reliability of every merged table with two observers or more."""
+    from .reliability import inter_observer
+
+    if not used:
+        return None
+    parts = []
+    for rows, info in used:
+        if rows["observer_id"].nunique() < 2:
+            continue
+        try:
+            parts.append(inter_observer(rows, session=info.get("session"), level=info.get("level")))
+        except StatsInputError as exc:
+            warnings.append(f"reliability of the {info['table']} table not computed: {exc}")
+    return ReliabilityResult.concat(parts) if parts else None

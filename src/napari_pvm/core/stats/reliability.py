@@ -1,7 +1,8 @@
 """Inter- and intra-observer reliability of the measurement columns.
 
 Two blinded observers (or more) measure the same patients; this module says
-how well they agree, per measure column of contract 3:
+how well they agree, per measure column of the muscle table (contract 3) or
+of the spine table (contract 8: ``vbq`` and ``local_kyphosis_deg``):
 
 - intraclass correlation from the two-way ANOVA of the patients × observers
   matrix (Shrout & Fleiss 1979; McGraw & Wong 1996): ICC(2,1) absolute
@@ -15,10 +16,13 @@ how well they agree, per measure column of contract 3:
   detectable change MDC95 = 1.96 × √2 × SEM.
 
 The pure functions :func:`icc` and :func:`bland_altman` work on arrays;
-:func:`reliability_table`, :func:`pairwise_table` and
-:func:`intra_observer_table` take the rows of the shared CSV (as
-:func:`napari_pvm.core.store.read_rows` returns them) and give one tidy row
-per measure. A measure that cannot be analysed (constant, too few patients)
+:func:`reliability` and :func:`intra_observer` take the rows of the shared
+CSV (as :func:`napari_pvm.core.store.read_rows` returns them), choose one
+reading per patient × observer with the rule the statistics use
+(:func:`~napari_pvm.core.stats.input.select_rows`) and compute once a
+:class:`ReliabilityResult`: the per-measure table, the pairwise Bland–Altman
+table, the values analysed and the outline origins (drawn, proposed, edited)
+per observer. A measure that cannot be analysed (constant, too few patients)
 keeps its row, with NaN values and a ``note`` that says why. Problems with the
 study as a whole (one observer only, no patient measured by both) raise
 :class:`~napari_pvm.core.errors.StatsInputError`.
@@ -26,6 +30,7 @@ study as a whole (one observer only, no patient measured by both) raise
 See ``docs/reliability.md`` for the formulas and how to report them.
 """
 
+import dataclasses
 import itertools
 import math
 
@@ -33,23 +38,25 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _stats
 
-from .errors import StatsInputError
-from .schema import DEFAULT_SESSION, MEASURE_COLUMNS
+from ..errors import StatsInputError
+from ..tables import check_columns
+from .input import id_text, measure_columns, select_rows, to_numeric
 
 __all__ = [
-    "DEFAULT_SESSION",
     "KOO_LI_BANDS",
     "LOA_CI_METHODS",
     "MIN_PATIENTS",
+    "ReliabilityResult",
     "bland_altman",
-    "bland_altman_plot",
     "icc",
+    "intra_observer",
     "intra_observer_pairs",
     "intra_observer_table",
     "koo_li_rating",
-    "latest_rows",
     "measure_unit",
+    "outline_origins",
     "pairwise_table",
+    "inter_observer",
     "reliability_table",
 ]
 
@@ -384,11 +391,16 @@ def koo_li_rating(low, high=None):
 
 
 def measure_unit(measure):
-    """Unit of a contract-3 measure column from its name (``cm²``, ``%``)."""
-    if measure.endswith("_cm2"):
-        return "cm²"
-    if measure.endswith("_pct"):
-        return "%"
+    """Unit of a measure column from its name (``cm²``, ``%``, ``points``, ``°``).
+
+    Examples
+    --------
+    >>> measure_unit("ESMF_B_fi_pct"), measure_unit("local_kyphosis_deg"), measure_unit("vbq")
+    ('%', '°', '')
+    """
+    for suffix, unit in (("_cm2", "cm²"), ("_pct", "%"), ("_pts", "points"), ("_deg", "°")):
+        if measure.endswith(suffix):
+            return unit
     return ""
 
 
@@ -397,101 +409,84 @@ def measure_unit(measure):
 # --------------------------------------------------------------------------
 
 
-def latest_rows(rows):
-    """The latest row per patient × observer × level × session.
+@dataclasses.dataclass(frozen=True)
+class ReliabilityResult:
+    """Everything one reliability analysis computed (tidy, computed once).
 
-    Parameters
+    Attributes
     ----------
-    rows : pandas.DataFrame
-        Rows of the shared CSV (contract 3); ``patient_id`` and
-        ``observer_id`` are required, ``level``, ``session`` and
-        ``measured_at`` are used when present.
-
-    Returns
-    -------
-    latest : pandas.DataFrame
-        One row per key, in the input's order; a missing
-        ``session`` reads as ``"read1"``, a missing ``level`` as ``""``. The
-        latest is the greatest ``measured_at`` (unparseable times count as
-        earliest); ties go to the row later in the frame.
+    table : pandas.DataFrame
+        One row per measure (see :func:`reliability`).
+    pairs : pandas.DataFrame
+        Bland–Altman agreement of every pair of raters, one row per measure
+        × pair.
+    values : pandas.DataFrame
+        The values analysed in long format: ``measure``, ``patient_id``,
+        ``rater`` (observer or session) and ``value`` (what the Bland–Altman
+        plots draw).
+    origins : pandas.DataFrame
+        Per rater, how many outlines of the rows analysed were ``drawn``,
+        ``proposed`` or ``edited`` (contract 7), and ``not_recorded``; empty
+        for the spine table. Proposals shared by both observers inflate
+        agreement, so reports state these counts.
+    info : dict
+        ``mode`` (``"inter-observer"`` or ``"intra-observer"``), ``table``,
+        ``raters``, ``observers`` (or ``observer`` and ``sessions``),
+        ``session``, ``level``, ``n_patients`` (per rater),
+        ``n_patients_both``, ``alpha``, ``loa_ci``, ``min_patients``,
+        ``exclude_flagged``, ``n_flagged`` and ``flagged``.
     """
-    frame = _checked(rows)
-    pos = np.arange(len(frame))
-    if "measured_at" in frame.columns:
-        when = pd.to_datetime(frame["measured_at"], utc=True, errors="coerce", format="ISO8601")
-    else:
-        when = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns, UTC]")
-    order = pd.DataFrame({"when": when.to_numpy(), "pos": pos})
-    order = order.sort_values(["when", "pos"], na_position="first", kind="stable")
-    keys = ["patient_id", "observer_id", "level", "session"]
-    ranked = frame.iloc[order["pos"].to_numpy()]
-    latest = ranked.drop_duplicates(subset=keys, keep="last")
-    return frame.loc[frame.index.isin(latest.index)].reset_index(drop=True)
 
+    table: pd.DataFrame
+    pairs: pd.DataFrame
+    values: pd.DataFrame
+    origins: pd.DataFrame
+    info: dict
 
-def _checked(rows):
-    """Validate the frame and normalise the ID columns to text."""
-    if not isinstance(rows, pd.DataFrame):
-        raise StatsInputError(f"rows must be a pandas DataFrame, got {type(rows).__name__}")
-    missing = [c for c in ("patient_id", "observer_id") if c not in rows.columns]
-    if missing:
-        raise StatsInputError(
-            f"the measurements have no {' or '.join(missing)} column; is this a napari-pvm CSV?"
+    @property
+    def rater_label(self):
+        """``"observer"`` or ``"session"``: what the raters are."""
+        return "session" if self.info.get("mode") == "intra-observer" else "observer"
+
+    def to_dict(self):
+        """Plain JSON values (None for NaN): ``info`` keys, ``measures`` (each
+        with its ``pairs``) and ``outline_origins``."""
+        from .._json import json_safe, tidy_records
+
+        pairs = tidy_records(self.pairs)
+        data = {k: v for k, v in self.info.items() if k != "raters"}
+        measures = []
+        for item in tidy_records(self.table):
+            item["pairs"] = [p for p in pairs if p["measure"] == item["measure"]]
+            measures.append(item)
+        data["measures"] = measures
+        data["outline_origins"] = tidy_records(self.origins)
+        return json_safe(data)
+
+    @classmethod
+    def concat(cls, results):
+        """One result from several (the muscle and the spine table)."""
+        results = list(results)
+        if len(results) == 1:
+            return results[0]
+        info = dict(results[0].info)
+        info["parts"] = [r.info for r in results]
+        return cls(
+            table=pd.concat([r.table for r in results], ignore_index=True),
+            pairs=pd.concat([r.pairs for r in results], ignore_index=True),
+            values=pd.concat([r.values for r in results], ignore_index=True),
+            origins=pd.concat([r.origins for r in results], ignore_index=True),
+            info=info,
         )
-    if rows.empty:
-        raise StatsInputError("the measurements table is empty: nothing to compare")
-    frame = rows.reset_index(drop=True).copy()
-    for col in ("patient_id", "observer_id"):
-        text = frame[col].astype("string").str.strip()
-        blank = text.isna() | (text == "")
-        if blank.any():
-            raise StatsInputError(
-                f"{int(blank.sum())} row(s) have no {col}; fill it in before comparing observers"
-            )
-        frame[col] = text.astype(object)
-    for col, default in (("session", DEFAULT_SESSION), ("level", "")):
-        if col in frame.columns:
-            text = frame[col].astype("string").str.strip()
-            frame[col] = text.mask(text.isna() | (text == ""), default).astype(object)
-        else:
-            frame[col] = default
-    return frame
-
-
-def _pick(frame, column, wanted, what, flag, default=None):
-    """Choose one value of ``column`` (session or level) or explain why not."""
-    present = sorted(set(frame[column]))
-    if wanted is not None:
-        wanted = str(wanted)
-        if wanted not in present:
-            raise StatsInputError(
-                f"no rows with {what} {wanted!r}; the file has {_listing(present)}"
-            )
-        return wanted
-    if default is not None and default in present:
-        return default
-    if len(present) == 1:
-        return present[0]
-    raise StatsInputError(
-        f"the file has several {what}s ({_listing(present)}); choose one with {flag}"
-    )
-
-
-def _listing(values):
-    return ", ".join(repr(v) for v in values) if values else "none"
 
 
 def _numeric(frame, measures):
     """Measure columns as floats; text that is not a number is an error."""
     out = {}
     for m in measures:
-        try:
-            values = pd.to_numeric(frame[m], errors="raise")
-        except (ValueError, TypeError) as exc:
-            raise StatsInputError(
-                f"column {m} holds a value that is not a number ({exc})"
-            ) from None
-        values = values.astype(float)
+        values, bad = to_numeric(frame[m])
+        if bad.any():
+            raise StatsInputError(f"column {m} holds a value that is not a number: {frame[m][bad].iloc[0]!r}")
         out[m] = values.where(np.isfinite(values))
     return pd.DataFrame(out, index=frame.index)
 
@@ -499,17 +494,14 @@ def _numeric(frame, measures):
 def _resolve_measures(frame, measures, rater_col):
     """Measure columns to analyse, in schema order by default."""
     if measures is None:
-        candidates = [m for m in MEASURE_COLUMNS if m in frame.columns]
+        candidates = measure_columns(frame)
         if not candidates:
-            raise StatsInputError("the measurements have no measure columns (e.g. ESMF_B_fi_pct)")
+            raise StatsInputError("the measurements have no measure columns (e.g. ESMF_B_fi_pct or vbq)")
         values = _numeric(frame, candidates)
-        raters_with_data = values.notna().groupby(frame[rater_col]).any().sum()
+        raters_with_data = values.notna().groupby(frame[rater_col].to_numpy()).any().sum()
         chosen = [m for m in candidates if raters_with_data[m] >= 2]
         if not chosen:
-            raise StatsInputError(
-                "no measure column has values from two observers or more; "
-                "nothing to compare"
-            )
+            raise StatsInputError("no measure column has values from two raters or more; nothing to compare")
         return chosen
     if isinstance(measures, str):
         measures = [measures]
@@ -517,109 +509,116 @@ def _resolve_measures(frame, measures, rater_col):
     if not measures:
         raise StatsInputError("no measure columns asked for")
     unknown = [m for m in measures if m not in frame.columns]
-    if unknown:
-        known = all(m in MEASURE_COLUMNS for m in unknown)
-        hint = "" if known else " (see schema.MEASURE_COLUMNS)"
-        raise StatsInputError(f"no such measure column: {', '.join(unknown)}{hint}")
+    check_columns(pd.DataFrame(columns=measure_columns(frame)), unknown, source="the measure columns",
+                  flag="--measures")
     return measures
 
 
-def _prepare_inter(rows, session, level):
-    """Latest rows of one session and level, and the patients of every observer."""
-    frame = latest_rows(rows)
-    level = _pick(frame, "level", level, "level", "level= / --level")
-    frame = frame[frame["level"] == level]
-    session = _pick(frame, "session", session, "session", "session= / --session", DEFAULT_SESSION)
-    frame = frame[frame["session"] == session]
-    observers = sorted(set(frame["observer_id"]))
-    where = f"session {session!r}" + (f", level {level!r}" if level else "")
-    if len(observers) < 2:
-        raise StatsInputError(
-            f"inter-observer reliability needs two observers or more; {where} has only "
-            f"observer {observers[0]!r} ({frame['patient_id'].nunique()} patients)"
-        )
-    per = {o: set(frame.loc[frame["observer_id"] == o, "patient_id"]) for o in observers}
+def outline_origins(rows, rater_col="observer_id"):
+    """How many outlines per rater were drawn, proposed or edited (contract 7).
+
+    Parameters
+    ----------
+    rows : pandas.DataFrame
+        Muscle-table rows with ``outline_origin`` (``PS_L:drawn;PS_R:edited;…``);
+        a row without it (schema version 1) counts its outlines as
+        ``not_recorded``.
+    rater_col : str, optional
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``rater``, ``rows``, ``drawn``, ``proposed``, ``edited``,
+        ``not_recorded``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> rows = pd.DataFrame({"observer_id": ["A", "A"],
+    ...     "outline_origin": ["PS_L:drawn;PS_R:proposed", "PS_L:edited"]})
+    >>> outline_origins(rows).iloc[0].to_dict()
+    {'rater': 'A', 'rows': 2, 'drawn': 1, 'proposed': 1, 'edited': 1, 'not_recorded': 0}
+    """
+    from ..schema import OUTLINE_ORIGINS
+
+    columns = ["rater", "rows", *OUTLINE_ORIGINS, "not_recorded"]
+    out = []
+    for rater, group in rows.groupby(rater_col, sort=True):
+        counts = dict.fromkeys(OUTLINE_ORIGINS, 0)
+        counts["not_recorded"] = 0
+        for rec in group.to_dict("records"):
+            text = rec.get("outline_origin")
+            if not isinstance(text, str) or not text.strip():
+                present = rec.get("rois_present")
+                n = len(str(present).split(";")) if isinstance(present, str) and present.strip() else 0
+                counts["not_recorded"] += n
+                continue
+            for item in text.split(";"):
+                origin = item.partition(":")[2].strip()
+                counts[origin if origin in counts else "not_recorded"] += 1
+        out.append({"rater": rater, "rows": len(group), **counts})
+    return pd.DataFrame(out, columns=columns)
+
+
+def _prepare(rows, *, session=None, level=None, exclude_flagged=False, observer=None, sessions=None):
+    """The rows one analysis uses, the rater column and what was chosen."""
+    if observer is None:
+        frame, info = select_rows(rows, session=session, level=level, exclude_flagged=exclude_flagged)
+        observers = sorted(set(frame["observer_id"]))
+        where = f"session {info['session']!r}" + (f", level {info['level']!r}" if info["level"] else "")
+        if len(observers) < 2:
+            raise StatsInputError(
+                f"inter-observer reliability needs two observers or more; {where} has only "
+                f"observer {observers[0]!r} ({frame['patient_id'].nunique()} patients)"
+            )
+        rater_col, raters = "observer_id", observers
+        info.update(mode="inter-observer", observers=observers)
+    else:
+        sessions = [str(s).strip() for s in sessions]
+        if len(sessions) < 2 or len(set(sessions)) != len(sessions):
+            raise StatsInputError(f"intra-observer reliability needs two different sessions, got {sessions}")
+        observer = str(observer).strip()
+        known = sorted(set(id_text(rows["observer_id"]).dropna())) if "observer_id" in rows.columns else []
+        if observer not in known:
+            raise StatsInputError(f"no rows by observer {observer!r}; the file has {', '.join(map(repr, known))}")
+        mine = rows[id_text(rows["observer_id"]) == observer]
+        frame, info = select_rows(mine, level=level, exclude_flagged=exclude_flagged, sessions=sessions)
+        where = f"observer {observer!r}"
+        rater_col, raters = "session", sessions
+        info.update(mode="intra-observer", observer=observer)
+    per = {r: set(frame.loc[frame[rater_col] == r, "patient_id"]) for r in raters}
     both = set.intersection(*per.values())
-    counts = ", ".join(f"{o}: {len(p)}" for o, p in per.items())
     if not both:
-        raise StatsInputError(
-            f"no patient was measured by {'both' if len(observers) == 2 else 'all'} observers "
-            f"in {where} (patients per observer: {counts})"
-        )
-    meta = {
-        "mode": "inter-observer",
-        "raters": observers,
-        "observers": observers,
-        "session": session,
-        "level": level,
-        "n_patients": {o: len(p) for o, p in per.items()},
-        "n_patients_both": len(both),
-    }
-    return frame, "observer_id", meta
+        counts = ", ".join(f"{r}: {len(p)}" for r, p in per.items())
+        who = "both" if len(raters) == 2 else "all"
+        if observer is None:
+            raise StatsInputError(
+                f"no patient was measured by {who} observers in {where} (patients per observer: {counts})"
+            )
+        raise StatsInputError(f"{where} read no patient in every session ({counts})")
+    info.update(raters=raters, n_patients={r: len(p) for r, p in per.items()}, n_patients_both=len(both))
+    return frame[frame["patient_id"].isin(both)], rater_col, info
 
 
-def _prepare_intra(rows, observer, sessions, level):
-    frame = latest_rows(rows)
-    observer = str(observer).strip()
-    observers = sorted(set(frame["observer_id"]))
-    if observer not in observers:
-        raise StatsInputError(
-            f"no rows by observer {observer!r}; the file has {_listing(observers)}"
-        )
-    frame = frame[frame["observer_id"] == observer]
-    level = _pick(frame, "level", level, "level", "level= / --level")
-    frame = frame[frame["level"] == level]
-    sessions = [str(s).strip() for s in sessions]
-    if len(sessions) < 2 or len(set(sessions)) != len(sessions):
-        raise StatsInputError(
-            f"intra-observer reliability needs two different sessions, got {sessions}"
-        )
-    present = sorted(set(frame["session"]))
-    absent = [s for s in sessions if s not in present]
-    if absent:
-        raise StatsInputError(
-            f"observer {observer!r} has no reading {_listing(absent)}; readings present: "
-            f"{_listing(present)}"
-        )
-    frame = frame[frame["session"].isin(sessions)]
-    per = {s: set(frame.loc[frame["session"] == s, "patient_id"]) for s in sessions}
-    both = set.intersection(*per.values())
-    if not both:
-        counts = ", ".join(f"{s}: {len(p)}" for s, p in per.items())
-        raise StatsInputError(
-            f"observer {observer!r} read no patient in every session ({counts})"
-        )
-    meta = {
-        "mode": "intra-observer",
-        "raters": sessions,
-        "observer": observer,
-        "sessions": sessions,
-        "level": level,
-        "n_patients": {s: len(p) for s, p in per.items()},
-        "n_patients_both": len(both),
-    }
-    return frame, "session", meta
-
-
-def _analyse(frame, rater_col, meta, measures, alpha, loa_ci, rater_label):
-    """Per-measure ICC rows and per-pair Bland–Altman rows."""
+def _analyse(frame, rater_col, info, measures, alpha, loa_ci):
+    """Per-measure ICC rows, per-pair Bland–Altman rows and the values used."""
     if loa_ci not in LOA_CI_METHODS:
         raise StatsInputError(f"loa_ci must be one of {LOA_CI_METHODS}, got {loa_ci!r}")
     if not 0 < alpha < 1:
         raise StatsInputError(f"alpha must lie between 0 and 1, got {alpha}")
-    raters = meta["raters"]
+    label = "session" if info["mode"] == "intra-observer" else "observer"
+    raters = info["raters"]
     measures = _resolve_measures(frame, measures, rater_col)
-    common = frame[frame["patient_id"].isin(_common_patients(frame, rater_col, raters))]
-    values = _numeric(common, measures)
-    values["patient_id"] = common["patient_id"].to_numpy()
-    values["_rater"] = common[rater_col].to_numpy()
+    values = _numeric(frame, measures)
+    values["patient_id"] = frame["patient_id"].to_numpy()
+    values["rater"] = frame[rater_col].to_numpy()
 
-    a_col, b_col = f"{rater_label}_a", f"{rater_label}_b"
-    table, pairs = [], []
+    a_col, b_col = f"{label}_a", f"{label}_b"
+    table, pairs, used = [], [], []
     for m in measures:
-        wide = values.pivot(index="patient_id", columns="_rater", values=m)[raters]
-        row, pair_rows = _measure(wide, alpha, loa_ci, rater_label)
-        row = {"measure": m, **row}
+        wide = values.pivot(index="patient_id", columns="rater", values=m).reindex(columns=raters)
+        row, pair_rows = _measure(wide, alpha, loa_ci, label)
+        row = {"measure": m, "unit": measure_unit(m), **row}
         first = pair_rows[0]
         row[a_col], row[b_col] = first["a"], first["b"]
         for key in _PAIR_VALUES:
@@ -627,27 +626,28 @@ def _analyse(frame, rater_col, meta, measures, alpha, loa_ci, rater_label):
         table.append(row)
         for p in pair_rows:
             pairs.append({"measure": m, a_col: p.pop("a"), b_col: p.pop("b"), **p})
+        long = wide.dropna().reset_index().melt(id_vars="patient_id", var_name="rater", value_name="value")
+        used.append(long.assign(measure=m))
 
-    icc_cols = ["measure", "n", f"n_{rater_label}s", "n_missing"]
+    icc_cols = ["measure", "unit", "n", f"n_{label}s", "n_missing"]
     for form in _ICC_FORMS:
         icc_cols += [form, f"{form}_ci_low", f"{form}_ci_high", f"{form}_rating"]
     icc_cols += ["f", "df1", "df2", "p", "ms_subjects", "ms_observers", "ms_error",
                  a_col, b_col, *_PAIR_VALUES, "sd", "sem", "mdc95", "note"]
     for row in table:
-        row[f"n_{rater_label}s"] = len(raters)
+        row[f"n_{label}s"] = len(raters)
+    info = dict(info, alpha=alpha, loa_ci=loa_ci, min_patients=MIN_PATIENTS)
+    origins = outline_origins(frame, rater_col) if info["table"] == "muscle" else outline_origins(frame.iloc[:0])
     table = pd.DataFrame(table, columns=icc_cols)
-    pair_cols = ["measure", a_col, b_col, "n", *_PAIR_VALUES, "note"]
-    pairs = pd.DataFrame(pairs, columns=pair_cols)
-    attrs = {k: v for k, v in meta.items() if k != "raters"}
-    attrs.update(alpha=alpha, loa_ci=loa_ci, min_patients=MIN_PATIENTS)
-    table.attrs = dict(attrs)
-    pairs.attrs = dict(attrs)
-    return table, pairs
-
-
-def _common_patients(frame, rater_col, raters):
-    per = [set(frame.loc[frame[rater_col] == r, "patient_id"]) for r in raters]
-    return set.intersection(*per)
+    pairs = pd.DataFrame(pairs, columns=["measure", a_col, b_col, "n", *_PAIR_VALUES, "note"])
+    table.attrs, pairs.attrs = dict(info), dict(info)  # what was compared travels with each table
+    return ReliabilityResult(
+        table=table,
+        pairs=pairs,
+        values=pd.concat(used, ignore_index=True)[["measure", "patient_id", "rater", "value"]],
+        origins=origins,
+        info=info,
+    )
 
 
 def _measure(wide, alpha, loa_ci, who):
@@ -739,46 +739,50 @@ def _as_floats(d):
 # --------------------------------------------------------------------------
 
 
-def reliability_table(rows, *, measures=None, session=None, level=None, alpha=0.05,
-                      loa_ci="exact"):
-    """Inter-observer reliability, one row per measure column.
+def inter_observer(rows, *, measures=None, session=None, level=None, alpha=0.05, loa_ci="exact",
+                exclude_flagged=False):
+    """Inter-observer reliability of a shared CSV (muscle or spine table).
 
     Parameters
     ----------
     rows : pandas.DataFrame
-        Rows of the shared CSV as :func:`napari_pvm.core.store.read_rows`
-        returns them; all rows may be passed, the latest per patient ×
-        observer × level × session is used (:func:`latest_rows`).
+        Every row of the shared CSV as :func:`napari_pvm.core.store.read_rows`
+        returns them; one reading per patient × observer is chosen by
+        :func:`~napari_pvm.core.stats.input.select_rows`.
     measures : str or sequence of str, optional
-        Measure columns to analyse. Default: every contract-3 column that has
-        values from two observers or more.
+        Measure columns to analyse. Default: every measure column of the
+        table (contract 3, or ``vbq`` and ``local_kyphosis_deg`` of
+        contract 8) with values from two observers or more.
     session : str, optional
         Reading to compare. Default ``"read1"`` when present, else the only
         session in the file.
     level : str, optional
-        Vertebral level. Default: the only level in the file.
+        Vertebral level (muscle table). Default: the only level in the file.
     alpha : float, optional
         1 − confidence level (default 0.05).
     loa_ci : {"exact", "approximate"}, optional
         Confidence intervals of the limits of agreement (see
         :func:`bland_altman`).
+    exclude_flagged : bool, optional
+        Leave out rows with quality flags (after the latest row per reading is
+        chosen); the result's ``info`` says how many.
 
     Returns
     -------
-    table : pandas.DataFrame
-        One row per measure: ``measure``, ``n`` (patients with a value from
-        every observer), ``n_observers``, ``n_missing`` (patients left out
-        for a missing value); for each of ``icc2_1``, ``icc3_1``, ``icc2_k``,
-        ``icc3_k`` the value, ``_ci_low``, ``_ci_high`` and the Koo & Li
-        ``_rating`` of the interval; ``f``, ``df1``, ``df2``, ``p`` and the
-        mean squares; for the first pair of observers in sorted ID order
-        (``observer_a``, ``observer_b``): ``bias`` (a − b) and the limits of
-        agreement with their CIs, ``sd_diff``, the proportional-bias slope,
-        its CI and P; ``sd`` (of every value analysed), ``sem``, ``mdc95``;
-        ``note`` (None, or why values are missing or patients were left out).
-        ``table.attrs`` holds ``observers``, ``session``, ``level``,
-        ``n_patients`` (per observer), ``n_patients_both``, ``alpha``,
-        ``loa_ci``. Every pair is in :func:`pairwise_table`.
+    ReliabilityResult
+        ``table``: one row per measure: ``measure``, ``unit``, ``n``
+        (patients with a value from every observer), ``n_observers``,
+        ``n_missing`` (patients left out for a missing value); for each of
+        ``icc2_1``, ``icc3_1``, ``icc2_k``, ``icc3_k`` the value,
+        ``_ci_low``, ``_ci_high`` and the Koo & Li ``_rating`` of the
+        interval; ``f``, ``df1``, ``df2``, ``p`` and the mean squares; for
+        the first pair of observers in sorted ID order (``observer_a``,
+        ``observer_b``): ``bias`` (a − b) and the limits of agreement with
+        their CIs, ``sd_diff``, the proportional-bias slope, its CI and P;
+        ``sd`` (of every value analysed), ``sem``, ``mdc95``; ``note`` (None,
+        or why values are missing or patients were left out). ``pairs``: the
+        same Bland–Altman columns for every pair; ``values``; ``origins``;
+        ``info``.
 
     Raises
     ------
@@ -795,132 +799,41 @@ def reliability_table(rows, *, measures=None, session=None, level=None, alpha=0.
     out (counted in ``n_missing``). With more than two observers the ICC uses
     all of them.
     """
-    frame, rater_col, meta = _prepare_inter(rows, session, level)
-    return _analyse(frame, rater_col, meta, measures, alpha, loa_ci, "observer")[0]
+    frame, rater_col, info = _prepare(rows, session=session, level=level, exclude_flagged=exclude_flagged)
+    return _analyse(frame, rater_col, info, measures, alpha, loa_ci)
 
 
-def pairwise_table(rows, *, measures=None, session=None, level=None, alpha=0.05,
-                   loa_ci="exact"):
-    """Bland–Altman agreement for every pair of observers, one row per measure × pair.
-
-    Takes the same arguments as :func:`reliability_table` and uses the same
-    patients per measure. Columns: ``measure``, ``observer_a``,
-    ``observer_b`` (sorted IDs; differences are a − b), ``n``, ``bias``,
-    ``bias_ci_low``, ``bias_ci_high``, ``sd_diff``, ``loa_low`` (with
-    ``_ci_low``, ``_ci_high``), ``loa_high`` (same), ``prop_bias_slope`` (with
-    its CI), ``prop_bias_p`` and ``note``.
-    """
-    frame, rater_col, meta = _prepare_inter(rows, session, level)
-    return _analyse(frame, rater_col, meta, measures, alpha, loa_ci, "observer")[1]
-
-
-def intra_observer_table(rows, observer, sessions=("read1", "read2"), *, measures=None,
-                         level=None, alpha=0.05, loa_ci="exact"):
+def intra_observer(rows, observer, sessions=("read1", "read2"), *, measures=None, level=None,
+                   alpha=0.05, loa_ci="exact", exclude_flagged=False):
     """Intra-observer reliability: one observer's readings of the same patients.
 
-    Same computation and columns as :func:`reliability_table`, with the
-    sessions (readings, e.g. before and after a washout) in place of the
-    observers: ``n_sessions``, ``session_a``, ``session_b`` and ``bias`` =
-    first minus second session in the order given. ``table.attrs`` holds
-    ``observer``, ``sessions``, ``level``, ``n_patients`` (per session) and
+    Same computation and columns as :func:`inter_observer`, with the sessions
+    (readings, e.g. before and after a washout) in place of the observers:
+    ``n_sessions``, ``session_a``, ``session_b`` and ``bias`` = first minus
+    second session in the order given. ``info`` holds ``observer``,
+    ``sessions``, ``level``, ``n_patients`` (per session) and
     ``n_patients_both``.
     """
-    frame, rater_col, meta = _prepare_intra(rows, observer, sessions, level)
-    return _analyse(frame, rater_col, meta, measures, alpha, loa_ci, "session")[0]
+    frame, rater_col, info = _prepare(rows, level=level, exclude_flagged=exclude_flagged,
+                                      observer=observer, sessions=sessions)
+    return _analyse(frame, rater_col, info, measures, alpha, loa_ci)
 
 
-def intra_observer_pairs(rows, observer, sessions=("read1", "read2"), *, measures=None,
-                         level=None, alpha=0.05, loa_ci="exact"):
-    """Bland–Altman rows of :func:`intra_observer_table`, one per measure × pair of sessions.
-
-    Columns as in :func:`pairwise_table`, with ``session_a`` and
-    ``session_b`` in place of the observers.
-    """
-    frame, rater_col, meta = _prepare_intra(rows, observer, sessions, level)
-    return _analyse(frame, rater_col, meta, measures, alpha, loa_ci, "session")[1]
+def reliability_table(rows, **kwargs):
+    """The per-measure table of :func:`inter_observer` (same arguments)."""
+    return inter_observer(rows, **kwargs).table
 
 
-# --------------------------------------------------------------------------
-# Plot
-# --------------------------------------------------------------------------
+def pairwise_table(rows, **kwargs):
+    """The per-pair Bland–Altman table of :func:`inter_observer` (same arguments)."""
+    return inter_observer(rows, **kwargs).pairs
 
 
-def bland_altman_plot(rows, measure, *, ax=None, pair=None, session=None, level=None,
-                      alpha=0.05, loa_ci="exact"):
-    """Bland–Altman plot of one measure for one pair of observers.
+def intra_observer_table(rows, observer, sessions=("read1", "read2"), **kwargs):
+    """The per-measure table of :func:`intra_observer` (same arguments)."""
+    return intra_observer(rows, observer, sessions, **kwargs).table
 
-    Parameters
-    ----------
-    rows : pandas.DataFrame
-        Rows of the shared CSV (as for :func:`reliability_table`).
-    measure : str
-        Measure column, e.g. ``"ESMF_B_fi_pct"``.
-    ax : matplotlib.axes.Axes, optional
-        Axes to draw on; a new :class:`matplotlib.figure.Figure` (no display
-        needed) is made when None.
-    pair : (str, str), optional
-        Observer IDs (a, b); the plot shows a − b. Default: the first two
-        observers in sorted order.
-    session, level, alpha, loa_ci
-        As for :func:`reliability_table`.
 
-    Returns
-    -------
-    ax : matplotlib.axes.Axes
-        The axes, for further tweaking: pair means on x, differences on y,
-        the bias and the limits of agreement as lines with their confidence
-        intervals shaded.
-
-    Raises
-    ------
-    StatsInputError
-        Bad input as for :func:`reliability_table`, an unknown pair, or a
-        measure that cannot be analysed (the reason is in the message).
-    """
-    frame, rater_col, meta = _prepare_inter(rows, session, level)
-    observers = meta["observers"]
-    if pair is None:
-        pair = (observers[0], observers[1])
-    else:
-        pair = tuple(str(p) for p in pair)
-        if len(pair) != 2 or pair[0] == pair[1] or not set(pair) <= set(observers):
-            raise StatsInputError(
-                f"pair must name two different observers among {_listing(observers)}, got {pair}"
-            )
-    table = _analyse(frame, rater_col, meta, [measure], alpha, loa_ci, "observer")[0]
-    n = int(table["n"].iloc[0])
-    if not math.isfinite(table["icc2_1"].iloc[0]) and table["note"].iloc[0]:
-        raise StatsInputError(f"{measure}: {table['note'].iloc[0]}")
-
-    common = frame[frame["patient_id"].isin(_common_patients(frame, rater_col, observers))]
-    values = _numeric(common, [measure])
-    values["patient_id"] = common["patient_id"].to_numpy()
-    values["_rater"] = common[rater_col].to_numpy()
-    wide = values.pivot(index="patient_id", columns="_rater", values=measure)[observers].dropna()
-    a = wide[pair[0]].to_numpy(float)
-    b = wide[pair[1]].to_numpy(float)
-    ba = bland_altman(a, b, alpha=alpha, loa_ci=loa_ci)
-
-    if ax is None:
-        from matplotlib.figure import Figure
-
-        ax = Figure(figsize=(5.5, 4.0), layout="constrained").add_subplot()
-    unit = measure_unit(measure)
-    suffix = f" ({unit})" if unit else ""
-    conf = f"{100 * (1 - alpha):g} %"
-    ax.axhline(0.0, color="0.85", lw=1, zorder=0)
-    ax.scatter((a + b) / 2, a - b, s=22, color="C0", alpha=0.8, edgecolor="none", zorder=3)
-    for key, style, label in (
-        ("bias", "-", f"bias {ba['bias']:.3g}"),
-        ("loa_high", "--", f"+1.96 SD {ba['loa_high']:.3g}"),
-        ("loa_low", "--", f"−1.96 SD {ba['loa_low']:.3g}"),
-    ):
-        ax.axhline(ba[key], color="k", ls=style, lw=1.4 if key == "bias" else 1.1, label=label)
-        low, high = ba[f"{key}_ci"]
-        if math.isfinite(low) and math.isfinite(high) and high > low:
-            ax.axhspan(low, high, color="C1" if key == "bias" else "0.6", alpha=0.25, lw=0)
-    ax.set_xlabel(f"Mean of {pair[0]} and {pair[1]}{suffix}")
-    ax.set_ylabel(f"{pair[0]} − {pair[1]}{suffix}")
-    ax.set_title(f"{measure}: n = {n}, shaded {conf} CI", fontsize="medium")
-    ax.legend(loc="best", fontsize="small", frameon=False)
-    return ax
+def intra_observer_pairs(rows, observer, sessions=("read1", "read2"), **kwargs):
+    """The per-pair Bland–Altman table of :func:`intra_observer` (same arguments)."""
+    return intra_observer(rows, observer, sessions, **kwargs).pairs
