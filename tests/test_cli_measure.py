@@ -120,3 +120,96 @@ def test_phantom_command_json(tmp_path):
     assert result.returncode == 0
     paths = json.loads(result.stdout)
     assert Path(paths["truth"]).exists() and Path(paths["annotation"]).exists()
+
+
+# --- schema version 2, --method, --water/--fat (issue 13) ---------------------
+
+
+def test_measure_row_is_schema_2(phantom_files, capsys):
+    from napari_pvm.core import schema
+    from napari_pvm.core.store import validate_row
+
+    assert main(["measure", str(phantom_files["image"]), str(phantom_files["annotation"]), "--json",
+                 "--patient", "P1", "--observer", "A"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert list(row) == [c for c in schema.COLUMNS if c != "row_id"]
+    assert row["schema_version"] == "2"
+    assert row["outline_origin"] == ";".join(f"{k}:drawn" for k in schema.ROI_KEYS)
+    assert row["n_trees"] and row["features_preset"]  # the forest records its settings
+    assert row["VB_total_area_cm2"] is None  # the phantom has no vertebral-body outline
+    assert all(row[c] is None for c in schema.MEAN_FF_COLUMNS)
+    validate_row(row)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--water", "W.nii.gz"], "give both --water and --fat"),
+    (["--fat", "F.nii.gz"], "give both --water and --fat"),
+    (["--method", "dixon"], "--method dixon needs --water W --fat F"),
+    (["--water", "W.nii.gz", "--fat", "F.nii.gz"], "used only by --method dixon"),
+])
+def test_dixon_flags_are_checked_before_any_work(phantom_files, tmp_path, extra, message, monkeypatch, capsys):
+    import types
+
+    fake = types.ModuleType("napari_pvm.core.fat_methods")
+    fake.METHODS = ("forest", "threshold", "gmm", "dixon")
+    fake.classify_fat = lambda *a, **k: pytest.fail("classified")
+    monkeypatch.setitem(sys.modules, "napari_pvm.core.fat_methods", fake)
+    csv = tmp_path / "shared.csv"
+    monkeypatch.setattr("napari_pvm.core.io.read_volume", lambda *a, **k: pytest.fail("read an image"))
+    code = main(["measure", str(phantom_files["image"]), str(phantom_files["annotation"]),
+                 "--patient", "P1", "--observer", "A", "--csv", str(csv), *extra])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not csv.exists()
+
+
+def test_an_unknown_method_is_a_usage_error(phantom_files):
+    result = run("measure", phantom_files["image"], phantom_files["annotation"], "--method", "svm")
+    assert result.returncode == 2 and "invalid choice: 'svm'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_dixon_images_go_to_the_method_and_the_grid_is_checked(phantom_files, tmp_path, capsys, monkeypatch):
+    """With a stand-in for the FI% methods module (fraction = F / (W + F))."""
+    import dataclasses
+    import types
+
+    import nibabel as nib
+    import numpy as np
+
+    @dataclasses.dataclass(frozen=True)
+    class Result:
+        fat: object
+        method: str
+        settings: dict
+        fat_muscle_contrast: float
+        qc_flags: tuple
+        fat_fraction: object
+
+    def classify_fat(image, labels, *, within, spacing, method="forest", classifier=None, water=None, fat=None,
+                     progress=None):
+        fraction = fat / (water + fat)
+        return Result(fraction > 0.5, "dixon/test", {}, None, ("no_fat_sample",), fraction)
+
+    fake = types.ModuleType("napari_pvm.core.fat_methods")
+    fake.METHODS, fake.classify_fat = ("forest", "threshold", "gmm", "dixon"), classify_fat
+    monkeypatch.setitem(sys.modules, "napari_pvm.core.fat_methods", fake)
+    img = nib.load(phantom_files["image"])
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    water, fat = tmp_path / "w.nii.gz", tmp_path / "f.nii.gz"
+    nib.save(nib.Nifti1Image(np.full_like(data, 30.0), img.affine, img.header), water)
+    nib.save(nib.Nifti1Image(np.full_like(data, 10.0), img.affine, img.header), fat)
+    args = ["measure", str(phantom_files["image"]), str(phantom_files["annotation"]), "--method", "dixon",
+            "--water", str(water), "--fat", str(fat)]
+    assert main([*args, "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["method"] == "dixon/test" and row["qc_flags"] == "no_fat_sample"
+    assert row["n_trees"] is None and row["features_preset"] == ""
+    assert row["ESMF_B_mean_ff_pct"] == pytest.approx(25.0) and row["ESMF_B_fi_pct"] == 0.0
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "mean FF %" in text and "quality flags: no_fat_sample" in text and "method dixon/test" in text
+    nib.save(nib.Nifti1Image(np.full_like(data[:-1], 10.0), img.affine, img.header), fat)
+    assert main(args) == 2
+    assert "the fat image f has 5 slices of 336×335" in capsys.readouterr().err
