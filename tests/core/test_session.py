@@ -12,6 +12,7 @@ from napari_pvm.core.session import (
     ReadingSession,
     SessionError,
     Study,
+    StudySettings,
     create_study,
     seeded_order,
     session_seed,
@@ -158,6 +159,7 @@ def test_resume_restores_position_states_and_skip_reasons(study):
     s = ReadingSession.open(study, "A")
     first = s.current_id
     s.save_annotation(_annotation(2))
+    s.record_row({"row_id": "r1", "patient_id": first, "observer_id": "A", "session": "read1"})
     s.mark_done()
     assert s.next()
     assert s.skip("L4 not covered by the scan")
@@ -287,6 +289,7 @@ def test_bad_observer_and_session_labels(study):
 def test_repeat_reading_has_its_own_order_files_and_sees_no_earlier_outlines(study):
     r1 = ReadingSession.open(study, "A")
     r1.save_annotation(_annotation(2))
+    r1.record_row({"row_id": "r1", "patient_id": r1.current_id, "observer_id": "A", "session": "read1"})
     r1.mark_done()
     r2 = ReadingSession.open(study, "A", "read2")
     assert r2.path.name == "A.read2.json" and r1.path.name == "A.read1.json"
@@ -346,3 +349,122 @@ def test_only_the_observers_own_files_of_this_session_may_be_loaded(study):
     ):
         with pytest.raises(SessionError, match="only open their own outlines"):
             s.check_readable(other)
+
+
+# ------------------------------------------------------- rows and done
+
+
+def _row(reading, pid=None, row_id="row-1", **changes):
+    row = {"row_id": row_id, "patient_id": pid or reading.current_id, "observer_id": reading.observer_id,
+           "session": reading.session}
+    row.update(changes)
+    return row
+
+
+def test_a_case_is_done_only_when_its_row_is_recorded(study):
+    s = ReadingSession.open(study, "A")
+    pid = s.current_id
+    s.save_annotation(_annotation(2))
+    with pytest.raises(SessionError, match="no row in the shared CSV"):
+        s.mark_done()
+    assert s.case_state() == "started" and s.row_id() is None
+    # rows of another patient, observer or session, or without a row_id, are not this case's row
+    for bad in (_row(s, pid=s.order[1]), _row(s, observer_id="B"), _row(s, session="read2"), _row(s, row_id="")):
+        with pytest.raises(SessionError):
+            s.record_row(bad)
+    assert s.row_id() is None
+    s.record_row(_row(s, row_id="20260101-a"), annotation_sha256="abc")
+    s.record_row(_row(s, row_id="20260101-b"), annotation_sha256="def")  # added again after an edit
+    s.mark_done()
+    entry = json.loads(s.path.read_text())["cases"][pid]
+    assert entry["state"] == "done" and entry["row_id"] == "20260101-b"
+    assert entry["row_ids"] == ["20260101-a", "20260101-b"]
+    assert s.row_is_current("def") and not s.row_is_current("abc")
+    assert [e for e in s.log if e["event"] == "done"][-1]["row_id"] == "20260101-b"
+
+
+# ---------------------------------------------------------- study.json
+
+
+def test_study_settings_default_and_validation(tmp_path):
+    study = Study(_write_worklist(tmp_path / "s1", outcome=False))
+    assert study.settings() == StudySettings(proposals=False, measure_sets=("muscle",))
+    created = create_study(tmp_path / "s2", [{"patient_id": "P1", "image": "a.nii.gz"}], proposals=True,
+                           measure_sets=["muscle", "spine"])
+    assert created.settings() == StudySettings(proposals=True, measure_sets=("muscle", "spine"))
+    assert created.study_id == "s2"  # the codes were added without losing the settings
+    assert json.loads(created.study_file.read_text())["proposals"] is True
+    for bad, message in (({"proposals": "yes"}, "true or false"), ({"measure_sets": "muscle"}, "non-empty list"),
+                         ({"measure_sets": []}, "non-empty list"), ({"measure_sets": ["muscle", "bone"]}, "'bone'"),
+                         ({"measure_sets": ["muscle", "muscle"]}, "once")):
+        study.study_file.write_text(json.dumps(bad))
+        with pytest.raises(SessionError, match=message):
+            study.settings()
+    with pytest.raises(SessionError):
+        create_study(tmp_path / "s3", [{"patient_id": "P1", "image": "a.nii.gz"}], proposals=1)
+
+
+# ------------------------------------------------------- proposal examples
+
+
+@pytest.fixture
+def example_study(tmp_path, phantom_files):
+    """Three patients (copies of one phantom). A finished P1 and P2 (rows
+    recorded), B's outlines of every patient, A's read2 outlines of P3."""
+    import shutil
+
+    folder = tmp_path / "ex"
+    (folder / "images").mkdir(parents=True)
+    ids = ["P1", "P2", "P3"]
+    for pid in ids:
+        shutil.copy(phantom_files["image"], folder / "images" / f"{pid}.nii.gz")
+    study = create_study(folder, [{"patient_id": p, "image": f"images/{p}.nii.gz"} for p in ids], proposals=True)
+    truth = read_annotation(phantom_files["annotation"])
+    b = ReadingSession.open(study, "B")
+    for pid in ids:
+        b.save_annotation(truth, patient_id=pid)
+    a2 = ReadingSession.open(study, "A", "read2")
+    a2.save_annotation(truth, patient_id="P3")
+    return study, truth
+
+
+def test_examples_come_only_from_the_observers_own_finished_cases_of_this_session(example_study, open_recorder):
+    study, truth = example_study
+    s = ReadingSession.open(study, "A")
+    assert s.example_annotations() == []  # nothing finished yet
+    # finish every case but the last one in A's order, with different outlines per case
+    shifted = {}
+    for i, pid in enumerate(s.order):
+        rois = {k: np.asarray(v) + [0.0, i] for k, v in truth.rois.items() if k != "MF_R" or i == 0}
+        shifted[pid] = rois
+        s.save_annotation(Annotation(slice_index=truth.slice_index, rois=rois, image_sha256=truth.image_sha256),
+                          patient_id=pid)
+        if i < len(s.order) - 1:
+            s.record_row(_row(s, pid=pid, row_id=f"r{i}"), patient_id=pid)
+            s.mark_done(pid)
+    s.go_to(0)  # reading the first case again: it is never its own example
+    current = s.current_id
+    open_recorder.start()
+    try:
+        examples = s.example_annotations(limit=10)
+    finally:
+        opened = open_recorder.stop()
+    assert len(examples) == 1  # the other finished case; the unfinished last one is not an example
+    (plane, spacing, rois), = examples
+    other = s.order[1]
+    assert set(rois) == set(shifted[other]) and "MF_R" not in rois
+    for key, vertices in rois.items():
+        np.testing.assert_allclose(vertices, shifted[other][key])
+    assert plane.shape == (336, 336) and spacing == pytest.approx((1.2, 1.2))
+    from napari_pvm.core.io import read_volume
+
+    np.testing.assert_array_equal(plane, read_volume(study.folder / "images" / f"{other}.nii.gz").data[2])
+    # blinding: what was opened is this observer's read1 file of the other case and its image, nothing else
+    folder = str(study.folder) + os.sep
+    inside = sorted({p for p in opened if p.startswith(folder)})
+    assert inside == sorted({str(study.annotation_path("A", other)), str(study.folder / "images" / f"{other}.nii.gz")})
+    assert not [p for p in opened if current in os.path.basename(p)]
+    # the limit, and a file that is not what its name says is left out
+    assert len(s.example_annotations(limit=0)) == 0
+    write_annotation(study.annotation_path("A", other), Annotation(slice_index=2, rois=truth.rois, observer_id="B"))
+    assert s.example_annotations() == []

@@ -3,7 +3,7 @@
 A study is a folder (``docs/study.md``)::
 
     study/
-      study.json                                  study_id and study codes (created on first use)
+      study.json                                  study_id, study codes, proposals, measure_sets
       worklist.csv                                patient_id, image [, slice_index, level, observer_id]
       measurements.csv                            the shared measurement CSV (core.store)
       annotations/<observer>/<patient>.<session>.pvm.json
@@ -39,10 +39,12 @@ from .schema import DEFAULT_SESSION
 
 __all__ = [
     "DEFAULT_SESSION",
+    "MEASURE_SETS",
     "SESSION_COLUMNS",
     "ReadingSession",
     "SessionError",
     "Study",
+    "StudySettings",
     "check_session_label",
     "create_study",
     "seeded_order",
@@ -60,6 +62,9 @@ SESSIONS_DIR = "sessions"
 #: ``annotation`` and ``session``: a worklist's annotation path may point at
 #: another observer's outlines, and the session label is chosen by the observer).
 SESSION_COLUMNS = ("patient_id", "image", "slice_index", "level", "observer_id")
+#: Measure sets a study may ask for per case (``study.json`` ``measure_sets``):
+#: the muscle outlines (contract 3) and the spine measures (contract 8).
+MEASURE_SETS = ("muscle", "spine")
 #: Case states in a session file.
 STATES = ("open", "started", "done", "skipped")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
@@ -68,6 +73,37 @@ _LEVEL = re.compile(r"^[A-Za-z][A-Za-z0-9/-]{0,15}$")
 
 class SessionError(PvmError):
     """A study folder, worklist or reading session cannot be used as asked."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StudySettings:
+    """What ``study.json`` allows in the study's reading sessions (contract 7).
+
+    Attributes
+    ----------
+    proposals : bool
+        Outline proposals allowed (``"proposals": true``); False by default.
+    measure_sets : tuple of str
+        Measures read per case, from :data:`MEASURE_SETS`; ``("muscle",)`` by default.
+    """
+
+    proposals: bool = False
+    measure_sets: tuple = ("muscle",)
+
+
+def _study_settings(info, where):
+    proposals = info.get("proposals", False)
+    if not isinstance(proposals, bool):
+        raise SessionError(f'{where}: "proposals" must be true or false (JSON), not {proposals!r}')
+    sets = info.get("measure_sets", ["muscle"])
+    if not isinstance(sets, list) or not sets or not all(isinstance(x, str) for x in sets):
+        raise SessionError(f'{where}: "measure_sets" must be a non-empty list such as ["muscle"] or ["muscle", "spine"]')
+    unknown = [x for x in sets if x not in MEASURE_SETS]
+    if unknown:
+        raise SessionError(f'{where}: unknown measure set {unknown[0]!r} in "measure_sets"; use {" and ".join(MEASURE_SETS)}')
+    if len(set(sets)) != len(sets):
+        raise SessionError(f'{where}: "measure_sets" lists {sets}; name each set once')
+    return StudySettings(proposals=proposals, measure_sets=tuple(sets))
 
 
 def _now():
@@ -279,6 +315,17 @@ class Study:
             raise SessionError(f"{self.study_file} has format {obj.get('format')!r}, expected {STUDY_FORMAT!r}")
         return obj
 
+    def settings(self):
+        """The study's :class:`StudySettings` from ``study.json`` (defaults when absent).
+
+        Raises
+        ------
+        SessionError
+            ``proposals`` not a JSON boolean, ``measure_sets`` not a non-empty
+            list of names from :data:`MEASURE_SETS`.
+        """
+        return _study_settings(self.info(), self.study_file.name)
+
     @property
     def study_id(self):
         """The study's identifier: ``study.json``'s ``study_id``, else the folder name."""
@@ -358,7 +405,7 @@ class Study:
         return target
 
 
-def create_study(folder, cases, *, study_id=None):
+def create_study(folder, cases, *, study_id=None, proposals=None, measure_sets=None):
     """Create a study folder with a worklist (a convenience for scripts).
 
     Parameters
@@ -371,6 +418,11 @@ def create_study(folder, cases, *, study_id=None):
         keep clinical data out of the study.
     study_id : str, optional
         Fixes the study identifier (default: the folder name).
+    proposals : bool, optional
+        Allow outline proposals in the study's sessions (``study.json``
+        ``"proposals"``; default false).
+    measure_sets : list of str, optional
+        ``["muscle"]`` (default) or ``["muscle", "spine"]``.
 
     Returns
     -------
@@ -392,9 +444,16 @@ def create_study(folder, cases, *, study_id=None):
         writer = csv.DictWriter(fh, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
+    info = {}
     if study_id is not None:
-        write_json_atomic(folder / STUDY_FILE, {"format": STUDY_FORMAT, "study_id": _identifier(study_id, "study ID"),
-                                                "created_at": _now()})
+        info["study_id"] = _identifier(study_id, "study ID")
+    if proposals is not None:
+        info["proposals"] = proposals
+    if measure_sets is not None:
+        info["measure_sets"] = list(measure_sets)
+    if info:
+        _study_settings(info, STUDY_FILE)
+        write_json_atomic(folder / STUDY_FILE, {"format": STUDY_FORMAT, **info, "created_at": _now()})
     study = Study(folder)
     study.prepare()
     return study
@@ -432,6 +491,7 @@ class ReadingSession:
         self._state = state
         self._cases = {c.patient_id: c for c in cases}
         self._clock = _Clock()
+        self._examples = {}  # (patient, annotation mtime, size) -> example (or None)
 
     # ------------------------------------------------------------ opening
     @classmethod
@@ -633,14 +693,152 @@ class ReadingSession:
         self._save()
         return self.next()
 
-    def mark_done(self, patient_id=None):
-        """Mark a case (default: the current one) done."""
+    def record_row(self, row, patient_id=None, *, annotation_sha256=None):
+        """Record the shared-CSV row a case appended (its ``row_id``).
+
+        Parameters
+        ----------
+        row : dict
+            The stored row (as the Measure dock's ``row_added`` gives it): it
+            must carry a ``row_id`` and this case's ``patient_id``, this
+            session's ``observer_id`` and ``session``.
+        patient_id : str, optional
+            The case (default: the current one).
+        annotation_sha256 : str, optional
+            Digest of the annotation the row was measured from, so that a
+            later change of the outlines can be noticed (:meth:`row_is_current`).
+
+        Raises
+        ------
+        SessionError
+            The row has no ``row_id`` or belongs to another patient, observer
+            or session; nothing is recorded.
+        """
         pid = patient_id or self.current_id
         self._entry(pid)
+        row_id = str(row.get("row_id") or "").strip()
+        if not row_id:
+            raise SessionError("the row has no row_id; it was not stored in the shared CSV")
+        for key, want in (("patient_id", pid), ("observer_id", self.observer_id), ("session", self.session)):
+            got = str(row.get(key) or "")
+            if got != want:
+                raise SessionError(f"the row is for {key} {got!r}, not {want!r}; it is not this case's row")
+        entry = self._set_entry(pid, row_id=row_id, row_at=_now())
+        entry["row_ids"] = [*entry.get("row_ids", []), row_id]
+        if annotation_sha256:
+            entry["row_annotation_sha256"] = str(annotation_sha256)
+        else:
+            entry.pop("row_annotation_sha256", None)
+        self._log("row", patient_id=pid, row_id=row_id)
+        self._save()
+        return row_id
+
+    def row_id(self, patient_id=None):
+        """``row_id`` of the latest row this case appended (None before one)."""
+        return self._entry(patient_id).get("row_id")
+
+    def row_is_current(self, annotation_sha256, patient_id=None):
+        """True when the case has a row measured from this annotation digest
+        (or from an annotation not recorded with a digest)."""
+        entry = self._entry(patient_id)
+        if not entry.get("row_id"):
+            return False
+        recorded = entry.get("row_annotation_sha256")
+        return recorded is None or recorded == annotation_sha256
+
+    def mark_done(self, patient_id=None):
+        """Mark a case (default: the current one) done.
+
+        Raises
+        ------
+        SessionError
+            The session file records no row of this case in the shared CSV
+            (:meth:`record_row`): a case is done only when its row exists.
+        """
+        pid = patient_id or self.current_id
+        entry = self._entry(pid)
+        if not entry.get("row_id"):
+            raise SessionError(
+                f"case {pid} has no row in the shared CSV yet; measure and add the row (Ctrl-Enter) "
+                "or skip the case with a reason"
+            )
         entry = self._set_entry(pid, state="done", at=_now())
         entry.pop("reason", None)
-        self._log("done", patient_id=pid)
+        self._log("done", patient_id=pid, row_id=entry["row_id"])
         self._save()
+
+    # ------------------------------------------------------------ examples
+    @property
+    def settings(self):
+        """The study's :class:`StudySettings` (``study.json``)."""
+        return self.study.settings()
+
+    def example_annotations(self, limit=10):
+        """Earlier outlined slices of this observer for outline proposals.
+
+        Only this observer's own annotation files of this session label
+        (``annotations/<observer>/<patient>.<session>.pvm.json``) of cases
+        that are done (their row is in the shared CSV), never the patient
+        being read, never another observer's files, never another session
+        label's; the most recently finished first. Files whose observer,
+        session or patient fields disagree with their place, or whose image
+        digest does not match the image, are left out.
+
+        Parameters
+        ----------
+        limit : int
+            At most this many examples.
+
+        Returns
+        -------
+        list of tuple
+            ``(image2d, spacing, {roi_key: (N, 2) vertices})`` as
+            :func:`napari_pvm.core.propose.propose_outlines` takes them.
+        """
+        from .io import read_volume
+
+        current = self.current_id
+        done = [
+            (entry.get("at", ""), pid)
+            for pid, entry in self._state["cases"].items()
+            if pid != current and pid in self._cases and entry.get("state") == "done" and entry.get("row_id")
+        ]
+        out = []
+        for _, pid in sorted(done, reverse=True):
+            if len(out) >= int(limit):
+                break
+            path = self.annotation_path(pid)
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            key = (pid, stat.st_mtime_ns, stat.st_size)
+            if key not in self._examples:
+                self._examples[key] = self._example(pid, path, read_volume)
+            if self._examples[key] is not None:
+                out.append(self._examples[key])
+        return out
+
+    def _example(self, pid, path, read_volume):
+        try:
+            annotation = read_annotation(path)
+        except PvmError:
+            return None
+        own = (annotation.observer_id in (None, self.observer_id) and annotation.session in (None, self.session)
+               and annotation.patient_id in (None, pid))
+        if not own or not annotation.rois:
+            return None
+        try:
+            volume = read_volume(self._cases[pid].image)
+        except (PvmError, OSError):
+            return None
+        if annotation.image_sha256 and annotation.image_sha256 != volume.sha256:
+            return None
+        if not 0 <= annotation.slice_index < volume.data.shape[0]:
+            return None
+        plane = volume.data[annotation.slice_index].astype("float32")
+        spacing = tuple(float(x) for x in volume.spacing[1:])
+        return plane, spacing, {k: v.copy() for k, v in annotation.rois.items()}
 
     # -------------------------------------------------------- annotations
     def annotation_path(self, patient_id=None):
