@@ -7,14 +7,36 @@ import pytest
 from napari_pvm.cli import main
 
 
-@pytest.fixture(scope="module", params=[("0.75", "0.75", "12"), ("0.5", "1.2", "-9.25")], ids=["iso-kyphosis", "aniso-lordosis"])
+@pytest.fixture(
+    scope="module", params=[("0.75", "0.75", "12"), ("0.5", "1.2", "-9.25")], ids=["iso-kyphosis", "aniso-lordosis"]
+)
 def sagittal_files(request, tmp_path_factory):
     row, col, angle = request.param
     out = tmp_path_factory.mktemp("sagittal")
-    assert main(["phantom", str(out), "--sagittal", "--spacing", row, "--col-spacing", col,
-                 "--kyphosis", angle, "--seed", "4"]) == 0
-    return {"image": out / "sagittal.nii.gz", "annotation": out / "sagittal.pvm.json",
-            "truth": out / "sagittal_truth.json", "spacing": (float(row), float(col))}
+    assert (
+        main(
+            [
+                "phantom",
+                str(out),
+                "--sagittal",
+                "--spacing",
+                row,
+                "--col-spacing",
+                col,
+                "--kyphosis",
+                angle,
+                "--seed",
+                "4",
+            ]
+        )
+        == 0
+    )
+    return {
+        "image": out / "sagittal.nii.gz",
+        "annotation": out / "sagittal.pvm.json",
+        "truth": out / "sagittal_truth.json",
+        "spacing": (float(row), float(col)),
+    }
 
 
 def test_spine_json_row_equals_phantom_truth(sagittal_files, tmp_path, capsys):
@@ -22,8 +44,20 @@ def test_spine_json_row_equals_phantom_truth(sagittal_files, tmp_path, capsys):
 
     capsys.readouterr()
     csv = tmp_path / "spine.csv"
-    code = main(["spine", str(sagittal_files["image"]), str(sagittal_files["annotation"]),
-                 "--patient", "007", "--observer", "obsA", "--csv", str(csv), "--json"])
+    code = main(
+        [
+            "spine",
+            str(sagittal_files["image"]),
+            str(sagittal_files["annotation"]),
+            "--patient",
+            "007",
+            "--observer",
+            "obsA",
+            "--csv",
+            str(csv),
+            "--json",
+        ]
+    )
     assert code == 0
     row = json.loads(capsys.readouterr().out)
     truth = json.loads(sagittal_files["truth"].read_text())
@@ -48,8 +82,19 @@ def test_spine_text_output_names_the_excluded_level(sagittal_files, capsys):
 def test_axial_image_is_refused_and_nothing_written(phantom_files, sagittal_files, tmp_path, capsys):
     capsys.readouterr()
     csv = tmp_path / "spine.csv"
-    code = main(["spine", str(phantom_files["image"]), str(sagittal_files["annotation"]),
-                 "--patient", "1", "--observer", "a", "--csv", str(csv)])
+    code = main(
+        [
+            "spine",
+            str(phantom_files["image"]),
+            str(sagittal_files["annotation"]),
+            "--patient",
+            "1",
+            "--observer",
+            "a",
+            "--csv",
+            str(csv),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
     assert "spine needs a sagittal image" in err
@@ -63,7 +108,9 @@ def test_missing_csf_is_refused_and_nothing_written(sagittal_files, tmp_path, ca
     bad.write_text(json.dumps(obj))
     csv = tmp_path / "spine.csv"
     capsys.readouterr()
-    code = main(["spine", str(sagittal_files["image"]), str(bad), "--patient", "1", "--observer", "a", "--csv", str(csv)])
+    code = main(
+        ["spine", str(sagittal_files["image"]), str(bad), "--patient", "1", "--observer", "a", "--csv", str(csv)]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "CSF ROI is missing" in err and err.count("\n") == 1
     assert not csv.exists()

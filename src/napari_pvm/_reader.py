@@ -55,4 +55,3 @@ def volume_layer_tuple(volume):
         },
         "image",
     )
-

@@ -42,8 +42,13 @@ def make_sagittal_sample():
     }
     image = (
         ph.data,
-        {"name": "sagittal phantom", "scale": ph.spacing, "units": ("mm", "mm", "mm"), "colormap": "gray",
-         "metadata": {"napari_pvm": metadata}},
+        {
+            "name": "sagittal phantom",
+            "scale": ph.spacing,
+            "units": ("mm", "mm", "mm"),
+            "colormap": "gray",
+            "metadata": {"napari_pvm": metadata},
+        },
         "image",
     )
     return [image]

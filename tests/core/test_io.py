@@ -48,9 +48,20 @@ def write_nifti_sal(path, d, spacing=SPACING):
     nib.save(nib.Nifti1Image(stored, affine), str(path))
 
 
-def write_dicom_series(folder, d, spacing=SPACING, *, tilt_deg=0.0, slope=2.0, intercept=-100.0,
-                       uid="1.2.826.0.1.3680043.8.498.1", description="T2 TSE AX", start_z=0.0,
-                       number=3, names=None):
+def write_dicom_series(
+    folder,
+    d,
+    spacing=SPACING,
+    *,
+    tilt_deg=0.0,
+    slope=2.0,
+    intercept=-100.0,
+    uid="1.2.826.0.1.3680043.8.498.1",
+    description="T2 TSE AX",
+    start_z=0.0,
+    number=3,
+    names=None,
+):
     """Write one file per slice with pydicom; file names and InstanceNumber run
     opposite to the slice position so that only the geometry can order them."""
     import pydicom
@@ -169,8 +180,7 @@ def test_no_patient_identifiers_reach_metadata(tmp_path, volume):
 def test_folder_with_two_slabs_needs_a_choice(tmp_path, volume):
     folder = tmp_path / "dcm"
     write_dicom_series(folder / "a", volume, tilt_deg=0.0, uid="1.2.3.4", description="AX L3-4")
-    write_dicom_series(folder / "b", volume + 2, tilt_deg=12.0, uid="1.2.3.4", description="AX L3-4",
-                       start_z=60.0)
+    write_dicom_series(folder / "b", volume + 2, tilt_deg=12.0, uid="1.2.3.4", description="AX L3-4", start_z=60.0)
     found = find_dicom_series(folder)
     assert len(found) == 2 and all("slab" in k for k in found)
     with pytest.raises(ImageReadError, match="2 series or slabs"):
@@ -203,8 +213,11 @@ def test_irregular_stack_is_refused(tmp_path, volume):
 
     files = sorted(folder.iterdir())
     ds = pydicom.dcmread(files[1])
-    ds.ImagePositionPatient = [ds.ImagePositionPatient[0], ds.ImagePositionPatient[1],
-                               float(ds.ImagePositionPatient[2]) + 1.3]
+    ds.ImagePositionPatient = [
+        ds.ImagePositionPatient[0],
+        ds.ImagePositionPatient[1],
+        float(ds.ImagePositionPatient[2]) + 1.3,
+    ]
     ds.save_as(files[1])
     with pytest.raises(ImageReadError, match="neither one regular stack nor separable"):
         read_volume(folder)
@@ -476,8 +489,16 @@ def test_require_plane_refuses_the_other_plane(tmp_path):
 # ------------------------------------------------------------ radiographs
 
 
-def write_radiograph(path, image, *, orientation=("P", "F"), spacing=(0.15, 0.15), field="PixelSpacing",
-                     photometric="MONOCHROME2", modality="CR"):
+def write_radiograph(
+    path,
+    image,
+    *,
+    orientation=("P", "F"),
+    spacing=(0.15, 0.15),
+    field="PixelSpacing",
+    photometric="MONOCHROME2",
+    modality="CR",
+):
     import pydicom
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ComputedRadiographyImageStorage, ExplicitVRLittleEndian, generate_uid
@@ -538,8 +559,9 @@ def test_radiograph_is_one_sagittal_slice_with_anterior_from_patient_orientation
 
 
 def test_radiograph_without_orientation_needs_the_observer(tmp_path, radiograph_pixels):
-    path = write_radiograph(tmp_path / "lat.dcm", radiograph_pixels, orientation=None,
-                            field="ImagerPixelSpacing", modality="DX")
+    path = write_radiograph(
+        tmp_path / "lat.dcm", radiograph_pixels, orientation=None, field="ImagerPixelSpacing", modality="DX"
+    )
     v = read_volume(path)
     assert v.metadata["anterior_source"] == "unconfirmed"
     np.testing.assert_array_equal(v.data[0], radiograph_pixels)
@@ -577,7 +599,9 @@ def test_nifti_with_huge_pixels_is_refused_naming_pixdim(tmp_path):
     assert v.pixel_spacing == (1e6, 1e6)
 
 
-@pytest.mark.parametrize("spacing, match", [((0.01, 0.8), "pixel spacing 0.01 mm"), ((12.0, 0.8), "pixel spacing 12 mm")])
+@pytest.mark.parametrize(
+    "spacing, match", [((0.01, 0.8), "pixel spacing 0.01 mm"), ((12.0, 0.8), "pixel spacing 12 mm")]
+)
 def test_dicom_with_implausible_pixel_spacing_is_refused(tmp_path, spacing, match):
     d = (np.round(display_volume() / 2) * 2).astype(np.float32)
     folder = write_dicom_series(tmp_path / "dcm", d, spacing=(3.5, *spacing))

@@ -33,9 +33,13 @@ def test_truth_is_consistent_with_masks_and_fat_share(small_phantom):
         assert ph.truth[f"{key}_fi_pct"] == pytest.approx(100 * (mask & fat).sum() / mask.sum())
     t = ph.truth
     for group in schema.GROUPS:
-        assert t[f"{group}_B_total_area_cm2"] == pytest.approx(t[f"{group}_L_total_area_cm2"] + t[f"{group}_R_total_area_cm2"])
+        assert t[f"{group}_B_total_area_cm2"] == pytest.approx(
+            t[f"{group}_L_total_area_cm2"] + t[f"{group}_R_total_area_cm2"]
+        )
         for side in schema.SIDES:
-            total, fat_a, lean = (t[f"{group}_{side}_{m}"] for m in ("total_area_cm2", "fat_area_cm2", "muscle_area_cm2"))
+            total, fat_a, lean = (
+                t[f"{group}_{side}_{m}"] for m in ("total_area_cm2", "fat_area_cm2", "muscle_area_cm2")
+            )
             assert lean + fat_a == pytest.approx(total)
     assert t["ESMF_L_total_area_cm2"] == pytest.approx(t["ES_L_total_area_cm2"] + t["MF_L_total_area_cm2"])
 

@@ -180,7 +180,9 @@ def test_spine_annotation_round_trip_keeps_unknown_keys(tmp_path, clean_phantom)
 def test_invalid_annotation_is_not_written(tmp_path):
     path = tmp_path / "bad.pvm.json"
     with pytest.raises(AnnotationError):
-        write_spine_annotation(path, {"format": "napari-pvm.spine/1", "angles": [{"upper": [[1, 1], [1, 1]], "lower": [[5, 1], [5, 9]]}]})
+        write_spine_annotation(
+            path, {"format": "napari-pvm.spine/1", "angles": [{"upper": [[1, 1], [1, 1]], "lower": [[5, 1], [5, 9]]}]}
+        )
     assert list(tmp_path.iterdir()) == []
 
 

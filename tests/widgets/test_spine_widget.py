@@ -70,7 +70,9 @@ def test_draw_everything_with_mouse_and_keys(make_napari_viewer, canvas, sagitta
     # what was drawn (canvas pixels are coarser than image pixels) is measured in mm
     # the layer shares the image's scale: its data coordinates are image pixels
     lines = {p: np.asarray(v)[:, -2:] for v, _, p in dock._state[0] if p in ("upper", "lower")}
-    assert shown == pytest.approx(line_angle_deg(lines["upper"], lines["lower"], spacing=tuple(image.scale[-2:])), abs=1e-9)
+    assert shown == pytest.approx(
+        line_angle_deg(lines["upper"], lines["lower"], spacing=tuple(image.scale[-2:])), abs=1e-9
+    )
     assert shown == pytest.approx(12.0, abs=1.5)
     assert "kyphosis" in dock.angle_label.text()
     # undo the lower line: the angle disappears, VBQ stays

@@ -4,29 +4,58 @@ from . import Outcome
 
 
 def add_arguments(parser):
-    parser.add_argument("outdir", help="folder to write phantom.nii.gz, phantom.pvm.json and truth.json into "
-                                       "(with --sagittal: sagittal.nii.gz, sagittal.pvm.json, sagittal_truth.json)")
+    parser.add_argument(
+        "outdir",
+        help="folder to write phantom.nii.gz, phantom.pvm.json and truth.json into "
+        "(with --sagittal: sagittal.nii.gz, sagittal.pvm.json, sagittal_truth.json)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
-    parser.add_argument("--spacing", type=float, default=None,
-                        help="in-plane pixel spacing in mm (default 0.78125; sagittal: 0.75, the row spacing)")
-    parser.add_argument("--sagittal", action="store_true",
-                        help="write the sagittal spine phantom (VBQ and local kyphotic angle) instead")
-    parser.add_argument("--col-spacing", type=float, default=None,
-                        help="sagittal only: column spacing in mm when it differs from --spacing (e.g. 1.2)")
-    parser.add_argument("--kyphosis", type=float, default=12.0,
-                        help="sagittal only: true local kyphotic angle in degrees, negative for lordosis (default 12)")
-    parser.add_argument("--noise", type=float, default=None,
-                        help="sagittal only: noise σ as a share of the CSF signal (default 0.03; 0 for none)")
-    parser.add_argument("--shading", type=float, default=None,
-                        help="sagittal only: peak-to-peak shading amplitude (default 0.15; 0 for none)")
+    parser.add_argument(
+        "--spacing",
+        type=float,
+        default=None,
+        help="in-plane pixel spacing in mm (default 0.78125; sagittal: 0.75, the row spacing)",
+    )
+    parser.add_argument(
+        "--sagittal",
+        action="store_true",
+        help="write the sagittal spine phantom (VBQ and local kyphotic angle) instead",
+    )
+    parser.add_argument(
+        "--col-spacing",
+        type=float,
+        default=None,
+        help="sagittal only: column spacing in mm when it differs from --spacing (e.g. 1.2)",
+    )
+    parser.add_argument(
+        "--kyphosis",
+        type=float,
+        default=12.0,
+        help="sagittal only: true local kyphotic angle in degrees, negative for lordosis (default 12)",
+    )
+    parser.add_argument(
+        "--noise",
+        type=float,
+        default=None,
+        help="sagittal only: noise σ as a share of the CSF signal (default 0.03; 0 for none)",
+    )
+    parser.add_argument(
+        "--shading",
+        type=float,
+        default=None,
+        help="sagittal only: peak-to-peak shading amplitude (default 0.15; 0 for none)",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
 def run(args):
     from ..core.errors import PvmError
 
-    sagittal_only = [flag for flag, value in (("--col-spacing", args.col_spacing), ("--noise", args.noise),
-                                              ("--shading", args.shading)) if value is not None]
+    sagittal_only = [
+        flag
+        for flag, value in (("--col-spacing", args.col_spacing), ("--noise", args.noise), ("--shading", args.shading))
+        if value is not None
+    ]
     if args.kyphosis != 12.0:
         sagittal_only.append("--kyphosis")
     if args.sagittal:

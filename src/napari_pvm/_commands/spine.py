@@ -16,11 +16,17 @@ def add_arguments(parser):
     parser.add_argument("--session", help="reading label, e.g. read1 or read2 (default: the annotation's, else read1)")
     parser.add_argument("--series", help="which series of a DICOM folder holding several")
     parser.add_argument("--csv", help="shared spine CSV to append the row to")
-    parser.add_argument("--anterior", choices=("left", "right"),
-                        help="radiograph without PatientOrientation: side of the stored image where the patient's "
-                             "anterior lies (as confirmed by the observer)")
-    parser.add_argument("--allow-unusual-spacing", action="store_true",
-                        help="accept a pixel spacing outside the plausible 0.05–10 mm (a header error otherwise)")
+    parser.add_argument(
+        "--anterior",
+        choices=("left", "right"),
+        help="radiograph without PatientOrientation: side of the stored image where the patient's "
+        "anterior lies (as confirmed by the observer)",
+    )
+    parser.add_argument(
+        "--allow-unusual-spacing",
+        action="store_true",
+        help="accept a pixel spacing outside the plausible 0.05–10 mm (a header error otherwise)",
+    )
     parser.add_argument("--json", action="store_true", help="print the row as one flat JSON object")
 
 
@@ -31,10 +37,12 @@ def run(args):
 
     annotation = read_spine_annotation(args.annotation)
     anterior = args.anterior or (annotation.anterior or {}).get("side_in_file")
-    volume = read_volume(args.image, series=args.series, allow_unusual_spacing=args.allow_unusual_spacing,
-                         anterior=anterior)
-    row, result = spine_row(volume, annotation, patient_id=args.patient, observer_id=args.observer,
-                            session=args.session)
+    volume = read_volume(
+        args.image, series=args.series, allow_unusual_spacing=args.allow_unusual_spacing, anterior=anterior
+    )
+    row, result = spine_row(
+        volume, annotation, patient_id=args.patient, observer_id=args.observer, session=args.session
+    )
     if args.csv:
         if not row["patient_id"]:
             raise PvmError("--csv needs a patient ID: give --patient ID or set patient_id in the annotation")

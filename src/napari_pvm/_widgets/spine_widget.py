@@ -42,10 +42,21 @@ from ..core.spine import CSF_LEVELS, EXCLUSION_REASONS, VBQ_LEVELS
 ROI_PARTS = (*VBQ_LEVELS, "CSF")
 LINE_PARTS = ("upper", "lower")
 PARTS = ROI_PARTS + LINE_PARTS
-PART_LABELS = {**{lv: f"{lv} ROI" for lv in VBQ_LEVELS}, "CSF": "CSF ROI",
-               "upper": "upper endplate line", "lower": "lower endplate line"}
-PART_COLORS = {"L1": "#4fc3f7", "L2": "#81c784", "L3": "#ffb74d", "L4": "#ba68c8",
-               "CSF": "#ffffff", "upper": "#ffeb3b", "lower": "#ff5252"}
+PART_LABELS = {
+    **{lv: f"{lv} ROI" for lv in VBQ_LEVELS},
+    "CSF": "CSF ROI",
+    "upper": "upper endplate line",
+    "lower": "lower endplate line",
+}
+PART_COLORS = {
+    "L1": "#4fc3f7",
+    "L2": "#81c784",
+    "L3": "#ffb74d",
+    "L4": "#ba68c8",
+    "CSF": "#ffffff",
+    "upper": "#ffeb3b",
+    "lower": "#ff5252",
+}
 LAYER_ROLE = "spine"
 UNDO_DEPTH = 50
 
@@ -257,8 +268,7 @@ class SpineWidget(QWidget):
     def _find_layer(self, image):
         for layer in self.viewer.layers:
             meta = layer.metadata.get("napari_pvm")
-            if (isinstance(meta, dict) and meta.get("role") == LAYER_ROLE
-                    and layer.metadata.get("image") == image.name):
+            if isinstance(meta, dict) and meta.get("role") == LAYER_ROLE and layer.metadata.get("image") == image.name:
                 return layer
         return None
 
@@ -267,14 +277,15 @@ class SpineWidget(QWidget):
         if image is None:
             self._refuse("open a sagittal MRI or a lateral radiograph first")
         if self._meta(image).get("plane") == "axial":
-            self._refuse(f"{image.name} is an axial image; spine measures need the sagittal series "
-                         "(or a lateral radiograph)")
+            self._refuse(
+                f"{image.name} is an axial image; spine measures need the sagittal series (or a lateral radiograph)"
+            )
         return image
 
     def _current_slice(self, image):
         if image.ndim == 2:
             return 0
-        world = list(self.viewer.dims.point)[-image.ndim:]
+        world = list(self.viewer.dims.point)[-image.ndim :]
         k = int(round(float(image.world_to_data(world)[0])))
         return int(np.clip(k, 0, image.data.shape[0] - 1))
 
@@ -390,7 +401,9 @@ class SpineWidget(QWidget):
                 want_line = kind in ("line", "path") and len(v) == 2
                 present = {e[2] for e in resolved}
                 if want_line:
-                    part = target if target in LINE_PARTS else next((p for p in LINE_PARTS if p not in present), "upper")
+                    part = (
+                        target if target in LINE_PARTS else next((p for p in LINE_PARTS if p not in present), "upper")
+                    )
                     kind = "line"
                 else:
                     part = target if target in ROI_PARTS else next((p for p in ROI_PARTS if p not in present), "CSF")
@@ -418,8 +431,10 @@ class SpineWidget(QWidget):
         if a is None or b is None:
             return a is b
         (sa, ea), (sb, eb) = a, b
-        return ea == eb and len(sa) == len(sb) and all(
-            x[1:] == y[1:] and x[0].shape == y[0].shape and np.allclose(x[0], y[0]) for x, y in zip(sa, sb)
+        return (
+            ea == eb
+            and len(sa) == len(sb)
+            and all(x[1:] == y[1:] and x[0].shape == y[0].shape and np.allclose(x[0], y[0]) for x, y in zip(sa, sb))
         )
 
     def _apply(self, snap):
@@ -471,8 +486,11 @@ class SpineWidget(QWidget):
     # ------------------------------------------------------------ exclusions
     def excluded(self):
         """``{level: reason}`` of the levels marked excluded."""
-        return {lv: (self.reason_combos[lv].currentText().strip() or "other")
-                for lv in VBQ_LEVELS if self.exclude_checks[lv].isChecked()}
+        return {
+            lv: (self.reason_combos[lv].currentText().strip() or "other")
+            for lv in VBQ_LEVELS
+            if self.exclude_checks[lv].isChecked()
+        }
 
     def exclude(self, level, reason="fracture"):
         """Leave ``level`` out of VBQ for ``reason`` (fracture, cement, haemangioma, …)."""
@@ -544,13 +562,16 @@ class SpineWidget(QWidget):
         sha = self._meta(image).get("sha256")
         if sha:
             out["image"] = {"sha256": sha}
-        for key, edit in (("patient_id", self.patient_edit), ("observer_id", self.observer_edit),
-                          ("session", self.session_edit)):
+        for key, edit in (
+            ("patient_id", self.patient_edit),
+            ("observer_id", self.observer_edit),
+            ("session", self.session_edit),
+        ):
             if edit.text().strip():
                 out[key] = edit.text().strip()
         vertebrae, csf, lines = [], None, {}
         self.sync_now()
-        for v, kind, part in (self._state[0] if self._state else []):
+        for v, _kind, part in self._state[0] if self._state else []:
             data = self._to_image_rc(v)
             rc = data[:, -2:].tolist()
             k = int(round(float(data[:, 0].mean()))) if image.ndim == 3 else 0
@@ -587,9 +608,16 @@ class SpineWidget(QWidget):
             data, scale = data[None], (1.0, *scale)
         meta = self._meta(image)
         return Volume(
-            data=data, spacing=scale, affine=np.diag([*scale, 1.0]), source_axcodes=("L", "I", "P"),
-            obliquity_deg=0.0, sha256=meta.get("sha256") or "", name=image.name,
-            path=str(meta.get("source") or image.name), metadata=dict(meta), plane="sagittal",
+            data=data,
+            spacing=scale,
+            affine=np.diag([*scale, 1.0]),
+            source_axcodes=("L", "I", "P"),
+            obliquity_deg=0.0,
+            sha256=meta.get("sha256") or "",
+            name=image.name,
+            path=str(meta.get("source") or image.name),
+            metadata=dict(meta),
+            plane="sagittal",
         )
 
     def measure(self):
@@ -607,9 +635,14 @@ class SpineWidget(QWidget):
             raise PvmError("mark the mid-sagittal slice first (go to it and press Shift-K)")
         obj = self.annotation()
         ann = parse_spine_annotation(obj, source="spine dock")
-        row, result = spine_row(self._volume(), ann, patient_id=obj.get("patient_id"),
-                                observer_id=obj.get("observer_id"), session=obj.get("session"),
-                                check_image=False)
+        row, result = spine_row(
+            self._volume(),
+            ann,
+            patient_id=obj.get("patient_id"),
+            observer_id=obj.get("observer_id"),
+            session=obj.get("session"),
+            check_image=False,
+        )
         self.row, self.result = row, result
         return result
 
@@ -650,8 +683,11 @@ class SpineWidget(QWidget):
                 parts.append(f"{level} {result.si[level]:.4g}{note}")
         self.levels_label.setText("medians: " + "; ".join(parts) if parts else "")
         angle = result.angles.get("local_kyphosis")
-        self.angle_label.setText("local kyphotic angle: –" if angle is None else
-                                 f"local kyphotic angle: {angle:.2f}° ({'kyphosis' if angle >= 0 else 'lordosis'})")
+        self.angle_label.setText(
+            "local kyphotic angle: –"
+            if angle is None
+            else f"local kyphotic angle: {angle:.2f}° ({'kyphosis' if angle >= 0 else 'lordosis'})"
+        )
         self.warnings_label.setText("\n".join(f"⚠ {w}" for w in result.warnings))
 
     def _update_missing(self):
@@ -667,7 +703,9 @@ class SpineWidget(QWidget):
 
         obj = self.annotation()
         if path is None:
-            path, _ = QFileDialog.getSaveFileName(self, "Save spine annotation", "", "napari-pvm annotation (*.pvm.json)")
+            path, _ = QFileDialog.getSaveFileName(
+                self, "Save spine annotation", "", "napari-pvm annotation (*.pvm.json)"
+            )
             if not path:
                 return None
         try:
@@ -683,7 +721,9 @@ class SpineWidget(QWidget):
 
         image = self._require_image()
         if path is None:
-            path, _ = QFileDialog.getOpenFileName(self, "Load spine annotation", "", "napari-pvm annotation (*.pvm.json)")
+            path, _ = QFileDialog.getOpenFileName(
+                self, "Load spine annotation", "", "napari-pvm annotation (*.pvm.json)"
+            )
             if not path:
                 return False
         try:
@@ -725,8 +765,11 @@ class SpineWidget(QWidget):
         for level, reason in ann.excluded.items():
             self.reason_combos[level].setCurrentText(reason)
         self._apply((shapes, dict(ann.excluded)))
-        for edit, value in ((self.patient_edit, ann.patient_id), (self.observer_edit, ann.observer_id),
-                            (self.session_edit, ann.session)):
+        for edit, value in (
+            (self.patient_edit, ann.patient_id),
+            (self.observer_edit, ann.observer_id),
+            (self.session_edit, ann.session),
+        ):
             if value:
                 edit.setText(value)
         if ann.anterior:
@@ -791,5 +834,6 @@ def _key(dock, action):
 def _notify(message, level="info"):
     from napari.utils import notifications
 
-    {"info": notifications.show_info, "warning": notifications.show_warning,
-     "error": notifications.show_error}[level](message)
+    {"info": notifications.show_info, "warning": notifications.show_warning, "error": notifications.show_error}[level](
+        message
+    )

@@ -127,8 +127,7 @@ class Volume:
         sagittal: patient right → left) as float32."""
         if not 0 <= int(index) < self.n_slices:
             raise ImageReadError(
-                f"slice index {index} is out of range: this image has "
-                f"{self.n_slices} slices (0 to {self.n_slices - 1})"
+                f"slice index {index} is out of range: this image has {self.n_slices} slices (0 to {self.n_slices - 1})"
             )
         return self.data[int(index)]
 
@@ -176,8 +175,10 @@ def require_plane(volume, plane, *, what):
             "axial": "open the axial T2-weighted series (the muscles are measured on the L4 axial slice)",
             "sagittal": "open the sagittal series (or a lateral radiograph) of the lumbar spine",
         }[plane]
-        raise ImageReadError(f"{volume.name} is a{'n' if volume.plane == 'axial' else ''} {volume.plane} image; "
-                             f"{what} needs a{'n' if plane == 'axial' else ''} {plane} image: {hint}")
+        raise ImageReadError(
+            f"{volume.name} is a{'n' if volume.plane == 'axial' else ''} {volume.plane} image; "
+            f"{what} needs a{'n' if plane == 'axial' else ''} {plane} image: {hint}"
+        )
 
 
 def file_sha256(path, *, chunk_size=1 << 20):
@@ -232,7 +233,9 @@ def read_volume(path, *, series=None, allow_unusual_spacing=False, anterior=None
     if not path.exists():
         raise ImageReadError(f"no such file or folder: {path}")
     if anterior not in (None, "left", "right"):
-        raise ImageReadError(f"anterior must be 'left' or 'right' (the side of the stored radiograph), got {anterior!r}")
+        raise ImageReadError(
+            f"anterior must be 'left' or 'right' (the side of the stored radiograph), got {anterior!r}"
+        )
     options = {"allow_unusual_spacing": bool(allow_unusual_spacing), "anterior": anterior}
     if path.is_dir():
         return _read_dicom_folder(path, series=series, **options)
@@ -277,10 +280,7 @@ def _read_nifti(path, *, allow_unusual_spacing=False):
     try:
         data = np.asarray(img.dataobj, dtype=np.float32).reshape(shape)
     except (EOFError, OSError, ValueError, zlib.error, gzip.BadGzipFile) as exc:
-        raise ImageReadError(
-            f"{path.name} is truncated or corrupt ({_short(exc)}); "
-            "export the image again"
-        ) from None
+        raise ImageReadError(f"{path.name} is truncated or corrupt ({_short(exc)}); export the image again") from None
     if not np.isfinite(data).all():
         raise ImageReadError(f"{path.name} contains NaN or infinite voxel values")
     # nibabel silently replaces zero pixdims by 1 on load: check the raw header
@@ -363,8 +363,18 @@ def _slice_axis(norms, slice_axis=None):
     return 2
 
 
-def _to_display(data, affine, *, sha256, name, path, metadata, slice_axis=None,
-                spacing_field="the header", allow_unusual_spacing=False):
+def _to_display(
+    data,
+    affine,
+    *,
+    sha256,
+    name,
+    path,
+    metadata,
+    slice_axis=None,
+    spacing_field="the header",
+    allow_unusual_spacing=False,
+):
     """Permute and flip a (i, j, k) array with a RAS affine into the axial
     (contract 1) or sagittal (contract 8) display."""
     import nibabel as nib
@@ -470,8 +480,7 @@ def find_dicom_series(folder):
         group["items"].append((position, path))
     if not groups:
         raise ImageReadError(
-            f"no DICOM images found in {folder}; choose the folder holding the "
-            "series exported from PACS"
+            f"no DICOM images found in {folder}; choose the folder holding the series exported from PACS"
         )
     by_uid = {}
     for (uid, _), g in groups.items():
@@ -520,13 +529,13 @@ def _read_dicom_folder(folder, *, series=None, **options):
         if len(found) > 1:
             listing = "; ".join(f"{k!r} ({v['n']} files)" for k, v in found.items())
             raise ImageReadError(
-                f"{folder.name} holds {len(found)} series or slabs: {listing}; "
-                "choose one with series=..."
+                f"{folder.name} holds {len(found)} series or slabs: {listing}; choose one with series=..."
             )
         key = next(iter(found))
     else:
         matches = [
-            k for k, v in found.items()
+            k
+            for k, v in found.items()
             if str(series) in (k, v["description"], v["uid"]) or str(series) == k.split(":")[0]
         ]
         if len(matches) != 1:
@@ -548,9 +557,7 @@ def _read_dicom_files(files, *, name, path=None, allow_unusual_spacing=False, an
     first = datasets[0][1]
     if _is_radiograph(first):
         if len(datasets) > 1:
-            raise ImageReadError(
-                f"{name}: {len(datasets)} radiographs in one series; open one lateral radiograph file"
-            )
+            raise ImageReadError(f"{name}: {len(datasets)} radiographs in one series; open one lateral radiograph file")
         return _read_radiograph(
             files[0], first, name=name, allow_unusual_spacing=allow_unusual_spacing, anterior=anterior
         )
@@ -593,8 +600,7 @@ def _read_dicom_files(files, *, name, path=None, allow_unusual_spacing=False, an
                 "slabs as separate series or choose one stack"
             )
         if not allow_unusual_spacing:
-            _check_plausible((dk,), field="ImagePositionPatient (distance between slices)", what=name,
-                             slice_axis=0)
+            _check_plausible((dk,), field="ImagePositionPatient (distance between slices)", what=name, slice_axis=0)
     else:
         dk = float(getattr(first, "SpacingBetweenSlices", 0) or getattr(first, "SliceThickness", 0) or 1.0)
     slices = []
@@ -683,8 +689,10 @@ def _read_radiograph(file, ds, *, name, allow_unusual_spacing, anterior):
         if value not in (None, ""):
             meta[key] = str(value)
     field = None
-    for tag, label in (("PixelSpacing", "PixelSpacing (0028,0030)"),
-                       ("ImagerPixelSpacing", "ImagerPixelSpacing (0018,1164)")):
+    for tag, label in (
+        ("PixelSpacing", "PixelSpacing (0028,0030)"),
+        ("ImagerPixelSpacing", "ImagerPixelSpacing (0018,1164)"),
+    ):
         try:
             dr, dc = (float(v) for v in getattr(ds, tag))
         except (AttributeError, TypeError, ValueError):

@@ -112,10 +112,7 @@ class Phantom:
             "slice_index": int(self.l4_index),
             "level": "L4",
             "rois": rois,
-            "samples": [
-                {"class": s["class"], "vertices": _plain_vertices(s["vertices"])}
-                for s in self.samples
-            ],
+            "samples": [{"class": s["class"], "vertices": _plain_vertices(s["vertices"])} for s in self.samples],
             "patient_id": "PHANTOM",
         }
 
@@ -278,12 +275,9 @@ class _Geometry:
         # smooth random shape perturbations, fixed per phantom
         self.wobble = {
             name: (rng.uniform(-amp, amp, 3), rng.uniform(0, 2 * np.pi, 3))
-            for name, amp in [("body", 0.025), ("subcut", 0.025)]
-            + [(f"{m}_{s}", 0.06) for m in _MUSCLES for s in "LR"]
+            for name, amp in [("body", 0.025), ("subcut", 0.025)] + [(f"{m}_{s}", 0.06) for m in _MUSCLES for s in "LR"]
         }
-        self.jitter = {
-            f"{m}_{s}": rng.uniform(-1.0, 1.0, 2) * 1.5 for m in _MUSCLES for s in "LR"
-        }
+        self.jitter = {f"{m}_{s}": rng.uniform(-1.0, 1.0, 2) * 1.5 for m in _MUSCLES for s in "LR"}
         self._separate_back_muscles()
 
     def _separate_back_muscles(self):
@@ -478,7 +472,9 @@ def _circle(centre, radius, n=24):
 
 def _rectangle(centre, half_h, half_w):
     r, c = centre
-    return np.array([[r - half_h, c - half_w], [r - half_h, c + half_w], [r + half_h, c + half_w], [r + half_h, c - half_w]])
+    return np.array(
+        [[r - half_h, c - half_w], [r - half_h, c + half_w], [r + half_h, c + half_w], [r + half_h, c - half_w]]
+    )
 
 
 def _erode_mm(mask, mm, px):

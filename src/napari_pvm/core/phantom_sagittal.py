@@ -141,8 +141,17 @@ def _polygon_mask_mm(corners_mm, y, x):
     return _inside_convex(corners_mm, y, x)
 
 
-def make_sagittal_phantom(*, seed=0, spacing=(0.75, 0.75), slice_spacing=4.0, n_slices=5,
-                          kyphosis_deg=12.0, noise=0.03, shading=0.15, supersample=5):
+def make_sagittal_phantom(
+    *,
+    seed=0,
+    spacing=(0.75, 0.75),
+    slice_spacing=4.0,
+    n_slices=5,
+    kyphosis_deg=12.0,
+    noise=0.03,
+    shading=0.15,
+    supersample=5,
+):
     """Build the sagittal phantom.
 
     Parameters
@@ -249,8 +258,9 @@ def make_sagittal_phantom(*, seed=0, spacing=(0.75, 0.75), slice_spacing=4.0, n_
     annotation = _true_annotation(plates, bodies, spacing=(dr, dc), mid=mid)
     truth = _truth(data[mid], annotation, plates, kyphosis_deg)
     truth.update(seed=int(seed), spacing_mm=[float(slice_spacing), dr, dc], noise=float(noise), shading=float(shading))
-    return SagittalPhantom(data=data, spacing=(float(slice_spacing), dr, dc), mid_index=mid,
-                           annotation=annotation, truth=truth)
+    return SagittalPhantom(
+        data=data, spacing=(float(slice_spacing), dr, dc), mid_index=mid, annotation=annotation, truth=truth
+    )
 
 
 def _inset(corners, mm):
@@ -284,8 +294,14 @@ def _true_annotation(plates, bodies, *, spacing, mid):
         roi_mm = _inset(bodies[level], 5.0)
         vertebrae.append({"level": level, "vertices": (roi_mm * to_px + shift).tolist()})
     y3 = 0.5 * (plates["L3"]["sup"][0] + plates["L3"]["inf"][0])
-    csf_mm = np.array([[y3 - 8.0, _CANAL[0] + 2.5], [y3 - 8.0, _CANAL[1] - 2.5],
-                       [y3 + 8.0, _CANAL[1] - 2.5], [y3 + 8.0, _CANAL[0] + 2.5]])
+    csf_mm = np.array(
+        [
+            [y3 - 8.0, _CANAL[0] + 2.5],
+            [y3 - 8.0, _CANAL[1] - 2.5],
+            [y3 + 8.0, _CANAL[1] - 2.5],
+            [y3 + 8.0, _CANAL[0] + 2.5],
+        ]
+    )
     x0, x1 = _ANTERIOR_MM + 2.0, _POSTERIOR_MM - 2.0
 
     def line(plate):

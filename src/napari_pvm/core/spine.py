@@ -60,8 +60,19 @@ ANGLE_NAMES = ("local_kyphosis",)
 #: Reasons offered for excluding a level (free text is accepted too).
 EXCLUSION_REASONS = ("fracture", "cement", "haemangioma", "metal", "other")
 
-_KNOWN = {"format", "image", "slice_index", "vertebrae", "csf", "excluded", "angles",
-          "patient_id", "observer_id", "session", "anterior"}
+_KNOWN = {
+    "format",
+    "image",
+    "slice_index",
+    "vertebrae",
+    "csf",
+    "excluded",
+    "angles",
+    "patient_id",
+    "observer_id",
+    "session",
+    "anterior",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,9 +135,12 @@ class SpineAnnotation:
             out["csf"] = {"level": self.csf["level"], "vertices": _plain(self.csf["vertices"])}
             if "csf" in self.roi_slices:
                 out["csf"]["slice_index"] = int(self.roi_slices["csf"])
-        out["excluded"] = [{"level": lv, "reason": r} for lv, r in sorted(self.excluded.items(), key=lambda x: _level_order(x[0]))]
+        out["excluded"] = [
+            {"level": lv, "reason": r} for lv, r in sorted(self.excluded.items(), key=lambda x: _level_order(x[0]))
+        ]
         out["angles"] = [
-            {"name": name, "upper": _plain(upper), "lower": _plain(lower)} for name, (upper, lower) in self.angles.items()
+            {"name": name, "upper": _plain(upper), "lower": _plain(lower)}
+            for name, (upper, lower) in self.angles.items()
         ]
         if self.anterior:
             out["anterior"] = dict(self.anterior)
@@ -201,7 +215,9 @@ def _check_line(value, what):
     if line.shape != (2, 2):
         raise AnnotationError(f"{what}: a line is two points [[row, col], [row, col]], got {len(line)} points")
     if np.allclose(line[0], line[1], rtol=0, atol=1e-9):
-        raise AnnotationError(f"{what}: the line's two points are equal; draw the line from one end of the endplate to the other")
+        raise AnnotationError(
+            f"{what}: the line's two points are equal; draw the line from one end of the endplate to the other"
+        )
     return line
 
 
@@ -262,10 +278,14 @@ def parse_spine_annotation(obj, *, source="spine annotation"):
         if not isinstance(item, dict) or "level" not in item:
             raise AnnotationError(f"{source}: excluded[{i}] needs 'level' and 'reason'")
         if item["level"] not in VBQ_LEVELS:
-            raise AnnotationError(f"{source}: excluded[{i}] has level {item['level']!r}; use one of {', '.join(VBQ_LEVELS)}")
+            raise AnnotationError(
+                f"{source}: excluded[{i}] has level {item['level']!r}; use one of {', '.join(VBQ_LEVELS)}"
+            )
         reason = str(item.get("reason") or "").strip()
         if not reason:
-            raise AnnotationError(f"{source}: excluded level {item['level']} needs a reason (e.g. fracture, cement, haemangioma)")
+            raise AnnotationError(
+                f"{source}: excluded level {item['level']} needs a reason (e.g. fracture, cement, haemangioma)"
+            )
         excluded[item["level"]] = reason
     angles = {}
     items = obj.get("angles") or []
@@ -296,7 +316,7 @@ def parse_spine_annotation(obj, *, source="spine annotation"):
     anterior = obj.get("anterior")
     if anterior is not None:
         if not isinstance(anterior, dict) or anterior.get("side_in_file") not in ("left", "right"):
-            raise AnnotationError(f"{source}: 'anterior' must be {{\"side_in_file\": \"left\" or \"right\", ...}}")
+            raise AnnotationError(f'{source}: \'anterior\' must be {{"side_in_file": "left" or "right", ...}}')
     return SpineAnnotation(
         slice_index=slice_index,
         vertebrae=vertebrae,
@@ -398,7 +418,9 @@ def line_angle_deg(line_a, line_b, *, spacing=(1.0, 1.0)):
     a, b = _line_mm(line_a, spacing), _line_mm(line_b, spacing)
     for line, what in ((a, "first"), (b, "second")):
         if np.allclose(line[0], line[1], rtol=0, atol=1e-12):
-            raise AnnotationError(f"the {what} line's two points are equal; draw it from one end of the endplate to the other")
+            raise AnnotationError(
+                f"the {what} line's two points are equal; draw it from one end of the endplate to the other"
+            )
     upper, lower = (a, b) if a[:, 0].mean() <= b[:, 0].mean() else (b, a)
 
     def inclination(line):
@@ -481,16 +503,13 @@ def measure_spine(image, annotation, *, spacing, n_slices=None):
         if annotation.csf["level"] != "L3":
             warnings.append(f"CSF ROI at {annotation.csf['level']} instead of L3 (allowed when L3's CSF is obscured)")
     on_other = sorted(
-        name for name, k in annotation.roi_slices.items()
+        name
+        for name, k in annotation.roi_slices.items()
         if annotation.slice_index is not None and k != annotation.slice_index
     )
     if on_other:
-        warnings.append(
-            f"ROI on another slice than the marked slice {annotation.slice_index}: {', '.join(on_other)}"
-        )
-    angles = {
-        name: line_angle_deg(upper, lower, spacing=spacing) for name, (upper, lower) in annotation.angles.items()
-    }
+        warnings.append(f"ROI on another slice than the marked slice {annotation.slice_index}: {', '.join(on_other)}")
+    angles = {name: line_angle_deg(upper, lower, spacing=spacing) for name, (upper, lower) in annotation.angles.items()}
     return SpineResult(
         vbq=vbq,
         levels=levels,
