@@ -952,10 +952,12 @@ BAD_SPINE = {
     "twice": ({"vbq_levels": "L1;L1;L3;L4"}, "vbq_levels is"),
     "excluded filled": ({"vbq_si_L2": 5.0}, "vbq_si_L2 must be empty"),
     "included empty": ({"vbq_si_L3": None}, "vbq_si_L3 is empty but L3"),
-    "levels without vbq": ({"vbq": None}, "vbq_levels must be empty"),
+    "zero csf": ({"vbq_si_csf": 0.0}, "vbq_si_csf is 0.0"),
     "wrong vbq": ({"vbq": 3.1}, "median of the vbq_si"),
-    "no csf": ({"vbq_si_csf": None}, "vbq_si_csf is None"),
-    "no level": ({"vbq_levels": ""}, "vbq_levels is empty"),
+    "no csf": ({"vbq_si_csf": None}, "vbq_si_csf is empty"),
+    "no level": ({"vbq_levels": ""}, "vbq_si_L1 must be empty because L1"),
+    "no level at all": ({"vbq_levels": "", "vbq_si_L1": None, "vbq_si_L3": None,
+                         "vbq_si_L4": None}, "vbq_levels is empty"),
     "muscle column": ({"level": "L4"}, "unknown column 'level'"),
     "short hash": ({"image_sha256": "ab"}, "image_sha256 must be"),
     "no observer": ({"observer_id": ""}, "observer_id is missing"),
@@ -976,6 +978,10 @@ def test_a_bad_spine_row_is_refused(path, case):
 
 
 def test_spine_row_limits_and_normalising(no_warnings):
+    # signals without a score (no CSF ROI) are kept with the angle
+    partial = validate_row(make_spine_row(vbq=None, vbq_si_csf=None),
+                           table="spine")
+    assert partial["vbq_si_L3"] == 280.0 and partial["vbq"] is None
     row = validate_row(make_spine_row(local_kyphosis_deg=90,
                                       vbq_levels="L4;L3;L1"), table="spine")
     assert row["local_kyphosis_deg"] == 90.0

@@ -394,18 +394,6 @@ def _check_spine(out):
     out["vbq_levels"] = ";".join(k for k in SPINE_LEVELS if k in levels)
     signals = {k: out[f"vbq_si_{k}"] for k in SPINE_LEVELS}
     csf = out["vbq_si_csf"]
-    if vbq is None:
-        if filled := [c for c in ("vbq_levels", "vbq_si_csf")
-                      + tuple(f"vbq_si_{k}" for k in SPINE_LEVELS)
-                      if out[c] not in ("", None)]:
-            raise StoreError(f"{filled[0]} must be empty because vbq is "
-                             "empty")
-        return
-    if vbq <= 0:
-        raise StoreError(f"vbq is {vbq!r}; a ratio of signals must be above 0")
-    if not levels:
-        raise StoreError("vbq is filled but vbq_levels is empty; list the "
-                         "levels it was computed from")
     for level, value in signals.items():
         if level in levels and value is None:
             raise StoreError(f"vbq_si_{level} is empty but {level} is in "
@@ -413,9 +401,19 @@ def _check_spine(out):
         if level not in levels and value is not None:
             raise StoreError(f"vbq_si_{level} must be empty because {level} "
                              "is not in vbq_levels (excluded or not drawn)")
-    if csf is None or csf <= 0:
+    if csf is not None and csf <= 0:
         raise StoreError(f"vbq_si_csf is {csf!r}; the CSF signal the score is "
                          "divided by must be above 0")
+    if vbq is None:  # signals without a score (e.g. no CSF ROI) are kept
+        return
+    if vbq <= 0:
+        raise StoreError(f"vbq is {vbq!r}; a ratio of signals must be above 0")
+    if not levels:
+        raise StoreError("vbq is filled but vbq_levels is empty; list the "
+                         "levels it was computed from")
+    if csf is None:
+        raise StoreError("vbq is filled but vbq_si_csf is empty; fill in the "
+                         "CSF signal the score is divided by")
     expected = statistics.median(signals[k] for k in levels) / csf
     if not math.isclose(vbq, expected, rel_tol=VBQ_RELATIVE_TOLERANCE):
         raise StoreError(
