@@ -102,23 +102,35 @@ def test_draw_everything_with_mouse_and_keys(make_napari_viewer, canvas, sagitta
     assert dock.results()["row_id"] == rows.loc[0, "row_id"]
 
 
-def test_load_annotation_and_axial_refusal(make_napari_viewer, canvas, sagittal_files, phantom_files):
+def test_load_annotation_and_axial_refusal(make_napari_viewer, canvas, sagittal_files, phantom_files, tmp_path):
     viewer, image, dock, c, truth_ann = _open(make_napari_viewer, canvas, sagittal_files)
     assert dock.load_annotation(sagittal_files["annotation"])
     assert dock.result.vbq == pytest.approx(3.1, rel=1e-12)
     assert dock.result.angles["local_kyphosis"] == pytest.approx(12.0, abs=1e-4)
     assert dock.excluded() == {"L2": "fracture"}
     assert dock.warnings_label.text() == ""
+    # a reading session may refuse a path (blinding): nothing is written
+    from napari_pvm.core.errors import PvmError
+
+    def guard(path, what):
+        raise PvmError(f"{what} refused by the session")
+
+    dock.path_guard = guard
+    with pytest.raises(PvmError, match="save refused"):
+        dock.save_annotation(tmp_path / "other.pvm.json")
+    assert not (tmp_path / "other.pvm.json").exists()
+    dock.path_guard = None
     # undo goes back to the empty dock
     c.key("z", "ctrl") if viewer.layers.selection.active is dock.layer else dock.undo()
     assert dock.result is None
     # an axial image is refused with a clear message
-    from napari_pvm.core.errors import PvmError
-
     viewer.open(str(phantom_files["image"]), plugin="napari-pvm")
     dock.image_combo.setCurrentText(viewer.layers[-1].name)
     with pytest.raises(PvmError, match="axial image"):
         dock.mark_slice()
+    # back on the sagittal image, its shapes layer is followed again
+    dock.image_combo.setCurrentText(image.name)
+    assert dock.layer is not None and dock.slice_index is None
 
 
 def test_radiograph_anterior_confirmed_by_the_observer(make_napari_viewer, tmp_path):

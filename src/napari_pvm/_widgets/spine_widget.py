@@ -87,7 +87,10 @@ class SpineWidget(QWidget):
         self.undo_stack = []
         self._scheduled = False
         self._applying = False
+        self._hooked = set()  # unique_id of shapes layers whose events we follow
         self.notify = _notify
+        # set by a reading session: path_guard(path, "load" | "save") raises PvmError to refuse
+        self.path_guard = None
         self._build()
         self.viewer.layers.events.inserted.connect(self._refresh_images)
         self.viewer.layers.events.removed.connect(self._refresh_images)
@@ -252,8 +255,16 @@ class SpineWidget(QWidget):
 
     def _on_image_changed(self, *_):
         image = self.image
-        self.layer = self._find_layer(image) if image is not None else None
+        self.layer = None
         self.slice_index = None
+        self.undo_stack = []
+        self._state = None
+        for check in self.exclude_checks.values():  # another image is another case
+            check.blockSignals(True)
+            check.setChecked(False)
+            check.blockSignals(False)
+        if image is not None and self._find_layer(image) is not None:
+            self._ensure_layer(image)  # back to an image drawn on before: its shapes count again
         self.slice_label.setText("slice: not marked")
         meta = self._meta(image) if image is not None else {}
         unconfirmed = meta.get("anterior_source") == "unconfirmed"
@@ -320,8 +331,10 @@ class SpineWidget(QWidget):
             except AttributeError:
                 pass
             self.layer = self.viewer.add_shapes(None, **kwargs)
-        self.layer.events.data.connect(self._on_event)
-        self.layer.events.features.connect(self._on_event)
+        if self.layer.unique_id not in self._hooked:
+            self.layer.events.data.connect(self._on_event)
+            self.layer.events.features.connect(self._on_event)
+            self._hooked.add(self.layer.unique_id)
         for key, action in {
             "n": lambda: self.step(+1),
             "Shift-N": lambda: self.step(-1),
@@ -709,6 +722,8 @@ class SpineWidget(QWidget):
             if not path:
                 return None
         try:
+            if self.path_guard is not None:
+                self.path_guard(path, "save")
             write_spine_annotation(path, obj)
         except (PvmError, OSError) as exc:
             self._refuse(str(exc), "error")
@@ -727,6 +742,8 @@ class SpineWidget(QWidget):
             if not path:
                 return False
         try:
+            if self.path_guard is not None:
+                self.path_guard(path, "load")
             ann = read_spine_annotation(path)
         except (PvmError, OSError) as exc:
             self._refuse(str(exc), "error")
