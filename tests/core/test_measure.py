@@ -112,6 +112,11 @@ def test_an_outline_split_in_two_is_refused_saying_where():
     rois = {"PS_L": square(5, 20, 35, 21), "ES_L": square(19, 5, 22, 35)}
     with pytest.raises(AnnotationError, match=r"ES_L is cut into 2 pieces by PS_L, which comes first \(a piece of 42 pixels around row 20, column 28\)"):
         outline_masks(rois, (40, 40))
+    from napari_pvm.core.clip import ClipError
+
+    with pytest.raises(ClipError) as info:
+        outline_masks(rois, (40, 40))
+    assert info.value.neighbour == "PS_L" and info.value.location == (20.0, 27.5)
 
 
 def test_an_outline_with_a_hole_is_refused_saying_where():

@@ -153,10 +153,14 @@ def check_no_overlap(masks, *, max_pixels=MAX_OVERLAP_PIXELS):
 
 
 def _centre(region):
+    """(row, col) of the centre of ``region``."""
     from scipy import ndimage
 
-    r, c = ndimage.center_of_mass(region)
-    return f"row {r:.0f}, column {c:.0f}"
+    return tuple(float(x) for x in ndimage.center_of_mass(region))
+
+
+def _where(point):
+    return f"row {point[0]:.0f}, column {point[1]:.0f}"
 
 
 def _pieces(mask):
@@ -195,11 +199,13 @@ def exclusive_masks(masks, *, max_overlap=MAX_OVERLAP_PIXELS):
 
     Raises
     ------
-    AnnotationError
-        Two outlines share more than ``max_overlap`` pixels; or the rule
-        would leave an outline empty, cut it into more pieces than it had,
-        or leave a hole in it. The message names the outlines and gives the
-        row and column of the problem.
+    napari_pvm.core.clip.ClipError
+        (an AnnotationError) Two outlines share more than ``max_overlap``
+        pixels; or the rule would leave an outline empty, cut it into more
+        pieces than it had, or leave a hole in it. The message names the
+        outlines and gives the row and column of the problem; the error's
+        ``location`` is that (row, col) and ``neighbour`` the earlier
+        outline, for a marker on the canvas.
 
     Examples
     --------
@@ -209,6 +215,8 @@ def exclusive_masks(masks, *, max_overlap=MAX_OVERLAP_PIXELS):
     >>> int(out["PS_L"].sum()), int(out["ES_L"].sum())
     (12, 6)
     """
+    from .clip import ClipError  # clip builds on this module
+
     keys = [k for k in schema.ROI_KEYS if k in masks] + [k for k in masks if k not in schema.ROI_KEYS]
     masks = {k: np.asarray(masks[k], dtype=bool) for k in keys}
     out, taken = {}, None
@@ -221,15 +229,20 @@ def exclusive_masks(masks, *, max_overlap=MAX_OVERLAP_PIXELS):
         for earlier in keys[:i]:
             shared = mask & masks[earlier]
             if np.count_nonzero(shared) > max_overlap:
-                raise AnnotationError(
+                where = _centre(shared)
+                raise ClipError(
                     f"outlines {earlier} and {key} overlap by {int(np.count_nonzero(shared))} pixels "
-                    f"(around {_centre(shared)}); more than {max_overlap} shared pixels is a drawing "
-                    f"error: move the border of {key} off {earlier}"
+                    f"(around {_where(where)}); more than {max_overlap} shared pixels is a drawing "
+                    f"error: move the border of {key} off {earlier}",
+                    location=where,
+                    neighbour=earlier,
                 )
         kept = mask & ~taken
         if not kept.any():
-            raise AnnotationError(
-                f"{key} lies entirely inside earlier outlines (around {_centre(mask)}); redraw {key}"
+            where = _centre(mask)
+            raise ClipError(
+                f"{key} lies entirely inside earlier outlines (around {_where(where)}); redraw {key}",
+                location=where,
             )
         before, n_before = _pieces(mask)
         pieces, n_after = _pieces(kept)
@@ -237,17 +250,23 @@ def exclusive_masks(masks, *, max_overlap=MAX_OVERLAP_PIXELS):
             sizes = np.bincount(pieces.ravel())[1:]
             smallest = pieces == int(np.argmin(sizes)) + 1
             who = [k for k in keys[:i] if np.any(mask & masks[k])]
-            raise AnnotationError(
+            where = _centre(smallest)
+            raise ClipError(
                 f"{key} is cut into {n_after} pieces by {' and '.join(who)}, which comes first "
-                f"(a piece of {int(sizes.min())} pixels around {_centre(smallest)}); "
-                f"redraw {key} so that it stays on its side of {who[0]}"
+                f"(a piece of {int(sizes.min())} pixels around {_where(where)}); "
+                f"redraw {key} so that it stays on its side of {who[0]}",
+                location=where,
+                neighbour=who[0],
             )
         new_holes = _holes(kept) & ~_holes(mask)
         if new_holes.any():
             who = [k for k in keys[:i] if np.any(new_holes & masks[k])] or keys[:i]
-            raise AnnotationError(
+            where = _centre(new_holes)
+            raise ClipError(
                 f"{key} surrounds part of {who[0]}, leaving a hole in {key} around "
-                f"{_centre(new_holes)}; draw {key} beside {who[0]}, not around it"
+                f"{_where(where)}; draw {key} beside {who[0]}, not around it",
+                location=where,
+                neighbour=who[0],
             )
         out[key] = kept
         taken |= mask
