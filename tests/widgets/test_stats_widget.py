@@ -367,3 +367,54 @@ def test_an_unexpected_error_is_a_notification(dock, qtbot, cohort, monkeypatch)
     _run(qtbot, dock)
     assert dock.messages[-1] == ("error", "statistics failed (RuntimeError: boom)")
     assert dock.result is None and "No result" in res.roc_canvas.message
+
+
+def _luminance(rgb):
+    def lin(c):
+        c = c / 255
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = rgb
+    return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b)
+
+
+@pytest.mark.parametrize("theme", ["dark", "light"])
+def test_warnings_are_readable_in_both_themes(dock, qtbot, theme):
+    dock.viewer.theme = theme
+    listing = dock.results.warnings_list
+    listing.addItems([f"warning {i}: a patient without a value of the outcome was left out" for i in range(6)])
+    listing.resize(420, 260)
+    image = listing.viewport().grab().toImage()
+    pixels = np.array([[image.pixelColor(x, y).getRgb()[:3] for x in range(0, image.width(), 2)]
+                       for y in range(0, image.height(), 2)]).reshape(-1, 3)
+    colours, counts = np.unique(pixels, axis=0, return_counts=True)
+    # every row's background (no alternating light rows) and the text on it
+    backgrounds = [tuple(c) for c, n in zip(colours, counts) if n > 0.05 * len(pixels)]
+    text = max((tuple(c) for c in colours), key=lambda c: abs(_luminance(c) - _luminance(backgrounds[0])))
+    for bg in backgrounds:
+        light, dark = sorted((_luminance(bg), _luminance(text)), reverse=True)
+        assert (light + 0.05) / (dark + 0.05) >= 4.5, (theme, bg, text)  # WCAG AA contrast
+
+
+def test_session_box_picks_the_reading_and_flagged_rows_can_be_left_out(dock, qtbot, shared):
+    from napari_pvm.core.store import append_rows
+
+    cpath, mpath = shared
+    repeat = [dict(r, session="read2") for r in _measurement_rows(n=4, observers=("A",))]
+    append_rows(mpath, repeat)
+    dock.load_table(cpath)
+    dock.load_measurements(mpath)
+    sessions = [dock.session_combo.itemText(i) for i in range(dock.session_combo.count())]
+    assert sessions == ["read1", "read2"] and dock.session == "read1"  # the first reading by default
+    for name in dock.grid.names:
+        dock.grid.set(name, table2=views.OFF)
+    dock.grid.set("PS_B_total_area_cm2", table2="continuous")
+    dock.flagged_check.setChecked(True)
+    kwargs = dock.analysis_kwargs()
+    assert kwargs["session"] == "read1" and kwargs["exclude_flagged"] is True
+    dock.session_combo.setCurrentText("read2")
+    _run(qtbot, dock)
+    expected = analyse(cpath, "lbp", continuous=["PS_B_total_area_cm2"], measurements=mpath, session="read2",
+                       exclude_flagged=True)
+    assert dock.result.settings["session"] == "read2"
+    assert _column(dock.results.comparison_table, "P") == [format_p(p) for p in expected.comparison.table["p"]]

@@ -45,10 +45,10 @@ def add_arguments(parser):
 def run(args):
     from ..core.errors import StatsInputError
     from ..core.stats import inter_observer, intra_observer
+    from ..core.stats.input import read_measurements
     from ..core.stats.report import reliability_text
-    from ..core.store import read_rows
 
-    rows = read_rows(args.csv)
+    rows = read_measurements(args.csv)
     options = dict(measures=_split(args.measures), level=args.level, loa_ci=args.loa_ci,
                    exclude_flagged=args.exclude_flagged)
     if args.intra is not None:

@@ -102,8 +102,9 @@ def clean_text(frame):
 def read_measurements(path):
     """All rows of a shared measurement CSV (muscle or spine table), IDs as text.
 
-    Uses :func:`napari_pvm.core.store.read_rows`; the latest row per reading
-    is chosen later (:func:`select_rows`).
+    Uses :func:`napari_pvm.core.store.read_rows`, with the table found from
+    the header (a ``vbq`` column means the spine table of contract 8); the
+    latest row per reading is chosen later (:func:`select_rows`).
 
     Parameters
     ----------
@@ -115,7 +116,12 @@ def read_measurements(path):
     """
     from ..store import read_rows
 
-    return read_rows(path)
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            header = handle.readline().strip().split(",")
+    except OSError:
+        header = []  # read_rows says what is wrong
+    return read_rows(path, table="spine" if "vbq" in header else "muscle")
 
 
 def to_numeric(series):
