@@ -109,6 +109,17 @@ def test_load_annotation_and_axial_refusal(make_napari_viewer, canvas, sagittal_
     assert dock.result.angles["local_kyphosis"] == pytest.approx(12.0, abs=1e-4)
     assert dock.excluded() == {"L2": "fracture"}
     assert dock.warnings_label.text() == ""
+    # an ROI drawn on another slice than the marked one is flagged
+    dock.choose("L1")
+    step = list(viewer.dims.current_step)
+    step[0] = truth_ann["slice_index"] + 1
+    viewer.dims.current_step = tuple(step)
+    c.polygon(image, truth_ann["vertebrae"][0]["vertices"], finish="enter")
+    assert any("another slice" in w and "L1" in w for w in dock.result.warnings)
+    assert "another slice" in dock.warnings_label.text()
+    assert dock.annotation()["vertebrae"][0]["slice_index"] == truth_ann["slice_index"] + 1
+    dock.undo()
+    assert dock.result.warnings == ()
     # a reading session may refuse a path (blinding): nothing is written
     from napari_pvm.core.errors import PvmError
 
