@@ -105,7 +105,8 @@ def test_roi_on_another_slice_is_flagged(clean_phantom):
         (lambda o: o["angles"][0].update(upper=[[5, 5], [5, 5]]), "two points are equal"),
         (lambda o: o["vertebrae"][1].update(level="L5"), "VBQ uses L1, L2, L3, L4 only"),
         (lambda o: o["excluded"][0].update(reason=""), "needs a reason"),
-        (lambda o: o.update(format="napari-pvm.annotation/1"), "format tag"),
+        (lambda o: o.update(format="napari-pvm.annotation/2"), "format tag"),
+        (lambda o: o.update(format="napari-pvm.annotation/1"), "is a muscle annotation"),
         (lambda o: [o.update(vertebrae=[]), o.pop("csf"), o.update(angles=[])], "neither ROIs nor angles"),
     ],
 )

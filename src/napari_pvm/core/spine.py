@@ -237,6 +237,11 @@ def parse_spine_annotation(obj, *, source="spine annotation"):
     """
     if not isinstance(obj, dict):
         raise AnnotationError(f"{source}: the file must hold a JSON object")
+    if obj.get("format") == "napari-pvm.annotation/1":
+        raise AnnotationError(
+            f"{source} is a muscle annotation (napari-pvm.annotation/1, for 'measure'); spine measures "
+            f"need a {FORMAT} annotation drawn on the sagittal image (Spine measures dock)"
+        )
     if obj.get("format") != FORMAT:
         raise AnnotationError(f"{source}: format tag is {obj.get('format')!r}, expected {FORMAT!r}")
     slice_index = obj.get("slice_index")
