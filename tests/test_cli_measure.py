@@ -20,8 +20,20 @@ def test_measure_phantom_json_and_csv(phantom_files, tmp_path, capsys):
     from napari_pvm.core.store import read_rows
 
     csv = tmp_path / "shared.csv"
-    code = main(["measure", str(phantom_files["image"]), str(phantom_files["annotation"]),
-                 "--patient", "007", "--observer", "obsA", "--csv", str(csv), "--json"])
+    code = main(
+        [
+            "measure",
+            str(phantom_files["image"]),
+            str(phantom_files["annotation"]),
+            "--patient",
+            "007",
+            "--observer",
+            "obsA",
+            "--csv",
+            str(csv),
+            "--json",
+        ]
+    )
     assert code == 0
     row = json.loads(capsys.readouterr().out)
     truth = json.loads(phantom_files["truth"].read_text())
@@ -89,8 +101,17 @@ def test_bad_annotation_exit_2_one_line_nothing_written(phantom_files, tmp_path,
 @pytest.mark.parametrize("patient", ["../etc", "a,b", "=1+1", "x\ny", " "])
 def test_bad_patient_id(phantom_files, tmp_path, patient):
     csv = tmp_path / "shared.csv"
-    result = run("measure", phantom_files["image"], phantom_files["annotation"], "--patient", patient,
-                 "--observer", "A", "--csv", csv)
+    result = run(
+        "measure",
+        phantom_files["image"],
+        phantom_files["annotation"],
+        "--patient",
+        patient,
+        "--observer",
+        "A",
+        "--csv",
+        csv,
+    )
     assert result.returncode == 2
     assert "patient ID" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not csv.exists()
@@ -129,8 +150,21 @@ def test_measure_row_is_schema_2(phantom_files, capsys):
     from napari_pvm.core import schema
     from napari_pvm.core.store import validate_row
 
-    assert main(["measure", str(phantom_files["image"]), str(phantom_files["annotation"]), "--json",
-                 "--patient", "P1", "--observer", "A"]) == 0
+    assert (
+        main(
+            [
+                "measure",
+                str(phantom_files["image"]),
+                str(phantom_files["annotation"]),
+                "--json",
+                "--patient",
+                "P1",
+                "--observer",
+                "A",
+            ]
+        )
+        == 0
+    )
     row = json.loads(capsys.readouterr().out)
     assert list(row) == [c for c in schema.COLUMNS if c != "row_id"]
     assert row["schema_version"] == "2"
@@ -141,12 +175,15 @@ def test_measure_row_is_schema_2(phantom_files, capsys):
     validate_row(row)
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--water", "W.nii.gz"], "give both --water and --fat"),
-    (["--fat", "F.nii.gz"], "give both --water and --fat"),
-    (["--method", "dixon"], "--method dixon needs --water W --fat F"),
-    (["--water", "W.nii.gz", "--fat", "F.nii.gz"], "used only by --method dixon"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--water", "W.nii.gz"], "give both --water and --fat"),
+        (["--fat", "F.nii.gz"], "give both --water and --fat"),
+        (["--method", "dixon"], "--method dixon needs --water W --fat F"),
+        (["--water", "W.nii.gz", "--fat", "F.nii.gz"], "used only by --method dixon"),
+    ],
+)
 def test_dixon_flags_are_checked_before_any_work(phantom_files, tmp_path, extra, message, monkeypatch, capsys):
     import types
 
@@ -156,8 +193,20 @@ def test_dixon_flags_are_checked_before_any_work(phantom_files, tmp_path, extra,
     monkeypatch.setitem(sys.modules, "napari_pvm.core.fat_methods", fake)
     csv = tmp_path / "shared.csv"
     monkeypatch.setattr("napari_pvm.core.io.read_volume", lambda *a, **k: pytest.fail("read an image"))
-    code = main(["measure", str(phantom_files["image"]), str(phantom_files["annotation"]),
-                 "--patient", "P1", "--observer", "A", "--csv", str(csv), *extra])
+    code = main(
+        [
+            "measure",
+            str(phantom_files["image"]),
+            str(phantom_files["annotation"]),
+            "--patient",
+            "P1",
+            "--observer",
+            "A",
+            "--csv",
+            str(csv),
+            *extra,
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
@@ -187,8 +236,9 @@ def test_dixon_images_go_to_the_method_and_the_grid_is_checked(phantom_files, tm
         qc_flags: tuple
         fat_fraction: object
 
-    def classify_fat(image, labels, *, within, spacing, method="forest", classifier=None, water=None, fat=None,
-                     progress=None):
+    def classify_fat(
+        image, labels, *, within, spacing, method="forest", classifier=None, water=None, fat=None, progress=None
+    ):
         fraction = fat / (water + fat)
         return Result(fraction > 0.5, "dixon/test", {}, None, ("no_fat_sample",), fraction)
 
@@ -200,8 +250,17 @@ def test_dixon_images_go_to_the_method_and_the_grid_is_checked(phantom_files, tm
     water, fat = tmp_path / "w.nii.gz", tmp_path / "f.nii.gz"
     nib.save(nib.Nifti1Image(np.full_like(data, 30.0), img.affine, img.header), water)
     nib.save(nib.Nifti1Image(np.full_like(data, 10.0), img.affine, img.header), fat)
-    args = ["measure", str(phantom_files["image"]), str(phantom_files["annotation"]), "--method", "dixon",
-            "--water", str(water), "--fat", str(fat)]
+    args = [
+        "measure",
+        str(phantom_files["image"]),
+        str(phantom_files["annotation"]),
+        "--method",
+        "dixon",
+        "--water",
+        str(water),
+        "--fat",
+        str(fat),
+    ]
     assert main([*args, "--json"]) == 0
     row = json.loads(capsys.readouterr().out)
     assert row["method"] == "dixon/test" and row["qc_flags"] == "no_fat_sample"

@@ -18,8 +18,16 @@ def write_v1(path, lines=()):
 def v1_row(pid):
     """A version-1 line: only the identity cells matter to the migration."""
     cells = dict.fromkeys(schema.V1_COLUMNS, "")
-    cells.update(schema_version="1", row_id=f"r{pid}", patient_id=pid, observer_id="A",
-                 session="read1", level="L4", slice_index="3", rois_present="ES_L;MF_L")
+    cells.update(
+        schema_version="1",
+        row_id=f"r{pid}",
+        patient_id=pid,
+        observer_id="A",
+        session="read1",
+        level="L4",
+        slice_index="3",
+        rois_present="ES_L;MF_L",
+    )
     return ",".join(cells.values()) + "\n"
 
 
@@ -28,11 +36,20 @@ def test_migrate_json_then_already_current(tmp_path, capsys):
     before = path.read_bytes()
     assert main(["migrate-csv", str(path), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out == {"path": str(path), "from_version": "1", "to_version": "2", "rows": 2,
-                   "backup": str(path) + ".v1.bak", "migrated": True}
+    assert out == {
+        "path": str(path),
+        "from_version": "1",
+        "to_version": "2",
+        "rows": 2,
+        "backup": str(path) + ".v1.bak",
+        "migrated": True,
+    }
     assert Path(out["backup"]).read_bytes() == before
-    assert path.read_text().splitlines()[1].endswith(",ES_L:drawn;MF_L:drawn" + "," * (
-        len(schema.V2_COLUMNS) - len(schema.V1_COLUMNS) - 1))
+    assert (
+        path.read_text()
+        .splitlines()[1]
+        .endswith(",ES_L:drawn;MF_L:drawn" + "," * (len(schema.V2_COLUMNS) - len(schema.V1_COLUMNS) - 1))
+    )
     after = path.read_bytes()
     assert main(["migrate-csv", str(path)]) == 0
     assert "already schema version 2; nothing written" in capsys.readouterr().out
@@ -55,8 +72,19 @@ def test_bad_file_exits_2_with_one_line(tmp_path, capsys, content):
 def test_measure_appending_to_a_version_1_file_names_the_command(tmp_path, capsys, phantom_files):
     path = write_v1(tmp_path / "m.csv", [v1_row("001")])
     before = path.read_bytes()
-    code = main(["measure", str(phantom_files["image"]), str(phantom_files["annotation"]),
-                 "--patient", "P1", "--observer", "A", "--csv", str(path)])
+    code = main(
+        [
+            "measure",
+            str(phantom_files["image"]),
+            str(phantom_files["annotation"]),
+            "--patient",
+            "P1",
+            "--observer",
+            "A",
+            "--csv",
+            str(path),
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"napari-pvm migrate-csv {path}" in err[0]

@@ -32,8 +32,7 @@ _AREAS = {
     "MF_R": (5.68125, 1.575),
 }
 #: Mean Dixon fat fraction in % of each outline (for ``dixon=True``).
-_MEAN_FF = {"PS_L": 6.5, "PS_R": 5.75, "ES_L": 18.25, "ES_R": 16.0,
-            "MF_L": 27.5, "MF_R": 25.125}
+_MEAN_FF = {"PS_L": 6.5, "PS_R": 5.75, "ES_L": 18.25, "ES_R": 16.0, "MF_L": 27.5, "MF_R": 25.125}
 
 
 def _group_rois(group, side):
@@ -77,15 +76,13 @@ def make_example_row(*, absent=(), dixon=False, **overrides):
         "class_balance": "balanced",
         "rois_present": ";".join(k for k in ROI_KEYS if k not in absent),
         "software_version": __version__,
-        "outline_origin": ";".join(f"{k}:drawn" for k in ROI_KEYS
-                                   if k not in absent),
+        "outline_origin": ";".join(f"{k}:drawn" for k in ROI_KEYS if k not in absent),
         "fat_muscle_contrast": 3.375,
         "qc_flags": "",
         "VB_total_area_cm2": 15.5,
     }
     if dixon:
-        row.update(method="dixon", features_preset="", n_trees=None,
-                   seed=None, class_balance="")
+        row.update(method="dixon", features_preset="", n_trees=None, seed=None, class_balance="")
     for group in GROUPS:
         for side in SIDES:
             rois = _group_rois(group, side)

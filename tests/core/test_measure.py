@@ -110,7 +110,10 @@ def test_an_outline_split_in_two_is_refused_saying_where():
     # PS_L is a thin vertical bar crossing the horizontal ES_L bar: 3×1
     # overlap, and ES_L would fall into a left and a right piece
     rois = {"PS_L": square(5, 20, 35, 21), "ES_L": square(19, 5, 22, 35)}
-    with pytest.raises(AnnotationError, match=r"ES_L is cut into 2 pieces by PS_L, which comes first \(a piece of 42 pixels around row 20, column 28\)"):
+    with pytest.raises(
+        AnnotationError,
+        match=r"ES_L is cut into 2 pieces by PS_L, which comes first \(a piece of 42 pixels around row 20, column 28\)",
+    ):
         outline_masks(rois, (40, 40))
     from napari_pvm.core.clip import ClipError
 
@@ -122,7 +125,9 @@ def test_an_outline_split_in_two_is_refused_saying_where():
 def test_an_outline_with_a_hole_is_refused_saying_where():
     # ES_R (first) lies inside MF_R (later): MF_R would get a hole
     rois = {"ES_R": square(18, 18, 21, 21), "MF_R": square(10, 10, 30, 30)}
-    with pytest.raises(AnnotationError, match=r"MF_R surrounds part of ES_R, leaving a hole in MF_R around row 19, column 19"):
+    with pytest.raises(
+        AnnotationError, match=r"MF_R surrounds part of ES_R, leaving a hole in MF_R around row 19, column 19"
+    ):
         outline_masks(rois, (40, 40))
     # an outline entirely inside an earlier one
     with pytest.raises(AnnotationError, match="MF_L lies entirely inside"):
@@ -175,7 +180,9 @@ def test_annotation_origins_reference_and_unknown_keys_round_trip(tmp_path):
     assert "origin" not in [r for r in back.to_dict()["rois"] if r["muscle"] == "MF"][0]
     assert annotation_sha256(back) == annotation_sha256(ann)
     # the origin is measured content (outline_origin), an unknown outline key is not
-    changed = parse_annotation(_annotation_dict() | {"rois": [dict(r, origin="drawn") for r in _annotation_dict()["rois"]]})
+    changed = parse_annotation(
+        _annotation_dict() | {"rois": [dict(r, origin="drawn") for r in _annotation_dict()["rois"]]}
+    )
     assert annotation_sha256(changed) != annotation_sha256(ann)
     rescored = _annotation_dict()
     rescored["rois"][0]["score"] = 0.1
@@ -200,13 +207,19 @@ def test_an_annotation_without_new_keys_keeps_its_digest():
     assert annotation_sha256(ann) == expected
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda d: d["rois"][0].update(origin="traced"), "ES_L has origin 'traced'; use one of drawn, proposed, edited"),
-    (lambda d: d.update(reference={"VB": []}), "'reference' must be a list"),
-    (lambda d: d["reference"].append(d["reference"][0]), "VB is given twice"),
-    (lambda d: d["reference"][0].pop("vertices"), r"reference\[0\] needs"),
-    (lambda d: d["reference"][0].update(structure="a b"), "structure 'a b'"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            lambda d: d["rois"][0].update(origin="traced"),
+            "ES_L has origin 'traced'; use one of drawn, proposed, edited",
+        ),
+        (lambda d: d.update(reference={"VB": []}), "'reference' must be a list"),
+        (lambda d: d["reference"].append(d["reference"][0]), "VB is given twice"),
+        (lambda d: d["reference"][0].pop("vertices"), r"reference\[0\] needs"),
+        (lambda d: d["reference"][0].update(structure="a b"), "structure 'a b'"),
+    ],
+)
 def test_bad_origin_or_reference_is_refused(edit, message):
     from napari_pvm.core.annotation import parse_annotation
 
@@ -227,8 +240,16 @@ def _volume(image, *, spacing=(3.0, 0.8, 0.5), sha="ab" * 32):
     from napari_pvm.core.io import Volume
 
     data = np.asarray(image, dtype=np.float32)[None]
-    return Volume(data=data, spacing=spacing, affine=np.eye(4), source_axcodes=("L", "P", "S"),
-                  obliquity_deg=0.0, sha256=sha, name="test", path="test")
+    return Volume(
+        data=data,
+        spacing=spacing,
+        affine=np.eye(4),
+        source_axcodes=("L", "P", "S"),
+        obliquity_deg=0.0,
+        sha256=sha,
+        name="test",
+        path="test",
+    )
 
 
 def _case():
@@ -240,8 +261,10 @@ def _case():
     image[:4, :] = 400.0
     image[12:15, 10:20] = 400.0  # 30 fat pixels inside ES_L
     d = _annotation_dict()
-    d["samples"] = [{"class": "fat", "vertices": square(0, 2, 3, 38)},
-                    {"class": "muscle", "vertices": square(25, 25, 30, 30)}]
+    d["samples"] = [
+        {"class": "fat", "vertices": square(0, 2, 3, 38)},
+        {"class": "muscle", "vertices": square(25, 25, 30, 30)},
+    ]
     d["patient_id"], d["observer_id"] = "007", "A"
     return image, parse_annotation(d)
 
@@ -267,16 +290,30 @@ class _FakeMethods(types.ModuleType):
 
         self.FatResult = FatResult
 
-    def classify_fat(self, image, labels, *, within, spacing, method="forest", classifier=None,
-                     water=None, fat=None, progress=None):
+    def classify_fat(
+        self, image, labels, *, within, spacing, method="forest", classifier=None, water=None, fat=None, progress=None
+    ):
         self.calls.append(dict(method=method, classifier=classifier, spacing=spacing, water=water))
         fraction = None if water is None else fat / (water + fat)
         mask = (fraction > 0.5) if fraction is not None else image > 250
-        settings = ({"features_preset": classifier.preset, "n_trees": classifier.n_trees, "seed": classifier.seed,
-                     "class_balance": classifier.class_balance} if method == "forest" else {})
-        return self.FatResult(fat=mask & within, method=f"{method}/test", settings=settings,
-                              fat_muscle_contrast=4.0, qc_flags=("low_contrast",) if method == "gmm" else (),
-                              fat_fraction=fraction)
+        settings = (
+            {
+                "features_preset": classifier.preset,
+                "n_trees": classifier.n_trees,
+                "seed": classifier.seed,
+                "class_balance": classifier.class_balance,
+            }
+            if method == "forest"
+            else {}
+        )
+        return self.FatResult(
+            fat=mask & within,
+            method=f"{method}/test",
+            settings=settings,
+            fat_muscle_contrast=4.0,
+            qc_flags=("low_contrast",) if method == "gmm" else (),
+            fat_fraction=fraction,
+        )
 
 
 @pytest.fixture
@@ -345,14 +382,17 @@ def test_dixon_mean_fat_fraction_is_pooled_over_pixels(fake_methods):
     assert m.fat_fraction is not None
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(method="dixon"), "method dixon needs the water and fat images"),
-    (dict(method="dixon", water="w"), "give both the water and the fat image"),
-    (dict(method="threshold", water="w", fat="f"), "used only by method dixon"),
-    (dict(method="svm"), "unknown FI% method 'svm'; use one of forest, threshold, gmm, dixon"),
-    (dict(method="dixon", water=(41, 40), fat=(40, 40)), "water image test has 1 slices of 41×40"),
-    (dict(method="dixon", water=(40, 40), fat=(40, 40, "spacing")), "fat image test has voxel spacing"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(method="dixon"), "method dixon needs the water and fat images"),
+        (dict(method="dixon", water="w"), "give both the water and the fat image"),
+        (dict(method="threshold", water="w", fat="f"), "used only by method dixon"),
+        (dict(method="svm"), "unknown FI% method 'svm'; use one of forest, threshold, gmm, dixon"),
+        (dict(method="dixon", water=(41, 40), fat=(40, 40)), "water image test has 1 slices of 41×40"),
+        (dict(method="dixon", water=(40, 40), fat=(40, 40, "spacing")), "fat image test has voxel spacing"),
+    ],
+)
 def test_bad_method_or_dixon_images_are_refused(fake_methods, kwargs, message):
     from napari_pvm.core.errors import PvmError
     from napari_pvm.core.measure import measure_annotation

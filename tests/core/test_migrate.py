@@ -5,7 +5,6 @@ import io
 import os
 import warnings
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -52,12 +51,10 @@ def v1(tmp_path):
     folder.mkdir()
     path = folder / "measurements.csv"
     rows = [
-        make_example_row(patient_id="=1+1", observer_id="obs, two", absent=["MF_R", "PS_L"],
-                         row_spacing_mm=0.1 + 0.2),
+        make_example_row(patient_id="=1+1", observer_id="obs, two", absent=["MF_R", "PS_L"], row_spacing_mm=0.1 + 0.2),
         make_example_row(patient_id="P3", annotation_sha256="ef" * 32),
     ]
-    path.write_bytes((",".join(schema.V1_COLUMNS) + "\n").encode()
-                     + b"".join(v1_line(r).encode() for r in rows))
+    path.write_bytes((",".join(schema.V1_COLUMNS) + "\n").encode() + b"".join(v1_line(r).encode() for r in rows))
     return path
 
 
@@ -69,26 +66,26 @@ def test_migration_keeps_every_old_cell_and_adds_empty_columns(v1):
     assert result.rows == 2 and result.backup == str(v1) + BACKUP_SUFFIX
     # the backup is the original, byte for byte; the lock file aside, nothing else
     assert (v1.parent / (v1.name + BACKUP_SUFFIX)).read_bytes() == before
-    assert sorted(p.name for p in v1.parent.iterdir()) == sorted(
-        [v1.name, v1.name + BACKUP_SUFFIX, v1.name + ".lock"])
+    assert sorted(p.name for p in v1.parent.iterdir()) == sorted([v1.name, v1.name + BACKUP_SUFFIX, v1.name + ".lock"])
     after = v1.read_bytes()
     old_lines, new_lines = before.splitlines(), after.splitlines()
     assert new_lines[0].decode() == ",".join(schema.V2_COLUMNS)
     added = len(schema.V2_COLUMNS) - len(schema.V1_COLUMNS)
     for was, now in zip(old_lines[1:], new_lines[1:], strict=True):
         assert now.startswith(was + b",")  # old cells byte for byte
-        tail = now[len(was) + 1:].decode().split(",")
+        tail = now[len(was) + 1 :].decode().split(",")
         assert len(tail) == added and tail[1:] == [""] * (added - 1)
     assert file_schema_version(v1) == "2"
     new = read_rows(v1)
     assert list(new["schema_version"]) == ["1", "1"]  # the rows' own version
     assert list(new["outline_origin"]) == [
         "PS_R:drawn;ES_L:drawn;ES_R:drawn;MF_L:drawn",
-        ";".join(f"{k}:drawn" for k in schema.ROI_KEYS)]
+        ";".join(f"{k}:drawn" for k in schema.ROI_KEYS),
+    ]
     assert list(new["patient_id"]) == ["=1+1", "P3"]
     assert new["row_spacing_mm"].iloc[0] == 0.1 + 0.2
     pd.testing.assert_frame_equal(new[list(schema.V1_COLUMNS)], old[list(schema.V1_COLUMNS)])
-    for col in schema.V2_COLUMNS[len(schema.V1_COLUMNS) + 1:]:
+    for col in schema.V2_COLUMNS[len(schema.V1_COLUMNS) + 1 :]:
         assert (new[col].isna() | (new[col] == "")).all(), col
     # and the file takes version-2 rows now
     append_rows(v1, make_example_row(patient_id="P4"))
@@ -117,11 +114,14 @@ def test_an_existing_different_backup_is_never_overwritten(v1):
     assert migrate_csv(v1).migrated and backup.read_bytes() == before
 
 
-@pytest.mark.parametrize("content, match", [
-    (b"", "empty"),
-    (b"a,b\n1,2\n", "does not have the header"),
-    (None, "does not exist"),
-])
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        (b"", "empty"),
+        (b"a,b\n1,2\n", "does not have the header"),
+        (None, "does not exist"),
+    ],
+)
 def test_a_bad_file_is_refused_unchanged(tmp_path, content, match):
     path = tmp_path / "m.csv"
     if content is not None:

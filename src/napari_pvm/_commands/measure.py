@@ -16,9 +16,12 @@ def add_arguments(parser):
     parser.add_argument("--trees", type=int, help="number of trees of the random forest")
     parser.add_argument("--seed", type=int, help="seed of the random forest")
     parser.add_argument("--class-balance", choices=("true", "false"), help="weight classes equally when training")
-    parser.add_argument("--method", choices=_method_choices(), default=None,
-                        help="FI%% method (default: forest, the Weka-equivalent random forest); "
-                             "dixon needs --water and --fat")
+    parser.add_argument(
+        "--method",
+        choices=_method_choices(),
+        default=None,
+        help="FI%% method (default: forest, the Weka-equivalent random forest); dixon needs --water and --fat",
+    )
     parser.add_argument("--water", metavar="W", help="water image of a Dixon acquisition, on the grid of IMAGE")
     parser.add_argument("--fat", metavar="F", help="fat image of a Dixon acquisition, on the grid of IMAGE")
     parser.add_argument("--json", action="store_true", help="print the row as one flat JSON object")
@@ -95,11 +98,15 @@ def format_row(row):
                 continue
             lean, fat, fi = (row[f"{group}_{side}_{m}"] for m in ("muscle_area_cm2", "fat_area_cm2", "fi_pct"))
             ff = row.get(f"{group}_{side}_mean_ff_pct")
-            lines.append(f"{group:<6} {side:<4} {total:>10.2f} {lean:>10.2f} {fat:>10.2f} {fi:>7.2f}"
-                         + (f" {ff:>9.2f}" if dixon and ff is not None else ""))
+            lines.append(
+                f"{group:<6} {side:<4} {total:>10.2f} {lean:>10.2f} {fat:>10.2f} {fi:>7.2f}"
+                + (f" {ff:>9.2f}" if dixon and ff is not None else "")
+            )
     contrast = row.get("fat_muscle_contrast")
-    quality = [f"fat:muscle contrast {contrast:.2f}" if contrast is not None else "",
-               f"quality flags: {row['qc_flags'].replace(';', ', ')}" if row.get("qc_flags") else "no quality flags"]
+    quality = [
+        f"fat:muscle contrast {contrast:.2f}" if contrast is not None else "",
+        f"quality flags: {row['qc_flags'].replace(';', ', ')}" if row.get("qc_flags") else "no quality flags",
+    ]
     lines.append("  ".join(q for q in quality if q))
     if row.get("VB_total_area_cm2") is not None:
         lines.append(f"vertebral body (VB) {row['VB_total_area_cm2']:.2f} cm²")
@@ -114,5 +121,6 @@ def format_row(row):
 def _method_text(row):
     if row.get("n_trees") is None:
         return f"method {row.get('method')}"
-    return (f"method {row.get('method')} ({row.get('features_preset')}, {row.get('n_trees')} trees, "
-            f"seed {row.get('seed')})")
+    return (
+        f"method {row.get('method')} ({row.get('features_preset')}, {row.get('n_trees')} trees, seed {row.get('seed')})"
+    )

@@ -11,8 +11,9 @@ from . import Outcome
 
 def add_arguments(parser):
     parser.add_argument("csv", metavar="FILE", help="the shared measurement CSV (muscle table)")
-    parser.add_argument("--timeout", type=float, default=30.0,
-                        help="seconds to wait for an observer who is appending (default 30)")
+    parser.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds to wait for an observer who is appending (default 30)"
+    )
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
 
@@ -23,8 +24,10 @@ def run(args):
 
     result = migrate_csv(args.csv, timeout=args.timeout)
     if result.migrated:
-        text = (f"migrated {result.path} from schema version {result.from_version} to "
-                f"{result.to_version}: {result.rows} rows kept; backup {result.backup}")
+        text = (
+            f"migrated {result.path} from schema version {result.from_version} to "
+            f"{result.to_version}: {result.rows} rows kept; backup {result.backup}"
+        )
     else:
         text = f"{result.path} is already schema version {result.to_version}; nothing written"
     return Outcome(dataclasses.asdict(result), text)

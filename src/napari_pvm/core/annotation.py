@@ -36,8 +36,20 @@ FORMAT = "napari-pvm.annotation/1"
 #: Extra key holding painted sample labels (run-length encoded).
 LABELS_KEY = "sample_labels"
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_KNOWN = {"format", "image", "slice_index", "level", "rois", "samples", "patient_id",
-          "observer_id", "session", "classifier", "reference", LABELS_KEY}
+_KNOWN = {
+    "format",
+    "image",
+    "slice_index",
+    "level",
+    "rois",
+    "samples",
+    "patient_id",
+    "observer_id",
+    "session",
+    "classifier",
+    "reference",
+    LABELS_KEY,
+}
 _ROI_KNOWN = {"muscle", "side", "vertices", "origin"}
 _STRUCTURE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,15}")
 
@@ -230,7 +242,7 @@ def _reference(value, source):
     if value in (None, []):
         return {}
     if not isinstance(value, list):
-        raise AnnotationError(f"{source}: 'reference' must be a list of {{\"structure\", \"vertices\"}} objects")
+        raise AnnotationError(f'{source}: \'reference\' must be a list of {{"structure", "vertices"}} objects')
     out = {}
     for i, item in enumerate(value):
         if not isinstance(item, dict) or not {"structure", "vertices"} <= item.keys():
@@ -293,8 +305,9 @@ def annotation_sha256(annotation):
     d = annotation.to_dict() if isinstance(annotation, Annotation) else dict(annotation)
     content = {k: d.get(k) for k in ("slice_index", "level", "rois", "samples", "classifier", LABELS_KEY)}
     if isinstance(content["rois"], list):  # unknown keys of an outline are not measured
-        content["rois"] = [{k: v for k, v in r.items() if k in _ROI_KNOWN} if isinstance(r, dict) else r
-                           for r in content["rois"]]
+        content["rois"] = [
+            {k: v for k, v in r.items() if k in _ROI_KNOWN} if isinstance(r, dict) else r for r in content["rois"]
+        ]
     if d.get("reference"):
         content["reference"] = d["reference"]
     blob = json.dumps(content, sort_keys=True, separators=(",", ":"))

@@ -371,17 +371,22 @@ def measure_annotation(
         fat_image = fat.slice(annotation.slice_index)
     masks = outline_masks(annotation.rois, shape)
     reference = getattr(annotation, "reference", None) or {}
-    vb_cm2 = (reference_area_cm2(reference["VB"], shape, spacing=volume.pixel_spacing)
-              if "VB" in reference else None)
-    clf = classifier_for(annotation.classifier, preset=preset, n_trees=n_trees, seed=seed,
-                         class_balance=class_balance)
+    vb_cm2 = reference_area_cm2(reference["VB"], shape, spacing=volume.pixel_spacing) if "VB" in reference else None
+    clf = classifier_for(annotation.classifier, preset=preset, n_trees=n_trees, seed=seed, class_balance=class_balance)
     labels = labels_from_samples(annotation.samples, shape, painted=annotation.sample_labels)
     within = np.logical_or.reduce(list(masks.values()))
     module = _fat_methods()
     if module is not None:
         result = module.classify_fat(
-            image, labels, within=within, spacing=volume.pixel_spacing, method=method,
-            classifier=clf, water=water_image, fat=fat_image, progress=progress,
+            image,
+            labels,
+            within=within,
+            spacing=volume.pixel_spacing,
+            method=method,
+            classifier=clf,
+            water=water_image,
+            fat=fat_image,
+            progress=progress,
         )
         params = dict(clf.params) if method == FOREST else {"method": result.method}
     else:  # the forest of core.classify (FatClassifier), as before fat_methods existed
@@ -410,9 +415,14 @@ def measure_annotation(
     row.update(dict.fromkeys(schema.MEAN_FF_COLUMNS))
     row.update(measures)
     row = {c: row.get(c) for c in schema.COLUMNS if c != "row_id"}
-    return Measurement(row=row, masks=masks, fat=fat_mask, classifier_params=params,
-                       fat_fraction=result.fat_fraction,
-                       fat_result=result if module is not None else None)
+    return Measurement(
+        row=row,
+        masks=masks,
+        fat=fat_mask,
+        classifier_params=params,
+        fat_fraction=result.fat_fraction,
+        fat_result=result if module is not None else None,
+    )
 
 
 def _contrast(value):

@@ -68,7 +68,7 @@ def _new_cells(record):
     """The version-2 cells that follow the version-1 cells of ``record``."""
     present = record[schema.V1_COLUMNS.index("rois_present")].lstrip("'")
     keys = [k for k in schema.ROI_KEYS if k in present.split(";")]
-    cells = dict.fromkeys(schema.V2_COLUMNS[len(schema.V1_COLUMNS):], "")
+    cells = dict.fromkeys(schema.V2_COLUMNS[len(schema.V1_COLUMNS) :], "")
     cells["outline_origin"] = ";".join(f"{k}:drawn" for k in keys)
     return list(cells.values())
 
@@ -76,14 +76,15 @@ def _new_cells(record):
 def _migrated_bytes(data, path):
     """The version-2 file whose old lines are those of ``data`` (version 1)."""
     old_header = (",".join(schema.V1_COLUMNS) + "\n").encode()
-    body = data[len(old_header):]
+    body = data[len(old_header) :]
     out = [(",".join(schema.V2_COLUMNS) + "\n").encode()]
     try:
         text = body.decode()
     except UnicodeDecodeError as exc:
         line = 2 + body.count(b"\n", 0, exc.start)
-        raise StoreError(f"{path}, line {line}: not UTF-8 text; restore the "
-                         "file from a backup. Nothing was changed.") from None
+        raise StoreError(
+            f"{path}, line {line}: not UTF-8 text; restore the file from a backup. Nothing was changed."
+        ) from None
     for number, line in enumerate(text.split("\n")[:-1], 2):
         # a record is one line: the store refuses line breaks inside cells
         try:
@@ -95,7 +96,8 @@ def _migrated_bytes(data, path):
                 f"{path}, line {number}: not one record of "
                 f"{len(schema.V1_COLUMNS)} fields of schema version 1; the "
                 "line was changed outside napari-pvm, so fix or remove it "
-                "first. Nothing was changed.")
+                "first. Nothing was changed."
+            )
         tail = ",".join(_new_cells(record))  # plain names: no quoting needed
         out.append(f"{line},{tail}\n".encode())
     return b"".join(out), len(out) - 1
@@ -104,8 +106,7 @@ def _migrated_bytes(data, path):
 def _write_new(path, data, mode_from):
     """Write ``data`` to a temporary file beside ``path``; return its name."""
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.",
-                               suffix=".migrating")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".migrating")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -121,8 +122,7 @@ def _write_new(path, data, mode_from):
 def _keep_backup(path, data, backup):
     """Write the original bytes to ``backup`` unless it holds them already."""
     try:
-        fd = os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_EXCL
-                     | getattr(os, "O_BINARY", 0), 0o666)
+        fd = os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     except FileExistsError:
         with open(backup, "rb") as handle:
             if handle.read() == data:
@@ -130,7 +130,8 @@ def _keep_backup(path, data, backup):
         raise StoreError(
             f"the backup {backup} already exists with other content; move "
             f"it away (it may be the only copy of an older {os.path.basename(path)}), "
-            "then migrate again. Nothing was changed.") from None
+            "then migrate again. Nothing was changed."
+        ) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -192,8 +193,7 @@ def migrate_csv(csv_path, *, timeout=30.0):
     if version != current:
         backup = path + BACKUP_SUFFIX
         if os.path.isdir(backup):
-            raise StoreError(f"{backup} is a folder; move it away, then "
-                             "migrate again. Nothing was changed.")
+            raise StoreError(f"{backup} is a folder; move it away, then migrate again. Nothing was changed.")
         with locked(path, timeout=timeout):
             version = file_schema_version(path)  # another migration may have run
             if version != current:
@@ -212,7 +212,8 @@ def migrate_csv(csv_path, *, timeout=30.0):
                     raise StoreError(
                         f"cannot migrate {path}: {exc.strerror}; the folder "
                         "must be writable and have free space. The file was "
-                        "not changed.") from None
+                        "not changed."
+                    ) from None
                 _fsync_folder(path)
                 return Migration(path, version, current, rows, backup, True)
     with open(path, "rb") as handle:

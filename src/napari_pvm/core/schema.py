@@ -116,9 +116,7 @@ def measure_column(group, side, measure):
     return f"{group}_{side}_{measure}"
 
 
-MEASURE_COLUMNS = tuple(
-    measure_column(g, s, m) for g in GROUPS for s in SIDES for m in MEASURES
-)
+MEASURE_COLUMNS = tuple(measure_column(g, s, m) for g in GROUPS for s in SIDES for m in MEASURES)
 #: Version-1 columns, in file order.
 V1_COLUMNS = ID_COLUMNS + MEASURE_COLUMNS
 #: Quality of the fat classification (version 2).
@@ -127,13 +125,7 @@ QUALITY_COLUMNS = ("fat_muscle_contrast", "qc_flags")
 MEAN_FF_COLUMNS = tuple(measure_column(g, s, _MEAN_FF) for g in GROUPS for s in SIDES)
 #: Version-2 columns, in file order: version 1, then what version 2 adds.
 #: No further quality figures are defined in version 2.
-V2_COLUMNS = (
-    V1_COLUMNS
-    + ("outline_origin",)
-    + QUALITY_COLUMNS
-    + MEAN_FF_COLUMNS
-    + ("VB_total_area_cm2",)
-)
+V2_COLUMNS = V1_COLUMNS + ("outline_origin",) + QUALITY_COLUMNS + MEAN_FF_COLUMNS + ("VB_total_area_cm2",)
 #: Columns of the muscle table as this release writes it.
 COLUMNS = V2_COLUMNS
 #: The muscle-table columns of each schema version a reader understands.
@@ -168,9 +160,7 @@ SPINE_ID_COLUMNS = (
     "measured_at",
 )
 SPINE_VALUE_COLUMNS = (
-    ("vbq", "vbq_levels")
-    + tuple(f"vbq_si_{level}" for level in SPINE_LEVELS)
-    + ("vbq_si_csf", "local_kyphosis_deg")
+    ("vbq", "vbq_levels") + tuple(f"vbq_si_{level}" for level in SPINE_LEVELS) + ("vbq_si_csf", "local_kyphosis_deg")
 )
 SPINE_COLUMNS = SPINE_ID_COLUMNS + SPINE_VALUE_COLUMNS
 SPINE_INTEGER_COLUMNS = ("slice_index",)

@@ -169,24 +169,23 @@ def _text(col, value):
     if _is_empty(value):
         return ""
     if not isinstance(value, str):
-        raise StoreError(f"{col} must be text, got {type(value).__name__} "
-                         f"{value!r}; pass a str (so '007' keeps its zeros)")
+        raise StoreError(
+            f"{col} must be text, got {type(value).__name__} {value!r}; pass a str (so '007' keeps its zeros)"
+        )
     if found := _CONTROL.search(value):
-        raise StoreError(f"{col} {value!r} contains the control character "
-                         f"{found.group()!r}; remove it")
+        raise StoreError(f"{col} {value!r} contains the control character {found.group()!r}; remove it")
     if value != value.strip():
-        raise StoreError(f"{col} {value!r} starts or ends with white space; "
-                         "remove it so that both observers' rows match")
+        raise StoreError(
+            f"{col} {value!r} starts or ends with white space; remove it so that both observers' rows match"
+        )
     return value
 
 
 def _number(col, value, integer):
     if _is_empty(value):
         return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(
-            value, (int, float, np.integer, np.floating)):
-        raise StoreError(f"{col} must be a number, got "
-                         f"{type(value).__name__} {value!r}")
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise StoreError(f"{col} must be a number, got {type(value).__name__} {value!r}")
     if col in integer:
         if not float(value).is_integer():
             raise StoreError(f"{col} must be a whole number, got {value!r}")
@@ -207,16 +206,15 @@ def _timestamp(value):
         with suppress(ValueError):
             value = datetime.fromisoformat(value)
     if not isinstance(value, datetime) or value.utcoffset() is None:
-        raise StoreError(f"measured_at {value!r} is not an ISO 8601 time "
-                         "with a time zone, such as "
-                         "2026-11-24T07:30:00.123456+00:00")
+        raise StoreError(
+            f"measured_at {value!r} is not an ISO 8601 time with a time zone, such as 2026-11-24T07:30:00.123456+00:00"
+        )
     return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
 
 
 def _group_rois(group, side):
     muscles = ("ES", "MF") if group == "ESMF" else (group,)
-    return [f"{m}_{s}" for m in muscles
-            for s in (("L", "R") if side == "B" else (side,))]
+    return [f"{m}_{s}" for m in muscles for s in (("L", "R") if side == "B" else (side,))]
 
 
 def _check_measures(row, present):
@@ -229,32 +227,32 @@ def _check_measures(row, present):
                     raise StoreError(
                         f"{filled[0]} must be empty because {lacking[0]} is "
                         "not in rois_present; add the outline to "
-                        f"rois_present or empty the {group}_{side} columns")
+                        f"rois_present or empty the {group}_{side} columns"
+                    )
                 continue
             if empty := [c for c in cols if row[c] is None]:
                 verb = "are" if len(needed) > 1 else "is"
-                raise StoreError(f"{empty[0]} is empty but "
-                                 f"{' and '.join(needed)} {verb} outlined "
-                                 "(rois_present); fill it in")
+                raise StoreError(
+                    f"{empty[0]} is empty but {' and '.join(needed)} {verb} outlined (rois_present); fill it in"
+                )
             total, muscle, fat, fi = (row[c] for c in cols)
             for col, area in zip(cols, (total, muscle, fat)):
                 if area < 0:
-                    raise StoreError(f"{col} is {area!r}; areas cannot be "
-                                     "negative")
+                    raise StoreError(f"{col} is {area!r}; areas cannot be negative")
             if not 0 <= fi <= 100:
-                raise StoreError(f"{cols[3]} is {fi!r}; FI% must lie "
-                                 "between 0 and 100")
+                raise StoreError(f"{cols[3]} is {fi!r}; FI% must lie between 0 and 100")
             if abs(muscle + fat - total) > AREA_TOLERANCE_CM2 + _SLACK:
                 raise StoreError(
                     f"{cols[1]} + {cols[2]} = {muscle + fat:.6g} but "
                     f"{cols[0]} = {total:.6g}; lean plus fat must equal the "
-                    f"total within {AREA_TOLERANCE_CM2} cm²")
-            if total > 0 and (abs(fi - 100 * fat / total)
-                              > FI_TOLERANCE_PCT + _SLACK):
+                    f"total within {AREA_TOLERANCE_CM2} cm²"
+                )
+            if total > 0 and (abs(fi - 100 * fat / total) > FI_TOLERANCE_PCT + _SLACK):
                 raise StoreError(
                     f"{cols[3]} is {fi:.6g} but 100 × {cols[2]} / {cols[0]} "
                     f"= {100 * fat / total:.6g}; they must agree within "
-                    f"{FI_TOLERANCE_PCT} percentage points")
+                    f"{FI_TOLERANCE_PCT} percentage points"
+                )
 
 
 def _check_mean_ff(row, present):
@@ -262,8 +260,7 @@ def _check_mean_ff(row, present):
     filled = [c for c in schema.MEAN_FF_COLUMNS if row[c] is not None]
     for col in filled:
         if not 0 <= row[col] <= 100:
-            raise StoreError(f"{col} is {row[col]!r}; a mean fat fraction "
-                             "lies between 0 and 100 %")
+            raise StoreError(f"{col} is {row[col]!r}; a mean fat fraction lies between 0 and 100 %")
     if not filled:
         return
     for group in GROUPS:
@@ -272,33 +269,36 @@ def _check_mean_ff(row, present):
             needed = _group_rois(group, side)
             if lacking := [r for r in needed if r not in present]:
                 if row[col] is not None:
-                    raise StoreError(
-                        f"{col} must be empty because {lacking[0]} is not in "
-                        "rois_present")
+                    raise StoreError(f"{col} must be empty because {lacking[0]} is not in rois_present")
                 continue
             if row[col] is None:
                 raise StoreError(
                     f"{col} is empty but {filled[0]} is filled; a Dixon "
                     "measurement fills the mean fat fraction of every "
-                    "outlined group and side")
-            parts = ([(g, s) for g in ("ES", "MF") for s in
-                      (("L", "R") if side == "B" else (side,))]
-                     if group == "ESMF" else
-                     [(group, "L"), (group, "R")] if side == "B" else [])
+                    "outlined group and side"
+                )
+            parts = (
+                [(g, s) for g in ("ES", "MF") for s in (("L", "R") if side == "B" else (side,))]
+                if group == "ESMF"
+                else [(group, "L"), (group, "R")]
+                if side == "B"
+                else []
+            )
             if not parts:
                 continue
-            weights = [row[measure_column(g, s, "total_area_cm2")]
-                       for g, s in parts]
+            weights = [row[measure_column(g, s, "total_area_cm2")] for g, s in parts]
             if sum(weights) <= 0:
                 continue
-            pooled = sum(w * row[measure_column(g, s, "mean_ff_pct")]
-                         for w, (g, s) in zip(weights, parts)) / sum(weights)
+            pooled = sum(w * row[measure_column(g, s, "mean_ff_pct")] for w, (g, s) in zip(weights, parts)) / sum(
+                weights
+            )
             if abs(row[col] - pooled) > MEAN_FF_TOLERANCE_PCT + _SLACK:
                 raise StoreError(
                     f"{col} is {row[col]:.6g} but the area-weighted mean of "
                     f"its parts is {pooled:.6g}; the pooled mean fat fraction "
                     f"must agree within {MEAN_FF_TOLERANCE_PCT} percentage "
-                    "points")
+                    "points"
+                )
 
 
 def _check_muscle(out):
@@ -313,7 +313,8 @@ def _check_muscle(out):
         raise StoreError(
             f"{lacking} is empty but {given[0]} is filled; a method either "
             f"records all of {', '.join(settings)} (the forest) or none "
-            "(methods that do not use them)")
+            "(methods that do not use them)"
+        )
     for col, low in (("slice_index", 0), ("n_trees", 1), ("seed", 0)):
         if out[col] is not None and out[col] < low:
             raise StoreError(f"{col} is {out[col]}; it must be {low} or more")
@@ -322,47 +323,45 @@ def _check_muscle(out):
             raise StoreError(f"{col} is {out[col]!r}; it must be above 0")
     for col in ("image_sha256", "annotation_sha256"):
         if out[col] and not _HEX64.fullmatch(out[col]):
-            raise StoreError(f"{col} must be a SHA-256 in 64 lowercase hex "
-                             f"digits, got {out[col]!r}")
+            raise StoreError(f"{col} must be a SHA-256 in 64 lowercase hex digits, got {out[col]!r}")
     rois = out["rois_present"].split(";")
     if len(set(rois)) < len(rois) or not set(rois) <= set(ROI_KEYS):
-        raise StoreError(f"rois_present is {out['rois_present']!r}; list each"
-                         " drawn outline once, separated by ';', from "
-                         f"{';'.join(ROI_KEYS)}")
+        raise StoreError(
+            f"rois_present is {out['rois_present']!r}; list each"
+            " drawn outline once, separated by ';', from "
+            f"{';'.join(ROI_KEYS)}"
+        )
     out["rois_present"] = ";".join(k for k in ROI_KEYS if k in rois)
     _check_measures(out, set(rois))
     if out["outline_origin"]:
-        origins = dict(pair.partition(":")[::2]
-                       for pair in out["outline_origin"].split(";"))
+        origins = dict(pair.partition(":")[::2] for pair in out["outline_origin"].split(";"))
         pairs = out["outline_origin"].split(";")
-        if (len(origins) < len(pairs) or set(origins) != set(rois)
-                or not set(origins.values()) <= set(OUTLINE_ORIGINS)):
+        if len(origins) < len(pairs) or set(origins) != set(rois) or not set(origins.values()) <= set(OUTLINE_ORIGINS):
             example = ";".join(f"{k}:drawn" for k in ROI_KEYS if k in rois)
             raise StoreError(
                 f"outline_origin is {out['outline_origin']!r}; give each "
                 "outline of rois_present once as KEY:origin, origin one of "
                 f"{', '.join(OUTLINE_ORIGINS)}, joined by ';' (e.g. "
-                f"{example!r}), or leave it empty")
-        out["outline_origin"] = ";".join(f"{k}:{origins[k]}" for k in ROI_KEYS
-                                         if k in origins)
+                f"{example!r}), or leave it empty"
+            )
+        out["outline_origin"] = ";".join(f"{k}:{origins[k]}" for k in ROI_KEYS if k in origins)
     contrast = out["fat_muscle_contrast"]
     if contrast is not None and contrast <= 0:
-        raise StoreError(f"fat_muscle_contrast is {contrast!r}; a ratio of "
-                         "two signal medians must be above 0")
+        raise StoreError(f"fat_muscle_contrast is {contrast!r}; a ratio of two signal medians must be above 0")
     if out["qc_flags"]:
         flags = out["qc_flags"].split(";")
         if bad := [f for f in flags if not _QC_FLAG.fullmatch(f)]:
-            raise StoreError(f"qc_flags has {bad[0]!r}; flags are short "
-                             "lower-case codes (a-z, 0-9, _) joined by ';'")
+            raise StoreError(f"qc_flags has {bad[0]!r}; flags are short lower-case codes (a-z, 0-9, _) joined by ';'")
         if len(set(flags)) < len(flags):
-            raise StoreError(f"qc_flags {out['qc_flags']!r} names a flag "
-                             "twice")
+            raise StoreError(f"qc_flags {out['qc_flags']!r} names a flag twice")
     _check_mean_ff(out, set(rois))
     vb = out["VB_total_area_cm2"]
     if vb is not None and vb <= 0:
-        raise StoreError(f"VB_total_area_cm2 is {vb!r}; an outlined vertebral"
-                         " body has an area above 0 (leave it empty without"
-                         " the outline)")
+        raise StoreError(
+            f"VB_total_area_cm2 is {vb!r}; an outlined vertebral"
+            " body has an area above 0 (leave it empty without"
+            " the outline)"
+        )
 
 
 def _check_spine(out):
@@ -371,55 +370,53 @@ def _check_spine(out):
         if out[col] in ("", None):
             raise StoreError(f"{col} is missing or empty")
     if out["slice_index"] < 0:
-        raise StoreError(f"slice_index is {out['slice_index']}; it must be 0 "
-                         "or more")
+        raise StoreError(f"slice_index is {out['slice_index']}; it must be 0 or more")
     for col in ("row_spacing_mm", "col_spacing_mm"):
         if out[col] <= 0:
             raise StoreError(f"{col} is {out[col]!r}; it must be above 0")
     if not _HEX64.fullmatch(out["image_sha256"]):
-        raise StoreError("image_sha256 must be a SHA-256 in 64 lowercase hex "
-                         f"digits, got {out['image_sha256']!r}")
+        raise StoreError(f"image_sha256 must be a SHA-256 in 64 lowercase hex digits, got {out['image_sha256']!r}")
     vbq, angle = out["vbq"], out["local_kyphosis_deg"]
     if vbq is None and angle is None:
-        raise StoreError("the row has neither vbq nor local_kyphosis_deg; a "
-                         "spine row carries at least one measure")
+        raise StoreError("the row has neither vbq nor local_kyphosis_deg; a spine row carries at least one measure")
     if angle is not None and not -90 < angle <= 90:
-        raise StoreError(f"local_kyphosis_deg is {angle!r}; the acute angle "
-                         "between two lines lies in (-90, 90] degrees")
+        raise StoreError(
+            f"local_kyphosis_deg is {angle!r}; the acute angle between two lines lies in (-90, 90] degrees"
+        )
     levels = out["vbq_levels"].split(";") if out["vbq_levels"] else []
     if len(set(levels)) < len(levels) or not set(levels) <= set(SPINE_LEVELS):
-        raise StoreError(f"vbq_levels is {out['vbq_levels']!r}; list each "
-                         "included level once, separated by ';', from "
-                         f"{';'.join(SPINE_LEVELS)}")
+        raise StoreError(
+            f"vbq_levels is {out['vbq_levels']!r}; list each "
+            "included level once, separated by ';', from "
+            f"{';'.join(SPINE_LEVELS)}"
+        )
     out["vbq_levels"] = ";".join(k for k in SPINE_LEVELS if k in levels)
     signals = {k: out[f"vbq_si_{k}"] for k in SPINE_LEVELS}
     csf = out["vbq_si_csf"]
     for level, value in signals.items():
         if level in levels and value is None:
-            raise StoreError(f"vbq_si_{level} is empty but {level} is in "
-                             "vbq_levels; fill it in")
+            raise StoreError(f"vbq_si_{level} is empty but {level} is in vbq_levels; fill it in")
         if level not in levels and value is not None:
-            raise StoreError(f"vbq_si_{level} must be empty because {level} "
-                             "is not in vbq_levels (excluded or not drawn)")
+            raise StoreError(
+                f"vbq_si_{level} must be empty because {level} is not in vbq_levels (excluded or not drawn)"
+            )
     if csf is not None and csf <= 0:
-        raise StoreError(f"vbq_si_csf is {csf!r}; the CSF signal the score is "
-                         "divided by must be above 0")
+        raise StoreError(f"vbq_si_csf is {csf!r}; the CSF signal the score is divided by must be above 0")
     if vbq is None:  # signals without a score (e.g. no CSF ROI) are kept
         return
     if vbq <= 0:
         raise StoreError(f"vbq is {vbq!r}; a ratio of signals must be above 0")
     if not levels:
-        raise StoreError("vbq is filled but vbq_levels is empty; list the "
-                         "levels it was computed from")
+        raise StoreError("vbq is filled but vbq_levels is empty; list the levels it was computed from")
     if csf is None:
-        raise StoreError("vbq is filled but vbq_si_csf is empty; fill in the "
-                         "CSF signal the score is divided by")
+        raise StoreError("vbq is filled but vbq_si_csf is empty; fill in the CSF signal the score is divided by")
     expected = statistics.median(signals[k] for k in levels) / csf
     if not math.isclose(vbq, expected, rel_tol=VBQ_RELATIVE_TOLERANCE):
         raise StoreError(
             f"vbq is {vbq:.9g} but the median of the vbq_si of "
             f"{out['vbq_levels']} divided by vbq_si_csf is {expected:.9g}; "
-            f"they must agree within a relative {VBQ_RELATIVE_TOLERANCE:g}")
+            f"they must agree within a relative {VBQ_RELATIVE_TOLERANCE:g}"
+        )
 
 
 _MUSCLE = _Table(
@@ -486,22 +483,24 @@ def validate_row(row, *, table="muscle"):
     """
     spec = _table(table)
     if not isinstance(row, Mapping):
-        raise StoreError("a row must be a dict of column name to value, not "
-                         f"a {type(row).__name__}")
+        raise StoreError(f"a row must be a dict of column name to value, not a {type(row).__name__}")
     if unknown := [repr(k) for k in row if k not in spec.columns]:
-        names = ("napari_pvm.core.schema.COLUMNS" if spec is _MUSCLE else
-                 "napari_pvm.core.schema.SPINE_COLUMNS")
-        raise StoreError(f"unknown column {', '.join(unknown)}; rows of the "
-                         f"{spec.what} hold only {names} (schema version "
-                         f"{spec.version}): check the spelling")
+        names = "napari_pvm.core.schema.COLUMNS" if spec is _MUSCLE else "napari_pvm.core.schema.SPINE_COLUMNS"
+        raise StoreError(
+            f"unknown column {', '.join(unknown)}; rows of the "
+            f"{spec.what} hold only {names} (schema version "
+            f"{spec.version}): check the spelling"
+        )
     out = {c: _text(c, row.get(c)) for c in spec.text if c != "measured_at"}
     out.update((c, _number(c, row.get(c), spec.integer)) for c in spec.numeric)
     out["measured_at"] = _timestamp(row.get("measured_at"))
     out["row_id"] = out["row_id"] or uuid.uuid4().hex
     if out["schema_version"] not in ("", spec.version):
-        raise StoreError(f"schema_version is {out['schema_version']!r}, but "
-                         f"this napari-pvm writes {spec.version!r} to the "
-                         f"{spec.what}; leave it out")
+        raise StoreError(
+            f"schema_version is {out['schema_version']!r}, but "
+            f"this napari-pvm writes {spec.version!r} to the "
+            f"{spec.what}; leave it out"
+        )
     out["schema_version"] = spec.version
     spec.check(out)
     return {c: out[c] for c in spec.columns}
@@ -579,13 +578,17 @@ def latest_rows(frame, *, table="muscle"):
     spec = _table(table)
     keys = list(schema.LATEST_KEYS[spec.name])
     if missing := [c for c in keys if c not in frame.columns]:
-        raise StoreError(f"the rows have no {missing[0]} column; "
-                         f"latest_rows(table={spec.name!r}) needs "
-                         f"{', '.join(keys)} and measured_at")
-    when = (frame["measured_at"].map(_instant).to_numpy(float)
-            if "measured_at" in frame.columns else np.full(len(frame), -math.inf))
-    key_of = [tuple(_key_part(v) for v in values)
-              for values in zip(*(frame[c] for c in keys))]
+        raise StoreError(
+            f"the rows have no {missing[0]} column; "
+            f"latest_rows(table={spec.name!r}) needs "
+            f"{', '.join(keys)} and measured_at"
+        )
+    when = (
+        frame["measured_at"].map(_instant).to_numpy(float)
+        if "measured_at" in frame.columns
+        else np.full(len(frame), -math.inf)
+    )
+    key_of = [tuple(_key_part(v) for v in values) for values in zip(*(frame[c] for c in keys))]
     # positions ranked oldest first; a stable sort keeps file order on ties
     order = sorted(range(len(frame)), key=lambda i: when[i])
     best, first = {}, {}
@@ -611,15 +614,11 @@ def latest_rows(frame, *, table="muscle"):
                 values = frame[col].to_numpy(dtype=object)
                 text = frame[col].dtype == object
                 blank = "" if text else None
-                out[col] = pd.Series(
-                    [values[i] if i is not None else blank for i in source],
-                    dtype=frame[col].dtype)
+                out[col] = pd.Series([values[i] if i is not None else blank for i in source], dtype=frame[col].dtype)
         for extra in ("row_id", "measured_at"):
             if extra in frame.columns:
                 values = frame[extra].to_numpy(dtype=object)
-                out[f"{name}_{extra}"] = pd.Series(
-                    [values[i] if i is not None else "" for i in source],
-                    dtype=object)
+                out[f"{name}_{extra}"] = pd.Series([values[i] if i is not None else "" for i in source], dtype=object)
     return out
 
 
@@ -639,19 +638,26 @@ def _header_error(line, path, spec):
             return StoreError(
                 f"{path} is a napari-pvm {other.what}, not a {spec.what}; "
                 f"pick the right file (table={other.name!r}). The file was "
-                "left untouched.")
+                "left untouched."
+            )
     got, want = names, list(spec.columns)
-    i = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b),
-             min(len(got), len(want)))
-    what = (f"column {i + 1} is {got[i] if i < len(got) else 'missing'!r} "
-            f"where {want[i] if i < len(want) else 'nothing'!r} is expected"
-            if got != want else "the names match but it is not plain UTF-8")
-    how = ("it looks re-saved by a spreadsheet, so restore it from a backup"
-           if text[:1] == "\ufeff" or text[-1:] == "\r" or ";" in text else
-           "write to a new file, or convert this one")
-    return StoreError(f"{path} does not have the header of the napari-pvm "
-                      f"{spec.what}, schema version {spec.version}: {what}. "
-                      f"The file was left untouched; {how}.")
+    i = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+    what = (
+        f"column {i + 1} is {got[i] if i < len(got) else 'missing'!r} "
+        f"where {want[i] if i < len(want) else 'nothing'!r} is expected"
+        if got != want
+        else "the names match but it is not plain UTF-8"
+    )
+    how = (
+        "it looks re-saved by a spreadsheet, so restore it from a backup"
+        if text[:1] == "\ufeff" or text[-1:] == "\r" or ";" in text
+        else "write to a new file, or convert this one"
+    )
+    return StoreError(
+        f"{path} does not have the header of the napari-pvm "
+        f"{spec.what}, schema version {spec.version}: {what}. "
+        f"The file was left untouched; {how}."
+    )
 
 
 def _old_version_error(path, spec, version):
@@ -660,7 +666,8 @@ def _old_version_error(path, spec, version):
         f"napari-pvm writes version {spec.version}; it never rewrites a "
         f"shared file on its own. Bring the file forward with "
         f"`napari-pvm migrate-csv {path}` (atomic, keeps a backup; old rows "
-        "keep their values), then append again. Nothing was written.")
+        "keep their values), then append again. Nothing was written."
+    )
 
 
 def _header_version(line, path, spec):
@@ -697,8 +704,7 @@ def file_schema_version(csv_path, *, table="muscle"):
     except OSError as exc:
         raise StoreError(f"cannot read {path}: {exc.strerror}") from None
     if not head:
-        raise StoreError(f"{path} is empty (0 bytes), so it has no header; "
-                         "pick the right file, or delete this one")
+        raise StoreError(f"{path} is empty (0 bytes), so it has no header; pick the right file, or delete this one")
     end = head.find(b"\n") + 1
     return _header_version(head[:end] or head, path, spec)
 
@@ -709,8 +715,7 @@ def _parse(body, path, ncols):
         text = body.decode()
     except UnicodeDecodeError as exc:
         line = 2 + body.count(b"\n", 0, exc.start)
-        raise StoreError(f"{path}, line {line}: not UTF-8 text; restore the "
-                         "file from a backup") from None
+        raise StoreError(f"{path}, line {line}: not UTF-8 text; restore the file from a backup") from None
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     records, line = [], 2
     try:
@@ -720,12 +725,12 @@ def _parse(body, path, ncols):
                     f"{path}, line {line}: {len(record)} fields where the "
                     f"header has {ncols}; the line was changed "
                     "outside napari-pvm, so restore the file from a backup "
-                    f"or move the line by hand to {path}.quarantine")
+                    f"or move the line by hand to {path}.quarantine"
+                )
             records.append((line, record))
             line = 2 + reader.line_num
     except csv.Error as exc:
-        raise StoreError(f"{path}, line {line}: {exc}; restore the file "
-                         "from a backup") from None
+        raise StoreError(f"{path}, line {line}: {exc}; restore the file from a backup") from None
     return records
 
 
@@ -742,8 +747,7 @@ def _column(col, cells, lines, path, spec):
         try:
             values.append(None if cell == "" else parse(cell))
         except ValueError:
-            raise StoreError(f"{path}, line {line}: {col} is {cell!r}, not "
-                             "a number; fix the line") from None
+            raise StoreError(f"{path}, line {line}: {col} is {cell!r}, not a number; fix the line") from None
     if parse is int:
         return pd.Series(pd.array(values, dtype="Int64"))
     return pd.Series(np.array(values, dtype=float))  # float(): exact
@@ -793,18 +797,15 @@ def read_rows(csv_path, latest=False, *, table="muscle"):
         with open(path, "rb") as handle:
             data = handle.read()
     except FileNotFoundError:
-        raise StoreError(f"{path} does not exist; check the path and that "
-                         "the network share is connected") from None
+        raise StoreError(f"{path} does not exist; check the path and that the network share is connected") from None
     except IsADirectoryError:
         raise StoreError(f"{path} is a folder, not a CSV file") from None
     except OSError as exc:
         raise StoreError(f"cannot read {path}: {exc.strerror}") from None
     if not data:
-        raise StoreError(f"{path} is empty (0 bytes), so it has no header; "
-                         "pick the right file, or delete this one")
+        raise StoreError(f"{path} is empty (0 bytes), so it has no header; pick the right file, or delete this one")
     end = data.find(b"\n") + 1
-    if not end and any(spec.header(v).startswith(data)
-                       for v in spec.columns_by_version):
+    if not end and any(spec.header(v).startswith(data) for v in spec.columns_by_version):
         _warn(f"{path}: its header line is torn (a writer died creating it)")
         data, end = spec.header(), len(spec.header())
     version = _header_version(data[:end] or data, path, spec)
@@ -813,22 +814,22 @@ def read_rows(csv_path, latest=False, *, table="muscle"):
     start, stop = record.get("start"), record.get("end")
     if isinstance(start, int) and isinstance(stop, int) and start < len(data):
         if not _abandoned(record):  # in progress: not acknowledged yet
-            data = data[:max(start, end)]
+            data = data[: max(start, end)]
         elif len(data) < stop:  # the rule the next append's repair follows
-            _warn(f"{path}: ignored the interrupted append of "
-                  f"{_who(record)}; the next append moves it to "
-                  f"{path}.quarantine")
-            data = data[:max(start, end)]
+            _warn(
+                f"{path}: ignored the interrupted append of "
+                f"{_who(record)}; the next append moves it to "
+                f"{path}.quarantine"
+            )
+            data = data[: max(start, end)]
     if not data.endswith(b"\n"):
         _warn(f"{path}: ignored a torn final line (a writer died mid-line)")
-        data = data[:data.rfind(b"\n") + 1]
+        data = data[: data.rfind(b"\n") + 1]
     parsed = _parse(data[end:], path, len(columns))
     lines = [line for line, _ in parsed]
     cells = dict(zip(columns, zip(*(r for _, r in parsed))))
     n = len(parsed)
-    frame = pd.DataFrame({c: _column(c, cells.get(c, ("",) * n), lines, path,
-                                     spec)
-                          for c in spec.columns})
+    frame = pd.DataFrame({c: _column(c, cells.get(c, ("",) * n), lines, path, spec) for c in spec.columns})
     if frame["row_id"].duplicated().any():
         twice = frame["row_id"][frame["row_id"].duplicated()].iloc[0]
         _warn(f"{path}: row_id {twice!r} appears more than once")
@@ -871,14 +872,13 @@ def _abandoned(record):
 
 
 def _who(record):
-    return (f"pid {record.get('pid', '?')} on {record.get('host', '?')} "
-            f"(since {record.get('since', '?')})")
+    return f"pid {record.get('pid', '?')} on {record.get('host', '?')} (since {record.get('since', '?')})"
 
 
 def _write_all(fd, data):
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def _append_durably(fd, data, size):
@@ -915,12 +915,10 @@ class _Writer:
                 # changes soon; timed here, as the clocks of hosts differ
                 seen = unreadable.setdefault(holder["time"], time.monotonic())
                 holder["stuck"] = time.monotonic() - seen > _UNREADABLE_S
-            if holder is not None and (holder.get("stuck")
-                                       or _abandoned(holder)):
+            if holder is not None and (holder.get("stuck") or _abandoned(holder)):
                 with suppress(FileNotFoundError):
                     os.unlink(path)
-                logger.warning("removed the abandoned %s of %s", path,
-                               _who(holder))
+                logger.warning("removed the abandoned %s of %s", path, _who(holder))
                 self.stale = holder
                 continue
             self.stale = None  # a live writer came first and settled it
@@ -929,10 +927,10 @@ class _Writer:
                     f"{_who(holder or {})} is appending ({path}). Try again "
                     "in a moment; if that program is no longer running, the "
                     f"record counts as abandoned {STALE_WRITER_AGE_S:g} s "
-                    "after it was written, or delete it by hand.")
+                    "after it was written, or delete it by hand."
+                )
             time.sleep(0.02)
-        self.record = {"pid": os.getpid(), "host": socket.gethostname(),
-                       "time": time.time(), "since": _now()}
+        self.record = {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time(), "since": _now()}
         try:
             self.mark()
         except BaseException:  # e.g. a full disk: leave no record behind
@@ -963,11 +961,14 @@ def _exclusive(path, timeout):
             "held. Another observer may be writing, so try again; if nobody "
             "is, a crashed writer left it and the operating system or file "
             "server frees it (on a network share within a few minutes). "
-            "Nothing was written.") from None
+            "Nothing was written."
+        ) from None
     except OSError as exc:
-        raise StoreError(f"cannot create the lock file {path}.lock: "
-                         f"{exc.strerror}. The folder must be writable by "
-                         "every observer. Nothing was written.") from None
+        raise StoreError(
+            f"cannot create the lock file {path}.lock: "
+            f"{exc.strerror}. The folder must be writable by "
+            "every observer. Nothing was written."
+        ) from None
     try:
         writer = _Writer(path + ".writer", deadline)
         try:
@@ -1004,8 +1005,7 @@ def _line_start(fd, size):
 def _recover(fd, path, size, stale):
     """Move what a dead writer left to the quarantine; return the new size."""
     keep, start, stop = size, stale.get("start"), stale.get("end")
-    if isinstance(start, int) and isinstance(stop, int) and (
-            start < size < stop):
+    if isinstance(start, int) and isinstance(stop, int) and (start < size < stop):
         keep, why = start, f"unfinished append of {_who(stale)}"
     elif size and _read_at(fd, size - 1, 1) != b"\n":
         keep, why = _line_start(fd, size), "torn final line"
@@ -1013,23 +1013,23 @@ def _recover(fd, path, size, stale):
         torn = _read_at(fd, keep, size - keep)
         entry = f"# {_now()} from {os.path.basename(path)}: {why}\n".encode()
         entry += torn + (b"" if torn.endswith(b"\n") else b"\n")
-        qfd = os.open(path + ".quarantine",
-                      os.O_RDWR | os.O_APPEND | os.O_CREAT | _BINARY, 0o666)
+        qfd = os.open(path + ".quarantine", os.O_RDWR | os.O_APPEND | os.O_CREAT | _BINARY, 0o666)
         try:  # saved there before it leaves the CSV, so nothing is lost
             _append_durably(qfd, entry, os.fstat(qfd).st_size)
         finally:
             os.close(qfd)
         os.ftruncate(fd, keep)
         os.fsync(fd)
-        _warn(f"{path}: moved {size - keep} bytes ({why}) to "
-              f"{path}.quarantine; every acknowledged row is still in place",
-              stacklevel=5)
+        _warn(
+            f"{path}: moved {size - keep} bytes ({why}) to {path}.quarantine; every acknowledged row is still in place",
+            stacklevel=5,
+        )
     return keep
 
 
 def _refuse_header(head, path, spec):
     """Refuse a file whose header is not the one this release appends to."""
-    line = head[:head.find(b"\n") + 1] or head
+    line = head[: head.find(b"\n") + 1] or head
     for version in spec.columns_by_version:
         if version != spec.version and line == spec.header(version):
             raise _old_version_error(path, spec, version)
@@ -1041,8 +1041,7 @@ def _append_locked(path, payload, supplied, writer, spec):
         fd = os.open(path, os.O_RDWR | os.O_APPEND | _BINARY)
         created = False
     except FileNotFoundError:
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL
-                     | _BINARY, 0o666)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL | _BINARY, 0o666)
         created = True
     written = False
     header = spec.header()
@@ -1054,21 +1053,21 @@ def _append_locked(path, payload, supplied, writer, spec):
             _refuse_header(head, path, spec)
         size = _recover(fd, path, size, writer.stale or {})
         if supplied and size:
-            ids = {_restore(r[1]) for _, r in
-                   _parse(_read_at(fd, len(header), size), path,
-                          len(spec.columns))}
+            ids = {_restore(r[1]) for _, r in _parse(_read_at(fd, len(header), size), path, len(spec.columns))}
             if taken := sorted(supplied & ids):
-                raise StoreError(f"row_id {taken[0]!r} is already in {path};"
-                                 " leave row_id out to get a new one. "
-                                 "Nothing was written.")
+                raise StoreError(
+                    f"row_id {taken[0]!r} is already in {path}; leave row_id out to get a new one. Nothing was written."
+                )
         payload = payload if size else header + payload
         writer.mark(start=size, end=size + len(payload))
         try:
             _append_durably(fd, payload, size)
         except OSError as exc:
-            raise StoreError(f"could not write to {path}: {exc.strerror}. "
-                             "Nothing was written; free space on the share "
-                             "or fix its permissions, then retry.") from None
+            raise StoreError(
+                f"could not write to {path}: {exc.strerror}. "
+                "Nothing was written; free space on the share "
+                "or fix its permissions, then retry."
+            ) from None
         written = True
         if created:
             _fsync_folder(path)
@@ -1105,7 +1104,7 @@ def _precheck(path, spec):
         return
     except OSError:
         return  # reported with its reason under the lock
-    if b"\n" in head and head[:head.find(b"\n") + 1] != header:
+    if b"\n" in head and head[: head.find(b"\n") + 1] != header:
         _refuse_header(head, path, spec)
 
 
@@ -1129,8 +1128,9 @@ def check_appendable(csv_path, *, table="muscle"):
     path = os.fspath(csv_path)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
-        raise StoreError(f"the folder {folder} does not exist; create it or "
-                         "connect the network share. Nothing was written.")
+        raise StoreError(
+            f"the folder {folder} does not exist; create it or connect the network share. Nothing was written."
+        )
     _precheck(path, spec)
 
 
@@ -1202,28 +1202,27 @@ def append_rows(csv_path, rows, *, table="muscle", timeout=30.0):
             raise StoreError(f"{where}{exc}. Nothing was written.") from None
     ids = [row["row_id"] for row in checked]
     if len(set(ids)) < len(ids):
-        raise StoreError(f"row_id {max(ids, key=ids.count)!r} is given twice;"
-                         " row_ids are unique. Nothing was written.")
+        raise StoreError(f"row_id {max(ids, key=ids.count)!r} is given twice; row_ids are unique. Nothing was written.")
     if not checked:
         return []
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
-        raise StoreError(f"the folder {folder} does not exist; create it or "
-                         "connect the network share. Nothing was written.")
+        raise StoreError(
+            f"the folder {folder} does not exist; create it or connect the network share. Nothing was written."
+        )
     _precheck(path, spec)
-    supplied = {r["row_id"] for r, raw in zip(checked, rows)
-                if not _is_empty(raw.get("row_id"))}
+    supplied = {r["row_id"] for r, raw in zip(checked, rows) if not _is_empty(raw.get("row_id"))}
     payload = "".join(_csv_line(row, spec) for row in checked).encode()
     try:
         with _exclusive(path, timeout) as writer:
             _append_locked(path, payload, supplied, writer, spec)
     except OSError as exc:
-        hint = ("if a spreadsheet has it open, close it; the folder and the "
-                "file must be writable by every observer"
-                if isinstance(exc, PermissionError) else
-                "check that the share is connected and has free space")
-        raise StoreError(f"cannot append to {path}: {exc.strerror}; {hint}. "
-                         "Nothing was written.") from None
+        hint = (
+            "if a spreadsheet has it open, close it; the folder and the file must be writable by every observer"
+            if isinstance(exc, PermissionError)
+            else "check that the share is connected and has free space"
+        )
+        raise StoreError(f"cannot append to {path}: {exc.strerror}; {hint}. Nothing was written.") from None
     return ids
 
 
@@ -1282,6 +1281,5 @@ def locked(csv_path, *, timeout=30.0):
             finally:
                 os.close(fd)
         except OSError as exc:
-            raise StoreError(f"cannot open {path} to repair it: "
-                             f"{exc.strerror}. Nothing was changed.") from None
+            raise StoreError(f"cannot open {path} to repair it: {exc.strerror}. Nothing was changed.") from None
         yield
