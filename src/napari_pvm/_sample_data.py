@@ -17,12 +17,20 @@ def make_phantom_sample():
     }
     image = (
         ph.data,
-        {"name": "phantom", "scale": ph.spacing, "colormap": "gray", "metadata": {"napari_pvm": metadata}},
+        {
+            "name": "phantom",
+            "scale": ph.spacing,
+            "units": ("mm", "mm", "mm"),
+            "colormap": "gray",
+            "metadata": {"napari_pvm": metadata},
+        },
         "image",
     )
     keys = list(ph.rois)
     polygons = [np.column_stack([np.full(len(v), ph.l4_index, float), v]) for v in ph.rois.values()]
-    shapes = (polygons, roi_shapes_kwargs(keys, scale=ph.spacing, name="phantom true outlines"), "shapes")
+    shapes_kwargs = roi_shapes_kwargs(keys, scale=ph.spacing, name="phantom true outlines")
+    shapes_kwargs["units"] = ("mm", "mm", "mm")
+    shapes = (polygons, shapes_kwargs, "shapes")
     return [image, shapes]
 
 

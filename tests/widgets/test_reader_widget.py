@@ -45,6 +45,7 @@ def test_sample_phantom_has_scale_and_true_outlines(make_napari_viewer):
     viewer.open_sample("napari-pvm", "phantom")
     image, shapes = viewer.layers
     assert tuple(image.scale) == tuple(shapes.scale)
+    assert [str(u) for u in image.units] == ["millimeter"] * 3
     assert list(shapes.features["roi"]) == ["PS_L", "PS_R", "ES_L", "ES_R", "MF_L", "MF_R"]
     # the patient's left psoas is drawn on the viewer's right half
     ps_l = shapes.data[0]
