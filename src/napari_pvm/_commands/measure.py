@@ -18,19 +18,13 @@ def add_arguments(parser):
     parser.add_argument("--class-balance", choices=("true", "false"), help="weight classes equally when training")
     parser.add_argument(
         "--method",
-        choices=_method_choices(),
-        default=None,
-        help="FI%% method (default: forest, the Weka-equivalent random forest); dixon needs --water and --fat",
+        metavar="NAME",
+        help="FI%% method: forest (default, the Weka-equivalent random forest), threshold, gmm, or dixon "
+        "(needs --water and --fat); the methods this installation has are checked before any work",
     )
     parser.add_argument("--water", metavar="W", help="water image of a Dixon acquisition, on the grid of IMAGE")
     parser.add_argument("--fat", metavar="F", help="fat image of a Dixon acquisition, on the grid of IMAGE")
     parser.add_argument("--json", action="store_true", help="print the row as one flat JSON object")
-
-
-def _method_choices():
-    from ..core.measure import available_methods
-
-    return available_methods()
 
 
 def run(args):
@@ -39,6 +33,11 @@ def run(args):
     from ..core.io import read_volume
     from ..core.measure import measure_annotation
 
+    from ..core.measure import available_methods
+
+    if args.method is not None and args.method not in available_methods():
+        # checked here, not by argparse: listing the methods imports them, which every command would pay for
+        raise PvmError(f"--method {args.method}: unknown FI% method; use one of {', '.join(available_methods())}")
     if (args.water is None) != (args.fat is None):
         raise PvmError("give both --water and --fat (the Dixon images), or neither")
     if args.method == "dixon" and args.water is None:
