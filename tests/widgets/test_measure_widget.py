@@ -1,13 +1,15 @@
-"""The measurement dock: L4, outlines, measure, save/load, export."""
+"""The measurement dock: contract 6 methods and layers, measuring, the shared
+CSV, the case fields, the layout. Drawing by mouse is in test_drawing.py."""
 
 import json
 
 import numpy as np
 import pytest
 
-from napari_pvm._widgets.measure_widget import MeasureWidget
+from napari_pvm._widgets.measure_widget import KEYS, MeasureWidget
 from napari_pvm.core import schema
 from napari_pvm.core.annotation import read_annotation
+from napari_pvm.core.errors import PvmError
 
 
 @pytest.fixture
@@ -23,70 +25,153 @@ def dock(make_napari_viewer, qtbot, phantom_files):
     return widget
 
 
-def _go_to_l4(widget, index=2):
+def _go_to(widget, index=2):
     step = list(widget.viewer.dims.current_step)
     step[0] = index
     widget.viewer.dims.current_step = tuple(step)
-    widget.mark_current_slice()
 
 
 def _wait(qtbot, widget):
     qtbot.waitUntil(lambda: widget._worker is None, timeout=60_000)
 
 
-def test_mark_l4_creates_outline_layer_with_image_scale(dock):
-    _go_to_l4(dock)
-    assert dock.slice_index == 2
+def test_mark_level_creates_contract_6_layers(dock):
+    _go_to(dock)
+    assert dock.mark_level("L4") == 2
     layer = dock.outlines
     assert tuple(layer.scale) == tuple(dock.image.scale)
-    assert "missing: PS L, PS R, ES L, ES R, MF L, MF R" == dock.missing_label.text()
+    assert layer.metadata["napari_pvm"]["role"] == "outlines"
+    assert dock.samples.metadata["napari_pvm"]["role"] == "samples"
+    assert {"roi", "origin"} <= set(layer.features.columns)
+    assert dock.viewer.layers.selection.active is layer and layer.mode == "add_polygon"
+    assert dock.missing_label.text() == "missing: PS L, PS R, ES L, ES R, MF L, MF R"
+    # units in mm for the scale bar (all layers agree) and the axes named
+    assert all(str(u) == "millimeter" for layer in dock.viewer.layers for u in layer.units)
+    assert dock.viewer.scale_bar.visible
+    assert "mm" in dock.viewer.dims.axis_labels[-1]
 
 
-def test_drawn_polygons_take_the_active_muscle_and_advance(dock):
-    _go_to_l4(dock)
+def test_refusals_raise_and_notify(dock):
+    with pytest.raises(PvmError, match="mark the level slice"):
+        dock.choose("PS_L")
+    with pytest.raises(PvmError, match="unknown target"):
+        dock.choose("QL_L")
+    assert dock.messages[-1][0] == "warning"
+    with pytest.raises(PvmError, match="unknown level"):
+        dock.mark_level("L9")
+
+
+def test_programmatic_shapes_take_the_chosen_muscle(dock, qtbot):
+    _go_to(dock)
+    dock.mark_level()
     layer = dock.outlines
     square = np.array([[2, 100, 100], [2, 100, 120], [2, 120, 120], [2, 120, 100]], float)
     layer.add_polygons([square])
+    qtbot.waitUntil(lambda: dock.target == "PS_R", timeout=2000)
     assert list(layer.features["roi"]) == ["PS_L"]
-    assert dock.active_muscle == "PS_R"  # advanced to the next missing one
-    layer.add_polygons([square + [0, 40, 0]])
-    assert list(layer.features["roi"]) == ["PS_L", "PS_R"]
-    # drawing PS_R again replaces the old PS_R
-    dock.muscle_combo.setCurrentIndex(schema.ROI_KEYS.index("PS_R"))
-    layer.add_polygons([square + [0, 60, 0]])
-    assert sorted(layer.features["roi"]) == ["PS_L", "PS_R"]
-    assert len(layer.data) == 2
-    assert "missing: ES L" in dock.missing_label.text()
-    assert dock.active_muscle == "ES_L"
+    assert list(layer.features["origin"]) == ["drawn"]
     dock.step_muscle(+1)
-    assert dock.active_muscle == "ES_R"
-    dock.step_muscle(-1)
     assert dock.active_muscle == "ES_L"
+    dock.step_muscle(-1)
+    assert dock.active_muscle == "PS_R"
 
 
-def test_outline_on_another_slice_is_refused(dock):
-    _go_to_l4(dock)
-    layer = dock.outlines
-    layer.add_polygons([np.array([[1, 100, 100], [1, 100, 120], [1, 120, 120]], float)])
-    with pytest.raises(Exception, match="not on the L4 slice"):
+def test_outline_on_another_slice_is_refused(dock, qtbot):
+    _go_to(dock)
+    dock.mark_level()
+    dock.outlines.add_polygons([np.array([[1, 100, 100], [1, 100, 120], [1, 120, 120]], float)])
+    qtbot.wait(50)
+    with pytest.raises(PvmError, match="not on the L4 slice"):
         dock.annotation()
 
 
-def test_load_measure_matches_cli_and_truth(dock, qtbot, phantom_files):
+def test_annotation_is_json_contract_2_with_origins(dock, phantom_files):
     assert dock.load_annotation(phantom_files["annotation"])
-    assert dock.slice_index == 2
-    assert sorted(dock.outlines.features["roi"]) == sorted(schema.ROI_KEYS)
-    dock.measure()
+    data = dock.annotation()
+    json.dumps(data)  # JSON-able
+    assert data["format"] == "napari-pvm.annotation/1" and data["slice_index"] == 2
+    assert sorted(f"{r['muscle']}_{r['side']}" for r in data["rois"]) == sorted(schema.ROI_KEYS)
+    assert {r["origin"] for r in data["rois"]} == {"drawn"}
+
+
+def test_measure_add_results_and_csv_agree(dock, qtbot, tmp_path, phantom_files):
+    from napari_pvm.core.store import read_rows
+
+    assert dock.load_annotation(phantom_files["annotation"])
+    assert dock.results() is None
+    dock.patient_edit.setText("P001")
+    dock.observer_edit.setText("obsA")
+    stages = []
+    worker = dock.measure()
+    worker.yielded.connect(stages.append)
     _wait(qtbot, dock)
-    assert dock.result is not None, dock.messages
+    assert [s[0] for s in stages] == [1, 2, 3]  # determinate progress per stage
+    assert dock.progress.value() == dock.progress.maximum() and dock.progress.format() == "measured"
     truth = json.loads(phantom_files["truth"].read_text())
-    row = dock.result.row
+    row = dock.results()
     for key in ("PS_B_total_area_cm2", "ESMF_B_total_area_cm2"):
         assert row[key] == pytest.approx(truth[key], rel=1e-9)
     assert f"{dock.image.name} fat map" in dock.viewer.layers
-    text = dock.table_text()
-    assert text.splitlines()[0].startswith("muscle\tside\ttotal")
-    assert len(text.splitlines()) == 1 + 12
+    assert dock.viewer.layers.selection.active is dock.outlines  # the fat map did not take it
+    assert len(dock.table_text().splitlines()) == 1 + 12
+    added = []
+    dock.row_added.connect(added.append)
+    csv = tmp_path / "shared.csv"
+    row_id = dock.add_to_csv(csv)
+    rows = read_rows(csv)
+    assert len(rows) == 1 and rows.loc[0, "row_id"] == row_id
+    assert added and added[0]["row_id"] == row_id and added[0]["patient_id"] == "P001"
+    assert rows.loc[0, "PS_B_total_area_cm2"] == pytest.approx(row["PS_B_total_area_cm2"], rel=1e-12)
+    # the same annotation again: asked, refused by default, never silent
+    assert dock.add_to_csv(csv) is None
+    assert len(read_rows(csv)) == 1
+    assert "already row" in dock.messages[-1][1]
+    dock.answers = [True]  # confirmed: a second row
+    assert dock.add_to_csv(csv) is not None
+    assert len(read_rows(csv)) == 2
+
+
+def test_measure_and_add_is_one_key(dock, qtbot, tmp_path, phantom_files, canvas):
+    from napari_pvm.core.store import read_rows
+
+    dock.viewer.window._qt_window.show()
+    assert dock.load_annotation(phantom_files["annotation"])
+    dock.patient_edit.setText("P002")
+    dock.observer_edit.setText("obsA")
+    csv = tmp_path / "shared.csv"
+    dock.csv_edit.setText(str(csv))
+    c = canvas(dock.viewer, fit=False)
+    c.key("Return", "ctrl")
+    qtbot.waitUntil(csv.exists, timeout=60_000)
+    assert list(read_rows(csv)["patient_id"]) == ["P002"]
+    assert "Control-Enter" in KEYS
+
+
+def test_changed_image_clears_case_fields_and_reset_case(dock, qtbot, phantom_files):
+    assert dock.load_annotation(phantom_files["annotation"])
+    dock.patient_edit.setText("P001")
+    first = dock.image
+    # a second image opened: the dock moves to it and forgets the patient
+    dock.viewer.add_image(np.zeros((5, 64, 64), np.float32), name="other", scale=first.scale)
+    assert dock.image.name == "other"
+    assert dock.patient_edit.text() == "" and dock.slice_index is None and dock.results() is None
+    assert dock.target == "PS_L"
+    # back to the first: its outlines are still there
+    dock.image_combo.setCurrentText(first.name)
+    assert dock.image is first and len(dock.outlines.data) == 6
+    dock.slice_index = 2
+    dock.reset_case()
+    assert len(dock.outlines.data) == 0 and len(dock.samples.data) == 0
+    assert dock.patient_edit.text() == "" and dock.target == "PS_L" and dock.slice_index is None
+
+
+def test_renaming_the_image_keeps_the_dock_working(dock, phantom_files):
+    assert dock.load_annotation(phantom_files["annotation"])
+    dock.image.name = "renamed"
+    assert dock.image is not None and dock.image.name == "renamed"
+    assert dock.image_combo.currentText() == "renamed"
+    assert len(dock.outlines.data) == 6
+    assert dock.annotation()["slice_index"] == 2
 
 
 def test_save_then_load_restores_exactly(dock, tmp_path, phantom_files):
@@ -115,42 +200,55 @@ def test_sha_mismatch_asks_before_loading(dock, tmp_path, phantom_files):
     assert dock.load_annotation(other) is True
 
 
-def test_export_requires_patient_and_confirms_partial_set(dock, qtbot, tmp_path, phantom_files):
+def test_partial_set_needs_confirmation(dock, qtbot, tmp_path, phantom_files):
     from napari_pvm.core.store import read_rows
 
     csv = tmp_path / "shared.csv"
     dock.load_annotation(phantom_files["annotation"])
     dock.patient_edit.setText("")
-    assert dock.export_row(csv) is None
-    assert "patient ID" in dock.messages[-1][1]
+    with pytest.raises(PvmError, match="patient ID"):
+        dock.add_to_csv(csv)
     assert not csv.exists()
     dock.patient_edit.setText("P001")
     dock.observer_edit.setText("obsA")
-    # drop the psoas outlines: a partial set needs a confirmation
     layer = dock.outlines
     layer.selected_data = {i for i, k in enumerate(layer.features["roi"]) if k.startswith("PS")}
     layer.remove_selected()
     dock.answers = [False]
-    assert dock.export_row(csv) is None
+    assert dock.add_to_csv(csv) is None
     assert not csv.exists()
     dock.answers = [True]
-    dock.export_row(csv)
-    _wait(qtbot, dock)
-    qtbot.waitUntil(csv.exists, timeout=10_000)
+    assert dock.add_to_csv(csv) is not None
     rows = read_rows(csv)
-    assert len(rows) == 1
-    assert rows.loc[0, "patient_id"] == "P001"
-    assert rows.loc[0, "rois_present"] == "ES_L;ES_R;MF_L;MF_R"
+    assert len(rows) == 1 and rows.loc[0, "rois_present"] == "ES_L;ES_R;MF_L;MF_R"
     assert np.isnan(rows.loc[0, "PS_B_total_area_cm2"])
 
 
-def test_measure_without_samples_notifies_and_keeps_running(dock, qtbot, phantom_files):
+def test_failed_measurement_never_says_done(dock, qtbot, phantom_files):
     dock.load_annotation(phantom_files["annotation"])
-    samples = dock.viewer.layers[f"{dock.image.name} fat/muscle samples"]
+    samples = dock.samples
     samples.selected_data = set(range(len(samples.data)))
     samples.remove_selected()
-    dock.measure()
-    _wait(qtbot, dock)
-    assert dock.result is None
+    with pytest.raises(PvmError, match="sample"):
+        dock.measure(wait=True)
+    assert dock.results() is None
     assert dock.messages[-1][0] == "error" and "sample" in dock.messages[-1][1]
+    assert "done" not in dock.progress.format() and dock.progress.value() == 0
     assert dock.measure_button.isEnabled()
+
+
+def test_no_label_or_button_is_truncated(dock, qtbot):
+    from qtpy.QtWidgets import QLabel, QPushButton, QToolButton
+
+    dock.viewer.window._qt_window.resize(1920, 1080)
+    dock.viewer.window._qt_window.show()
+    qtbot.wait(100)
+    for widget in dock.findChildren((QPushButton, QToolButton)):
+        if widget.isVisible():
+            needed = widget.fontMetrics().horizontalAdvance(widget.text())
+            assert widget.width() >= needed, f"{widget.text()!r} is cut off"
+    for label in dock.findChildren(QLabel):
+        if label.isVisible() and not label.wordWrap():
+            assert label.width() >= label.fontMetrics().horizontalAdvance(label.text()), label.text()
+    # compact: the whole dock fits in less than half of a 1080-pixel screen
+    assert dock.sizeHint().height() < 540

@@ -11,6 +11,8 @@ from ..core import schema
 from ..core.errors import AnnotationError
 from ._style import FAT_OVERLAY_COLOR, ROI_COLORS, SAMPLE_COLORS, _categorical, roi_shapes_kwargs
 
+ORIGINS = ("drawn", "proposed", "edited")
+
 ROI_LAYER = "muscle outlines"
 SAMPLE_LAYER = "fat/muscle samples"
 PAINT_LAYER = "painted samples"
@@ -140,21 +142,138 @@ def _lift(vertices, image, slice_index):
     return v
 
 
+#: Old kind names (metadata strings of earlier versions) and the contract 6 roles.
+_ROLES = {"rois": "outlines", "outlines": "outlines", "samples": "samples", "paint": "paint",
+          "overlay": "overlay", "map": "map", "clicks": "clicks", "marker": "marker"}
+
+
+def layer_role(layer):
+    """Contract 6 role of a layer napari-pvm made (``metadata["napari_pvm"]["role"]``), or None."""
+    meta = layer.metadata.get("napari_pvm")
+    if isinstance(meta, dict):
+        return meta.get("role")
+    return _ROLES.get(meta) if isinstance(meta, str) else None
+
+
+def image_meta(image):
+    """The reader's metadata of an image layer (a dict, maybe empty)."""
+    meta = image.metadata.get("napari_pvm")
+    return meta if isinstance(meta, dict) else {}
+
+
+def same(a, b):
+    """Whether two layer references are the same layer (napari may hand plugins proxies)."""
+    if a is None or b is None:
+        return False
+    return getattr(a, "__wrapped__", a) is getattr(b, "__wrapped__", b)
+
+
+def _image_key(image):
+    return str(getattr(image, "unique_id", "")) or image.name
+
+
+def belongs_to(layer, image):
+    """Whether ``layer`` was made by napari-pvm for ``image`` (by identity, so
+    renaming the image keeps its layers)."""
+    meta = layer.metadata.get("napari_pvm")
+    if isinstance(meta, dict) and meta.get("image_id"):
+        return meta["image_id"] == _image_key(image)
+    return layer.metadata.get("image") == image.name
+
+
+def _metadata(role, image):
+    return {"napari_pvm": {"role": role, "image_id": _image_key(image)}, "image": image.name}
+
+
 def owned_layer(viewer, kind, image):
-    """The layer of ``kind`` ("rois", "samples", "paint") napari-pvm made for ``image``."""
+    """The layer of ``kind`` (a role: "outlines", "samples", "paint", …; the
+    old name "rois" works too) that napari-pvm made for ``image``."""
+    role = _ROLES.get(kind, kind)
     for layer in viewer.layers:
-        if layer.metadata.get("napari_pvm") == kind and layer.metadata.get("image") == image.name:
+        if layer_role(layer) == role and belongs_to(layer, image):
             return layer
     return None
 
 
+def owned_layers(viewer, image):
+    """All layers napari-pvm made for ``image``."""
+    return [layer for layer in viewer.layers if layer_role(layer) is not None and belongs_to(layer, image)]
+
+
+def image_layers(viewer):
+    """Image layers a measurement can use (not our own maps), in layer order."""
+    return [
+        layer
+        for layer in viewer.layers
+        if layer._type_string == "image" and layer_role(layer) is None and layer.ndim in (2, 3)
+    ]
+
+
 def image_names(viewer):
     """Names of the image layers a measurement can use (not our own maps)."""
-    return [
-        layer.name
-        for layer in viewer.layers
-        if layer._type_string == "image" and layer.metadata.get("napari_pvm") != "map" and layer.ndim in (2, 3)
-    ]
+    return [layer.name for layer in image_layers(viewer)]
+
+
+def set_mm_units(layer):
+    """Give a layer millimetre units (napari ≥ 0.6; older versions have none)."""
+    try:
+        if tuple(str(u) for u in layer.units) != ("millimeter",) * layer.ndim:
+            layer.units = ("mm",) * layer.ndim
+    except Exception:  # older napari: no layer units
+        pass
+
+
+def show_in_mm(viewer, image):
+    """Scale bar and axes in millimetres for ``image`` (layers carry the mm
+    scale; napari ≥ 0.6 also needs their units, the same on every layer)."""
+    pixel = np.asarray(image.scale[-2:], dtype=float)
+    for layer in viewer.layers:
+        if same(layer, image) or (layer.ndim >= 2 and np.allclose(np.asarray(layer.scale[-2:], float), pixel)):
+            set_mm_units(layer)
+    viewer.scale_bar.visible = True
+    try:
+        viewer.scale_bar.unit = "mm"  # older napari; newer ones take the layer units
+    except Exception:
+        pass
+    labels = ("slice (I→S)", "row (A→P) mm", "column (R→L) mm")[-image.ndim:]
+    try:
+        if len(viewer.dims.axis_labels) == image.ndim:
+            viewer.dims.axis_labels = labels
+    except Exception:
+        pass
+
+
+class _keep_active:
+    """Context manager: adding a layer must not take the active layer (and
+    its drawing mode) away from the observer."""
+
+    def __init__(self, viewer):
+        self.viewer = viewer
+
+    def __enter__(self):
+        self.active = self.viewer.layers.selection.active
+        self.mode = getattr(self.active, "mode", None)
+        return self
+
+    def __exit__(self, *exc):
+        active = self.active
+        if active is not None and any(same(active, layer) for layer in self.viewer.layers):
+            self.viewer.layers.selection.active = active
+            if self.mode is not None and getattr(active, "mode", None) != self.mode:
+                active.mode = self.mode
+        return False
+
+
+def _units(image):
+    return {"units": ("mm",) * image.ndim} if _supports_units() else {}
+
+
+def _supports_units():
+    from napari.layers import Shapes
+
+    import inspect
+
+    return "units" in inspect.signature(Shapes.__init__).parameters
 
 
 def outline_layer(viewer, image, *, create=True):
@@ -165,9 +284,11 @@ def outline_layer(viewer, image, *, create=True):
     kwargs = roi_shapes_kwargs([], scale=image.scale, name=f"{image.name} {ROI_LAYER}")
     kwargs["translate"] = tuple(image.translate)
     kwargs["ndim"] = image.ndim
-    kwargs["metadata"] = {"napari_pvm": "rois", "image": image.name}
+    kwargs["metadata"] = _metadata("outlines", image)
+    kwargs["features"] = {"roi": _categorical([], schema.ROI_KEYS), "origin": _categorical([], ORIGINS)}
+    kwargs.update(_units(image))
     layer = viewer.add_shapes(None, **kwargs)
-    layer.feature_defaults = {"roi": schema.ROI_KEYS[0]}
+    layer.feature_defaults = {"roi": schema.ROI_KEYS[0], "origin": "drawn"}
     return layer
 
 
@@ -185,7 +306,8 @@ def sample_layer(viewer, image, *, create=True):
         features={"class": _categorical([], schema.SAMPLE_CLASSES)},
         face_color="transparent",
         edge_width=1.5,
-        metadata={"napari_pvm": "samples", "image": image.name},
+        metadata=_metadata("samples", image),
+        **_units(image),
     )
     layer.feature_defaults = {"class": "fat"}
     return layer
@@ -201,8 +323,9 @@ def paint_layer(viewer, image, *, create=True):
         name=f"{image.name} {PAINT_LAYER}",
         scale=image.scale,
         translate=image.translate,
-        metadata={"napari_pvm": "paint", "image": image.name},
+        metadata=_metadata("paint", image),
         opacity=0.6,
+        **_units(image),
     )
     _set_label_colors(layer, {1: SAMPLE_COLORS["muscle"], 2: SAMPLE_COLORS["fat"]})
     layer.selected_label = 2
@@ -230,8 +353,9 @@ def set_samples(layer, image, slice_index, samples):
         layer.edge_color = [SAMPLE_COLORS[s["class"]] for s in samples]
 
 
-def show_mask(viewer, image, slice_index, mask, *, name, color=FAT_OVERLAY_COLOR, opacity=0.55):
-    """Show a 2D boolean mask on ``slice_index`` as a Labels layer (upsert)."""
+def show_mask(viewer, image, slice_index, mask, *, name, color=FAT_OVERLAY_COLOR, opacity=0.55, keep_active=False):
+    """Show a 2D boolean mask on ``slice_index`` as a Labels layer (upsert);
+    ``keep_active``: a new layer does not become the active one."""
     shape = image.data.shape
     full = np.zeros(shape, dtype=np.uint8)
     if image.ndim == 3:
@@ -239,18 +363,20 @@ def show_mask(viewer, image, slice_index, mask, *, name, color=FAT_OVERLAY_COLOR
     else:
         full[:] = mask
     for layer in viewer.layers:
-        if layer.name == name and layer.metadata.get("napari_pvm") == "overlay":
+        if layer.name == name and layer_role(layer) == "overlay":
             layer.data = full
             return layer
-    layer = viewer.add_labels(
-        full,
-        name=name,
-        scale=image.scale,
-        translate=image.translate,
-        opacity=opacity,
-        metadata={"napari_pvm": "overlay", "image": image.name},
-    )
-    _set_label_colors(layer, {1: color})
+    with _keep_active(viewer) if keep_active else _nothing():
+        layer = viewer.add_labels(
+            full,
+            name=name,
+            scale=image.scale,
+            translate=image.translate,
+            opacity=opacity,
+            metadata=_metadata("overlay", image),
+            **_units(image),
+        )
+        _set_label_colors(layer, {1: color})
     return layer
 
 
@@ -262,7 +388,7 @@ def show_map(viewer, image, slice_index, values, *, name, colormap):
     else:
         full[:] = values
     for layer in viewer.layers:
-        if layer.name == name and layer.metadata.get("napari_pvm") == "map":
+        if layer.name == name and layer_role(layer) == "map":
             layer.data = full
             return layer
     return viewer.add_image(
@@ -274,8 +400,78 @@ def show_map(viewer, image, slice_index, values, *, name, colormap):
         contrast_limits=(0.0, 1.0),
         blending="translucent",
         opacity=0.7,
-        metadata={"napari_pvm": "map", "image": image.name},
+        metadata=_metadata("map", image),
+        **_units(image),
     )
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def clicks_layer(viewer, image):
+    """Points layer the observer clicks into for outline proposals (one point
+    per muscle, in the draw-list order)."""
+    layer = owned_layer(viewer, "clicks", image)
+    if layer is not None:
+        return layer
+    return viewer.add_points(
+        np.empty((0, image.ndim)),
+        ndim=image.ndim,
+        name=f"{image.name} proposal clicks",
+        scale=image.scale,
+        translate=image.translate,
+        size=4 * float(min(image.scale[-2:])),
+        face_color="#ffffff",
+        border_color="#000000",
+        metadata=_metadata("clicks", image),
+        **_units(image),
+    )
+
+
+def clicks_from_layer(layer, image, slice_index):
+    """{roi key: (row, col)}: the n-th point for the n-th outline of the draw list."""
+    if layer is None or not len(layer.data):
+        return {}
+    points = _to_image_data(layer, image, np.asarray(layer.data))[:, -2:]
+    return {key: (float(r), float(c)) for key, (r, c) in zip(schema.ROI_KEYS, points)}
+
+
+def show_marker(viewer, image, slice_index, location, text, *, keep_active=True):
+    """Mark a problem at image pixel ``location`` (row, col) with a red ring
+    and a short text; ``location=None`` clears the marker."""
+    layer = owned_layer(viewer, "marker", image)
+    if location is None:
+        if layer is not None and len(layer.data):
+            layer.data = np.empty((0, layer.ndim))
+        return layer
+    point = _lift([location], image, slice_index if slice_index is not None else 0)
+    if layer is None:
+        with _keep_active(viewer) if keep_active else _nothing():
+            layer = viewer.add_points(
+                point,
+                ndim=image.ndim,
+                name=f"{image.name} problems",
+                scale=image.scale,
+                translate=image.translate,
+                size=10 * float(min(image.scale[-2:])),
+                face_color="transparent",
+                border_color="#ff1744",
+                border_width=0.15,
+                features={"text": [text]},
+                text={"string": "{text}", "color": "#ff1744", "size": 12, "anchor": "upper_left"},
+                metadata=_metadata("marker", image),
+                **_units(image),
+            )
+        return layer
+    layer.data = point
+    layer.features = {"text": [text]}
+    layer.refresh_text() if hasattr(layer, "refresh_text") else None
+    return layer
 
 
 def _set_label_colors(layer, colors):

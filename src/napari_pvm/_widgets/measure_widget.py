@@ -1,26 +1,36 @@
-"""Measurement dock: mark L4, outline six muscles, measure, save, export a row."""
+"""Measurement dock: mark L4, outline six muscles, measure, add the row.
 
+The dock is a thin layer over the core: :class:`~._outlines.OutlineController`
+keeps the outlines' identity, colour, origin and undo; :mod:`napari_pvm.core`
+measures and stores. Every control has a method of the same meaning
+(contract 6) and a key (see :data:`KEYS`).
+"""
+
+import dataclasses
+import threading
 import warnings
 from pathlib import Path
 
 import numpy as np
-from qtpy.QtCore import Qt
+from psygnal import Signal
+from qtpy.QtCore import QEventLoop, Qt, QTimer
 from qtpy.QtWidgets import (
+    QAbstractItemView,
     QApplication,
     QComboBox,
     QFileDialog,
-    QFormLayout,
-    QGroupBox,
-    QHeaderView,
+    QGridLayout,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QLineEdit,
     QMessageBox,
     QProgressBar,
     QPushButton,
-    QScrollArea,
+    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -28,285 +38,622 @@ from qtpy.QtWidgets import (
 from ..core import schema
 from ..core.errors import PvmError
 from . import _layers
-from ._style import ROI_COLORS, roi_label
+from ._outlines import OutlineController
+from ._style import ROI_COLORS, SAMPLE_COLORS, roi_label
 
 LEVELS = ("T12", "L1", "L2", "L3", "L4", "L5", "S1")
-_TABLE_ROWS = [(g, s) for g in schema.GROUPS for s in schema.SIDES]
-_TABLE_COLUMNS = (("total_area_cm2", "total cm²"), ("muscle_area_cm2", "lean cm²"),
-                  ("fat_area_cm2", "fat cm²"), ("fi_pct", "FI %"))
+SAMPLE_TARGETS = ("fat", "muscle")
+TARGETS = tuple(schema.ROI_KEYS) + SAMPLE_TARGETS
+_SAMPLE_NAMES = {"fat": "fat sample", "muscle": "lean-muscle sample"}
+_RESULT_GROUPS = tuple(schema.GROUPS)
+_RESULT_COLUMNS = (("L", "total_area_cm2", "L cm²"), ("R", "total_area_cm2", "R cm²"),
+                   ("L", "fi_pct", "L FI%"), ("R", "fi_pct", "R FI%"), ("B", "fi_pct", "B FI%"))
+_ROW_PX = 19
+_TEXT_COLUMNS = (("total_area_cm2", "total cm²"), ("muscle_area_cm2", "lean cm²"),
+                 ("fat_area_cm2", "fat cm²"), ("fi_pct", "FI %"))
+
+#: Keys of the Measure dock (napari key names), bound on the viewer.
+KEYS = {
+    "k": "mark the slice shown as the level",
+    "m": "next outline in the draw list",
+    "Shift-M": "previous outline in the draw list",
+    "Shift-F": "draw a fat sample",
+    "Shift-U": "draw a lean-muscle sample",
+    "Shift-O": "propose outlines (press again after the clicks)",
+    "Control-Enter": "measure and add the row to the shared CSV",
+    "Control-Z": "undo the last outline or sample operation",
+}
 
 
 class MeasureWidget(QWidget):
     """Outline PS/ES/MF on the L4 slice, classify fat, measure and export.
 
-    Keyboard (on the outlines layer): ``m`` / ``Shift-M`` selects the next /
-    previous muscle; the next polygon drawn becomes that muscle.
+    Contract 6 methods: :meth:`mark_level`, :meth:`choose`, :meth:`measure`,
+    :meth:`annotation`, :meth:`results`, :meth:`add_to_csv`, :meth:`propose`.
     """
+
+    #: Emitted with the stored row (``row_id`` included) after a successful add.
+    row_added = Signal(dict)
 
     def __init__(self, napari_viewer):
         super().__init__()
         self.viewer = napari_viewer
         self.slice_index = None
         self.result = None  # last Measurement
+        self._row = None  # results(): the row as add_to_csv writes it
+        self._row_id = None  # its row_id once added
         self._measured_sha = None
+        self._added = {}  # (annotation sha, csv path) -> row_id of rows added from this dock
         self._worker = None
-        self._hooked = set()  # unique_id of layers whose events we listen to
-        # dialogs go through these two hooks so tests can answer them
+        self._image = None
+        self._controller = None
+        self._target = schema.ROI_KEYS[0]
+        self._adding = False
+        # dialogs go through these hooks so tests can answer them
         self.confirm = self._ask
         self.notify = _layers.notify
         # set by the reading session: path_guard(path, "load" | "save") raises PvmError to refuse
         self.path_guard = None
+        # set by the reading session: () -> [(image2d, spacing, {roi: vertices})] or None
+        self.example_provider = None
         self._build()
-        self.viewer.layers.events.inserted.connect(self._refresh_images)
+        self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
         self.viewer.layers.events.removed.connect(self._refresh_images)
         self._refresh_images()
+        self._bind_keys()
 
     # ------------------------------------------------------------ layout
     def _build(self):
         self.image_combo = QComboBox()
+        self.image_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.image_combo.setMinimumContentsLength(8)
+        self.image_combo.currentIndexChanged.connect(self._on_image_chosen)
         self.level_combo = QComboBox()
         self.level_combo.addItems(LEVELS)
         self.level_combo.setCurrentText("L4")
-        self.mark_button = QPushButton("Mark current slice as level")
-        self.mark_button.clicked.connect(self.mark_current_slice)
-        self.slice_label = QLabel("level slice: not marked")
-        self.muscle_combo = QComboBox()
-        for key in schema.ROI_KEYS:
-            self.muscle_combo.addItem(f"{roi_label(key)}  (patient {'left' if key.endswith('L') else 'right'})", key)
-        self.muscle_combo.currentIndexChanged.connect(self._on_muscle_changed)
+        self.mark_button = QPushButton("Mark slice (K)")
+        self.mark_button.setToolTip("Mark the slice shown as the chosen vertebral level")
+        self.mark_button.clicked.connect(lambda: self._run(self.mark_level, self.level_combo.currentText()))
+        self.slice_label = QLabel("not marked")
+
+        # the draw list: six outlines and two samples with their state (like ImageJ's ROI Manager)
+        self.outline_list = QTableWidget(len(TARGETS), 2)
+        self.outline_list.setHorizontalHeaderLabels(["draw", "state"])
+        self.outline_list.verticalHeader().setVisible(False)
+        self.outline_list.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        self.outline_list.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self.outline_list.verticalHeader().setDefaultSectionSize(_ROW_PX)
+        self.outline_list.verticalHeader().setMinimumSectionSize(_ROW_PX)
+        self.outline_list.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.outline_list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.outline_list.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.outline_list.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.outline_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.outline_list.setFixedHeight(_ROW_PX * len(TARGETS) + self.outline_list.horizontalHeader().sizeHint().height() + 4)
+        for i, key in enumerate(TARGETS):
+            name = f"{roi_label(key)} ({'left' if key.endswith('L') else 'right'})" if key in ROI_COLORS else _SAMPLE_NAMES[key]
+            item = QTableWidgetItem(f"■ {name}")
+            item.setForeground(_qcolor(ROI_COLORS.get(key) or SAMPLE_COLORS[key]))
+            item.setToolTip("the next polygon drawn on the canvas becomes this")
+            self.outline_list.setItem(i, 0, item)
+            self.outline_list.setItem(i, 1, QTableWidgetItem("—"))
+        self.outline_list.itemSelectionChanged.connect(self._on_list_clicked)
         self.missing_label = QLabel()
         self.missing_label.setWordWrap(True)
-        self.fat_sample_button = QPushButton("Draw fat sample")
-        self.muscle_sample_button = QPushButton("Draw lean-muscle sample")
-        self.fat_sample_button.clicked.connect(lambda: self.start_sample("fat"))
-        self.muscle_sample_button.clicked.connect(lambda: self.start_sample("muscle"))
+
+        self.propose_button = QPushButton("Propose (Shift-O)")
+        self.propose_button.clicked.connect(lambda: self._run(self._propose_action))
+        self.undo_button = QPushButton("Undo (Ctrl-Z)")
+        self.undo_button.clicked.connect(lambda: self.undo())
+        self._check_propose_available()
 
         self.patient_edit = QLineEdit()
         self.observer_edit = QLineEdit()
-        self.session_edit = QLineEdit("read1")
+        self.session_edit = QLineEdit(schema.DEFAULT_SESSION if hasattr(schema, "DEFAULT_SESSION") else "read1")
+        self.patient_edit.setPlaceholderText("patient ID")
+        self.observer_edit.setPlaceholderText("observer ID")
         from .fat_widget import FatClassifierWidget
 
         self.classifier_panel = FatClassifierWidget(self.viewer, context=self)
+        self.classifier_panel.setVisible(False)
+        self.classifier_toggle = QToolButton()
+        self.classifier_toggle.setText("Fat classifier ▸")
+        self.classifier_toggle.setCheckable(True)
+        self.classifier_toggle.toggled.connect(self._toggle_classifier)
 
         self.measure_button = QPushButton("Measure")
-        self.measure_button.clicked.connect(lambda: self.measure())
+        self.measure_button.clicked.connect(lambda: self._run(self.measure))
+        self.measure_add_button = QPushButton("Measure + add (Ctrl-Enter)")
+        self.measure_add_button.clicked.connect(lambda: self._run(self.measure_and_add))
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
+        self.progress.setValue(0)
         self.progress.setTextVisible(True)
         self.progress.setFormat("")
-        self.table = QTableWidget(len(_TABLE_ROWS), len(_TABLE_COLUMNS))
-        self.table.setHorizontalHeaderLabels([c[1] for c in _TABLE_COLUMNS])
-        self.table.setVerticalHeaderLabels([f"{g} {s}" for g, s in _TABLE_ROWS])
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
-        self.table.verticalHeader().setDefaultSectionSize(22)
-        self.table.setMinimumHeight(22 * len(_TABLE_ROWS) + 30)
+        self.progress.setMaximumHeight(16)
+        self.table = QTableWidget(len(_RESULT_GROUPS), len(_RESULT_COLUMNS))
+        self.table.setHorizontalHeaderLabels([c[2] for c in _RESULT_COLUMNS])
+        self.table.setVerticalHeaderLabels(list(_RESULT_GROUPS))
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.verticalHeader().setDefaultSectionSize(_ROW_PX)
+        self.table.verticalHeader().setMinimumSectionSize(_ROW_PX)
+        self.table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.table.setFixedHeight(_ROW_PX * len(_RESULT_GROUPS) + self.table.horizontalHeader().sizeHint().height() + 4)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.copy_button = QPushButton("Copy table")
         self.copy_button.clicked.connect(self.copy_table)
         self.csv_edit = QLineEdit()
         self.csv_edit.setPlaceholderText("shared measurements CSV")
         browse = QPushButton("…")
+        browse.setMaximumWidth(28)
         browse.clicked.connect(self._browse_csv)
-        self.export_button = QPushButton("Add to shared CSV")
-        self.export_button.clicked.connect(lambda: self.export_row())
+        self.export_button = QPushButton("Add to CSV")
+        self.export_button.clicked.connect(lambda: self._run(self.add_to_csv))
         save = QPushButton("Save annotation…")
         load = QPushButton("Load annotation…")
         save.clicked.connect(lambda: self.save_annotation())
         load.clicked.connect(lambda: self.load_annotation())
 
-        # the dock is tall: its content scrolls inside the dock
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        content = QWidget()
-        scroll.setWidget(content)
-        outer.addWidget(scroll)
-        layout = QVBoxLayout(content)
-        case = QFormLayout()
-        case.addRow("image", self.image_combo)
-        row = QHBoxLayout()
-        row.addWidget(self.level_combo)
-        row.addWidget(self.mark_button)
-        case.addRow("level", row)
-        case.addRow("", self.slice_label)
-        layout.addLayout(case)
-        outlines = QGroupBox("Outlines (m: next muscle)")
-        form = QFormLayout(outlines)
-        form.addRow("draw", self.muscle_combo)
-        form.addRow("", self.missing_label)
-        samples = QHBoxLayout()
-        samples.addWidget(self.fat_sample_button)
-        samples.addWidget(self.muscle_sample_button)
-        form.addRow("samples", samples)
-        layout.addWidget(outlines)
-        ids = QGroupBox("Case")
-        form = QFormLayout(ids)
-        form.addRow("patient ID", self.patient_edit)
-        form.addRow("observer ID", self.observer_edit)
-        form.addRow("session", self.session_edit)
-        layout.addWidget(ids)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.setSpacing(3)
+        grid = QGridLayout()
+        grid.setHorizontalSpacing(4)
+        grid.setVerticalSpacing(3)
+        grid.addWidget(QLabel("image"), 0, 0)
+        grid.addWidget(self.image_combo, 0, 1, 1, 3)
+        grid.addWidget(QLabel("level"), 1, 0)
+        grid.addWidget(self.level_combo, 1, 1)
+        grid.addWidget(self.mark_button, 1, 2)
+        grid.addWidget(self.slice_label, 1, 3)
+        layout.addLayout(grid)
+        layout.addWidget(self.outline_list)
+        self.missing_label.setVisible(False)  # the list shows what is missing; kept for scripts
+        tools = QHBoxLayout()
+        tools.addWidget(self.propose_button)
+        tools.addWidget(self.undo_button)
+        layout.addLayout(tools)
+        ids = QGridLayout()
+        ids.setHorizontalSpacing(4)
+        ids.addWidget(QLabel("patient"), 0, 0)
+        ids.addWidget(self.patient_edit, 0, 1)
+        ids.addWidget(QLabel("observer"), 0, 2)
+        ids.addWidget(self.observer_edit, 0, 3)
+        ids.addWidget(QLabel("session"), 1, 0)
+        ids.addWidget(self.session_edit, 1, 1)
+        ids.addWidget(self.classifier_toggle, 1, 2, 1, 2)
+        layout.addLayout(ids)
         layout.addWidget(self.classifier_panel)
-        layout.addWidget(self.measure_button)
+        run = QHBoxLayout()
+        run.addWidget(self.measure_button)
+        run.addWidget(self.measure_add_button)
+        layout.addLayout(run)
         layout.addWidget(self.progress)
         layout.addWidget(self.table)
-        layout.addWidget(self.copy_button)
         csv_row = QHBoxLayout()
-        csv_row.addWidget(self.csv_edit)
+        csv_row.addWidget(self.csv_edit, 1)
         csv_row.addWidget(browse)
+        csv_row.addWidget(self.export_button)
         layout.addLayout(csv_row)
-        layout.addWidget(self.export_button)
         files = QHBoxLayout()
         files.addWidget(save)
         files.addWidget(load)
+        files.addWidget(self.copy_button)
         layout.addLayout(files)
         layout.addStretch(1)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        bar = scroll.verticalScrollBar().sizeHint().width()
-        self.setMinimumWidth(content.minimumSizeHint().width() + bar + 6)
-        self._update_missing()
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
+        self._select_row(self._target)
+        self._update_list()
 
-    # ------------------------------------------------------------ layers
+    def _toggle_classifier(self, on):
+        self.classifier_panel.setVisible(on)
+        self.classifier_toggle.setText("Fat classifier ▾" if on else "Fat classifier ▸")
+
+    def _check_propose_available(self):
+        try:
+            from ..core import propose  # noqa: F401
+        except ImportError as exc:
+            self.propose_button.setEnabled(False)
+            self.propose_button.setToolTip(f"Outline proposals are not available in this installation ({exc})")
+            return False
+        self.propose_button.setToolTip(
+            "Propose the missing outlines: press once, click inside each muscle in the list's order "
+            "(or not at all), press again"
+        )
+        return True
+
+    def _bind_keys(self):
+        actions = {
+            "k": lambda: self.mark_level(self.level_combo.currentText()),
+            "m": lambda: self.step_muscle(+1),
+            "Shift-M": lambda: self.step_muscle(-1),
+            "Shift-F": lambda: self.choose("fat"),
+            "Shift-U": lambda: self.choose("muscle"),
+            "Shift-O": self._propose_action,
+            "Control-Enter": self.measure_and_add,
+            "Control-Z": self.undo,
+        }
+        for key, action in actions.items():
+            self.viewer.bind_key(key, _key_handler(self, action), overwrite=True)
+
+    def _run(self, action, *args):
+        """Run a control's action; a refusal is shown, not raised, from a button or key."""
+        try:
+            return action(*args)
+        except PvmError:
+            return None  # already notified
+
+    def _refuse(self, message, level="warning"):
+        self.notify(message, level)
+        raise PvmError(message)
+
+    # ------------------------------------------------------------ image
     def _refresh_images(self, event=None):
-        current = self.image_combo.currentText()
-        names = _layers.image_names(self.viewer)
+        layers = _layers.image_layers(self.viewer)
+        current = self._image if self._image is not None and any(_layers.same(current, self._image) for current in layers) else None
         self.image_combo.blockSignals(True)
         self.image_combo.clear()
-        self.image_combo.addItems(names)
-        if current in names:
-            self.image_combo.setCurrentText(current)
+        for layer in layers:
+            self.image_combo.addItem(layer.name)
+        if current is not None:
+            self.image_combo.setCurrentIndex([_layers.same(x, current) for x in layers].index(True))
         self.image_combo.blockSignals(False)
+        if current is None:
+            self._set_image(layers[-1] if layers else None)
+
+    def _on_layer_inserted(self, event=None):
+        layer = getattr(event, "value", None)
+        image = self.image
+        if layer is not None and image is not None and layer.ndim >= 2 and np.allclose(
+            np.asarray(layer.scale[-2:], float), np.asarray(image.scale[-2:], float)
+        ):
+            _layers.set_mm_units(layer)  # napari renders units only when all layers agree
+        self._refresh_images()
+        if layer is not None and any(_layers.same(layer, x) for x in _layers.image_layers(self.viewer)):
+            # the image just opened is the case being worked on
+            names = [x.name for x in _layers.image_layers(self.viewer)]
+            if layer.name in names:
+                self.image_combo.setCurrentIndex(names.index(layer.name))
+
+    def _on_image_chosen(self, index):
+        layers = _layers.image_layers(self.viewer)
+        self._set_image(layers[index] if 0 <= index < len(layers) else None)
+
+    def _set_image(self, layer):
+        if _layers.same(layer, self._image):
+            return
+        old = self._image
+        if old is not None:
+            try:
+                old.events.name.disconnect(self._on_image_renamed)
+            except (TypeError, ValueError, RuntimeError):
+                pass
+        self._image = layer
+        if layer is not None:
+            layer.events.name.connect(self._on_image_renamed)
+            _layers.show_in_mm(self.viewer, layer)
+        if old is not None:
+            self._clear_case_fields()  # another image: another case (outside a session too)
+        self._attach_layers()
+
+    def _on_image_renamed(self, event=None):
+        image = self._image
+        if image is None:
+            return
+        for layer in _layers.owned_layers(self.viewer, image):
+            layer.metadata["image"] = image.name
+        self._refresh_images()
 
     @property
     def image(self):
-        name = self.image_combo.currentText()
-        return self.viewer.layers[name] if name in self.viewer.layers else None
+        """The image layer the dock measures (tracked as an object: renaming it is fine)."""
+        image = self._image
+        if image is None or not any(_layers.same(image, x) for x in self.viewer.layers):
+            return None
+        return image
 
     @property
     def outlines(self):
-        return _layers.outline_layer(self.viewer, self.image, create=False) if self.image else None
+        return _layers.outline_layer(self.viewer, self.image, create=False) if self.image is not None else None
+
+    @property
+    def samples(self):
+        return _layers.sample_layer(self.viewer, self.image, create=False) if self.image is not None else None
 
     def _require_image(self):
         if self.image is None:
-            raise PvmError("open an MRI first (drag a NIfTI file or DICOM folder onto napari)")
+            self._refuse("open an MRI first (drag a NIfTI file or DICOM folder onto napari)")
         return self.image
 
-    def mark_current_slice(self):
-        """Mark the slice shown as the chosen level and create the outline layers."""
-        try:
-            image = self._require_image()
-        except PvmError as exc:
-            return self.notify(str(exc), "warning")
-        self.slice_index = _layers.current_slice_index(image, self.viewer)
-        self.slice_label.setText(f"{self.level_combo.currentText()} = slice {self.slice_index}")
-        layer = _layers.outline_layer(self.viewer, image)
-        _layers.sample_layer(self.viewer, image)
-        self._connect_outlines(layer)
-        self.viewer.layers.selection.active = layer
-        layer.mode = "add_polygon"
-        self._on_muscle_changed()
-        self._update_missing()
-
-    def _connect_outlines(self, layer):
-        if layer.unique_id in self._hooked:
-            return
-        layer.events.data.connect(self._on_outlines_changed)
-        layer.bind_key("m", lambda _layer: self.step_muscle(+1), overwrite=True)
-        layer.bind_key("Shift-m", lambda _layer: self.step_muscle(-1), overwrite=True)
-        self._hooked.add(layer.unique_id)
-
-    def step_muscle(self, step):
-        """Select the next (step=+1) or previous (-1) muscle."""
-        n = self.muscle_combo.count()
-        self.muscle_combo.setCurrentIndex((self.muscle_combo.currentIndex() + step) % n)
-
-    @property
-    def active_muscle(self):
-        return self.muscle_combo.currentData()
-
-    def _on_muscle_changed(self, *_):
-        layer = self.outlines
-        if layer is None:
-            return
-        key = self.active_muscle
-        layer.feature_defaults = {"roi": key}
-        layer.current_edge_color = ROI_COLORS[key]
-
-    def _on_outlines_changed(self, event=None):
-        layer = self.outlines
-        action = str(getattr(event, "action", "added")).lower().rsplit(".", 1)[-1]
-        if layer is None or action != "added":
-            self._update_missing()
-            return
-        keys = list(layer.features["roi"]) if len(layer.data) else []
-        if keys:
-            newest = keys[-1]
-            older = [i for i, k in enumerate(keys[:-1]) if k == newest]
-            if older:  # a new outline of the same muscle replaces the old one
-                layer.selected_data = set(older)
-                layer.remove_selected()
-                keys = list(layer.features["roi"])
-            layer.edge_color = [ROI_COLORS.get(k, "white") for k in keys]
-            layer.refresh_text()
-            missing = [k for k in schema.ROI_KEYS if k not in keys]
-            if missing:
-                self.muscle_combo.setCurrentIndex(schema.ROI_KEYS.index(missing[0]))
-        self._update_missing()
-
-    def _update_missing(self):
-        layer = self.outlines
-        drawn = set(layer.features["roi"]) if layer is not None and len(layer.data) else set()
-        missing = [roi_label(k) for k in schema.ROI_KEYS if k not in drawn]
-        self.missing_label.setText("missing: " + ", ".join(missing) if missing else "all six outlined")
-
-    def start_sample(self, cls):
-        """Switch to drawing a fat or lean-muscle sample polygon."""
-        try:
-            image = self._require_image()
-        except PvmError as exc:
-            return self.notify(str(exc), "warning")
-        layer = _layers.sample_layer(self.viewer, image)
-        layer.feature_defaults = {"class": cls}
-        from ._style import SAMPLE_COLORS
-
-        layer.current_edge_color = SAMPLE_COLORS[cls]
-        self.viewer.layers.selection.active = layer
-        layer.mode = "add_polygon"
-
-    # -------------------------------------------------------- annotation
-    def annotation(self):
-        """The current case as an :class:`~napari_pvm.core.annotation.Annotation`."""
-        from ..core.annotation import Annotation
-
+    def _require_slice(self):
         image = self._require_image()
         if self.slice_index is None:
-            raise PvmError("mark the L4 slice first (go to it and press 'Mark current slice as level')")
+            self._refuse("mark the level slice first: go to it and press 'Mark slice' (K)")
+        return image
+
+    # ------------------------------------------------------------ level
+    def mark_level(self, level="L4"):
+        """Mark the viewer's current slice of the image as ``level`` and
+        make the outlines layer active for drawing."""
+        image = self._require_image()
+        if level not in LEVELS:
+            self._refuse(f"unknown level {level!r}; use one of {', '.join(LEVELS)}")
+        self.level_combo.setCurrentText(level)
+        self.slice_index = _layers.current_slice_index(image, self.viewer)
+        self.slice_label.setText(f"slice {self.slice_index}")
+        self._attach_layers(create=True)
+        self.choose(self._next_missing() or self._target)
+        return self.slice_index
+
+    def mark_current_slice(self):
+        """Old name of :meth:`mark_level` with the level chosen in the dock."""
+        return self._run(self.mark_level, self.level_combo.currentText())
+
+    def _attach_layers(self, create=False):
+        """Find (or make) the outlines and samples layers of the image and
+        put a controller on them."""
+        image = self.image
+        outlines = _layers.outline_layer(self.viewer, image, create=create) if image is not None else None
+        samples = _layers.sample_layer(self.viewer, image, create=create) if image is not None else None
+        ctrl = self._controller
+        if ctrl is not None and outlines is not None and ctrl.outlines is outlines and ctrl.samples is samples:
+            return ctrl
+        if ctrl is not None:
+            ctrl.disconnect()
+            self._controller = None
+        if outlines is None or samples is None:
+            self._update_list()
+            return None
+        self._controller = OutlineController(
+            outlines, samples, image,
+            slice_index=lambda: self.slice_index,
+            target=lambda: self._target,
+            on_change=self._on_outlines_settled,
+            notify=lambda message, level="info": self.notify(message, level),
+            marker=self._show_marker,
+        )
+        for layer in (outlines, samples):
+            layer.bind_key("Escape", lambda _layer: self._cancel_drawing(), overwrite=True)
+        self._update_list()
+        return self._controller
+
+    def _cancel_drawing(self):
+        if self._controller is not None:
+            self._controller.cancel_drawing()
+
+    # ------------------------------------------------------- draw list
+    @property
+    def active_muscle(self):
+        """The draw-list choice when it is an outline (else None)."""
+        return self._target if self._target in schema.ROI_KEYS else None
+
+    @property
+    def target(self):
+        """The draw-list choice: an outline key or 'fat' / 'muscle'."""
+        return self._target
+
+    def choose(self, target):
+        """Make the next polygon drawn on the canvas ``target``: ``PS_L`` …
+        ``MF_R`` (the outlines layer becomes active in polygon mode) or
+        ``fat`` / ``muscle`` (a sample; the samples layer becomes active)."""
+        if target not in TARGETS:
+            self._refuse(f"unknown target {target!r}; use one of {', '.join(TARGETS)}")
+        self._require_slice()
+        ctrl = self._attach_layers(create=True)
+        if ctrl.busy():  # a polygon in progress is finished as what it was started for
+            for layer in (ctrl.outlines, ctrl.samples):
+                if layer._is_creating:
+                    layer._finish_drawing()
+            ctrl.sync_now()
+        self._target = target
+        if target in schema.ROI_KEYS:
+            layer, defaults, color = ctrl.outlines, {"roi": target, "origin": "drawn"}, ROI_COLORS[target]
+        else:
+            layer, defaults, color = ctrl.samples, {"class": target}, SAMPLE_COLORS[target]
+        layer.selected_data = set()  # else the selected shape would take the new colour
+        layer.feature_defaults = defaults
+        layer.current_edge_color = color
+        self.viewer.layers.selection.active = layer
+        layer.mode = "add_polygon"
+        self._select_row(target)
+        self._update_list()
+        return target
+
+    def step_muscle(self, step):
+        """Choose the next (step=+1) or previous (-1) outline of the draw list."""
+        keys = list(schema.ROI_KEYS)
+        now = keys.index(self._target) if self._target in keys else -1 if step > 0 else 0
+        return self._run(self.choose, keys[(now + step) % len(keys)])
+
+    def start_sample(self, cls):
+        """Old name of ``choose("fat" | "muscle")``."""
+        return self._run(self.choose, cls)
+
+    def _select_row(self, target):
+        self.outline_list.blockSignals(True)
+        self.outline_list.selectRow(TARGETS.index(target))
+        self.outline_list.blockSignals(False)
+
+    def _on_list_clicked(self):
+        rows = self.outline_list.selectionModel().selectedRows()
+        if rows:
+            target = TARGETS[rows[0].row()]
+            if target != self._target or self.viewer.layers.selection.active is not self._layer_for(target):
+                self._run(self.choose, target)
+                if self._target != target:
+                    self._select_row(self._target)
+
+    def _layer_for(self, target):
+        ctrl = self._controller
+        if ctrl is None:
+            return None
+        return ctrl.outlines if target in schema.ROI_KEYS else ctrl.samples
+
+    def _next_missing(self):
+        layer = self.outlines
+        drawn = set(layer.features["roi"]) if layer is not None and len(layer.data) and "roi" in layer.features else set()
+        missing = [k for k in schema.ROI_KEYS if k not in drawn]
+        return missing[0] if missing else None
+
+    def _on_outlines_settled(self):
+        """After every outline/sample change: advance the draw list, refresh the list."""
+        layer = self.outlines
+        drawn = set(layer.features["roi"]) if layer is not None and len(layer.data) else set()
+        if self._target in schema.ROI_KEYS and self._target in drawn:
+            nxt = self._next_missing()
+            if nxt is not None:
+                editing = layer.mode not in ("add_polygon", "add_polygon_lasso", "pan_zoom")
+                if editing and _layers.same(self.viewer.layers.selection.active, layer):
+                    self._advance_quietly(nxt)  # keep the observer's editing mode
+                else:
+                    self._run(self.choose, nxt)
+        self._update_list()
+
+    def _advance_quietly(self, target):
+        layer = self.outlines
+        self._target = target
+        layer.feature_defaults = {"roi": target, "origin": "drawn"}
+        self._select_row(target)
+
+    def _update_list(self):
+        layer = self.outlines
+        ctrl = self._controller
+        states = {}
+        if layer is not None and len(layer.data) and "roi" in layer.features:
+            origins = list(layer.features["origin"]) if "origin" in layer.features else ["drawn"] * len(layer.data)
+            for key, origin in zip(layer.features["roi"], origins):
+                states[key] = str(origin)
+        samples = self.samples
+        counts = {}
+        if samples is not None and len(samples.data) and "class" in samples.features:
+            for cls in samples.features["class"]:
+                counts[cls] = counts.get(cls, 0) + 1
+        for i, key in enumerate(TARGETS):
+            if key in schema.ROI_KEYS:
+                text = states.get(key, "—")
+                if ctrl is not None and key in ctrl.problems:
+                    text = f"{text}; overlaps (see marker)"
+            else:
+                n = counts.get(key, 0)
+                text = f"{n} drawn" if n else "—"
+            if key == self._target:
+                text += "  ← next"
+            self.outline_list.item(i, 1).setText(text)
+            self.outline_list.item(i, 1).setToolTip(ctrl.problems.get(key, "") if ctrl is not None else "")
+        missing = [roi_label(k) for k in schema.ROI_KEYS if k not in states]
+        self.missing_label.setText("missing: " + ", ".join(missing) if missing else "all six outlined")
+
+    def undo(self):
+        """Revert the last outline or sample operation (Ctrl-Z); False when none."""
+        ctrl = self._controller
+        if ctrl is None or not ctrl.undo():
+            self.notify("nothing to undo", "info")
+            return False
+        return True
+
+    def _show_marker(self, location, text):
+        image = self.image
+        if image is None:
+            return
+        _layers.show_marker(self.viewer, image, self.slice_index, location, text, keep_active=True)
+
+    # -------------------------------------------------------- annotation
+    def current_annotation(self):
+        """The case on screen as a :class:`~napari_pvm.core.annotation.Annotation`."""
+        from ..core.annotation import Annotation
+
+        image = self._require_slice()
+        if self._controller is not None:
+            self._controller.sync_now()
         outlines = _layers.outline_layer(self.viewer, image, create=False)
-        rois = _layers.rois_from_layer(outlines, image, self.slice_index) if outlines is not None else {}
-        samples_layer = _layers.sample_layer(self.viewer, image, create=False)
-        samples = _layers.samples_from_layer(samples_layer, image, self.slice_index) if samples_layer else []
-        painted = _layers.painted_labels(_layers.paint_layer(self.viewer, image, create=False), image, self.slice_index)
-        meta = image.metadata.get("napari_pvm") or {}
-        return Annotation(
+        ctrl = self._controller
+        try:
+            if ctrl is not None and ctrl.busy():  # a polygon in progress is not part of the case yet
+                rois = {key: ctrl._to_image(v) for v, key, _ in ctrl._state.outlines}
+            else:
+                rois = _layers.rois_from_layer(outlines, image, self.slice_index) if outlines is not None else {}
+            samples_layer = _layers.sample_layer(self.viewer, image, create=False)
+            samples = _layers.samples_from_layer(samples_layer, image, self.slice_index) if samples_layer else []
+            painted = _layers.painted_labels(_layers.paint_layer(self.viewer, image, create=False), image, self.slice_index)
+        except PvmError as exc:
+            self._refuse(str(exc))
+        meta = _layers.image_meta(image)
+        annotation = Annotation(
             slice_index=int(self.slice_index),
             level=self.level_combo.currentText(),
             rois=rois,
             samples=samples,
             sample_labels=painted,
-            image_sha256=meta.get("sha256") if isinstance(meta, dict) else None,
+            image_sha256=meta.get("sha256"),
             patient_id=self.patient_edit.text().strip() or None,
             observer_id=self.observer_edit.text().strip() or None,
             session=self.session_edit.text().strip() or None,
             classifier=self.classifier_settings(),
         )
+        return _with_origins(annotation, self.origins())
+
+    def origins(self):
+        """{roi key: "drawn" | "proposed" | "edited"} of the outlines on screen."""
+        layer = self.outlines
+        if layer is None or not len(layer.data):
+            return {}
+        origins = list(layer.features["origin"]) if "origin" in layer.features else ["drawn"] * len(layer.data)
+        return {str(k): str(g) for k, g in zip(layer.features["roi"], origins)}
+
+    def annotation(self):
+        """What is on screen as a JSON-able contract 2 dict (rois carry ``origin``)."""
+        annotation = self.current_annotation()
+        data = annotation.to_dict()
+        origins = self.origins()
+        for roi in data.get("rois", []):
+            roi.setdefault("origin", origins.get(f"{roi['muscle']}_{roi['side']}", "drawn"))
+        return data
+
+    def _clear_case_fields(self):
+        """A changed image: forget the patient ID, the level mark and the results."""
+        self.patient_edit.setText("")
+        self.slice_index = None
+        self.slice_label.setText("not marked")
+        self._clear_results()
+        self._target = schema.ROI_KEYS[0]
+        self._select_row(self._target)
+
+    def _clear_results(self):
+        self.result = None
+        self._row = None
+        self._measured_sha = None
+        self.table.clearContents()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("")
 
     def reset_case(self):
-        """Forget the current case (level slice, last result, table) before another opens."""
-        self.slice_index = None
-        self.result = None
-        self._measured_sha = None
-        self.slice_label.setText("level slice: not marked")
-        self.table.clearContents()
-        self._update_missing()
+        """Forget the current case before another opens: outlines, samples,
+        clicks, patient ID, level mark and results; the draw list goes back to PS L."""
+        ctrl = self._controller
+        if ctrl is not None:
+            for layer in (ctrl.outlines, ctrl.samples):
+                if layer._is_creating:
+                    ctrl._cancel = True
+                    layer._finish_drawing()
+            ctrl._cancel = False
+            from ._outlines import _Snapshot
+
+            ctrl._apply(_Snapshot([], []))
+            ctrl.undo_stack.clear()
+            ctrl.proposals.clear()
+            ctrl.problems.clear()
+        image = self.image
+        if image is not None:
+            paint = _layers.paint_layer(self.viewer, image, create=False)
+            if paint is not None and np.any(paint.data):
+                paint.data = np.zeros_like(paint.data)
+            for role in ("clicks", "marker"):
+                layer = _layers.owned_layer(self.viewer, role, image)
+                if layer is not None and len(layer.data):
+                    layer.data = np.empty((0, layer.ndim))
+        self._clear_case_fields()
+        self._update_list()
 
     def classifier_settings(self):
         return self.classifier_panel.settings()
@@ -316,7 +663,7 @@ class MeasureWidget(QWidget):
         from ..core.annotation import write_annotation
 
         try:
-            annotation = self.annotation()
+            annotation = self.current_annotation()
             if path is None:
                 path, _ = QFileDialog.getSaveFileName(self, "Save annotation", "", "napari-pvm annotation (*.pvm.json)")
                 if not path:
@@ -348,8 +695,7 @@ class MeasureWidget(QWidget):
         except (PvmError, OSError) as exc:
             self.notify(str(exc), "error")
             return False
-        meta = image.metadata.get("napari_pvm") or {}
-        current = meta.get("sha256") if isinstance(meta, dict) else None
+        current = _layers.image_meta(image).get("sha256")
         if annotation.image_sha256 and current and annotation.image_sha256 != current:
             if not self.confirm(
                 "Different image",
@@ -358,96 +704,167 @@ class MeasureWidget(QWidget):
                 return False
         self.slice_index = annotation.slice_index
         self.level_combo.setCurrentText(annotation.level)
-        self.slice_label.setText(f"{annotation.level} = slice {self.slice_index}")
+        self.slice_label.setText(f"slice {self.slice_index}")
         if image.ndim == 3:
             step = list(self.viewer.dims.current_step)
             step[-3] = annotation.slice_index
             self.viewer.dims.current_step = tuple(step)
-        layer = _layers.outline_layer(self.viewer, image)
-        self._connect_outlines(layer)
-        with layer.events.data.blocker():
-            _layers.set_rois(layer, image, self.slice_index, annotation.rois)
-        _layers.set_samples(_layers.sample_layer(self.viewer, image), image, self.slice_index, annotation.samples)
+        ctrl = self._attach_layers(create=True)
+        origins = _origins_of(annotation)
+        from ._outlines import _Snapshot
+
+        outlines = [
+            (ctrl._from_image(annotation.rois[k], None), k, origins.get(k, "drawn"))
+            for k in schema.ROI_KEYS if k in annotation.rois
+        ]
+        samples = [(_layers._lift(s["vertices"], image, self.slice_index), s["class"]) for s in annotation.samples]
+        ctrl._apply(_Snapshot(outlines, samples))
+        ctrl.undo_stack.clear()
+        ctrl.proposals.clear()
         if annotation.sample_labels is not None:
             paint = _layers.paint_layer(self.viewer, image)
             data = np.array(paint.data)
             data[annotation.slice_index if image.ndim == 3 else slice(None)] = annotation.sample_labels
             paint.data = data
+            self.viewer.layers.selection.active = ctrl.outlines
         for edit, value in ((self.patient_edit, annotation.patient_id), (self.observer_edit, annotation.observer_id)):
-            if value:
+            if value and not edit.isReadOnly():
                 edit.setText(value)
-        if annotation.session:
+        if annotation.session and not self.session_edit.isReadOnly():
             self.session_edit.setText(annotation.session)
         self.classifier_panel.set_settings(annotation.classifier)
-        self._update_missing()
+        self._clear_results()
+        self._run(self.choose, self._next_missing() or schema.ROI_KEYS[0])
         return True
 
     # --------------------------------------------------------- measuring
-    def measure(self, then=None):
-        """Classify and measure in a worker thread; ``then(result)`` afterwards."""
+    def measure(self, wait=False, *, then=None):
+        """Classify and measure in a worker; with ``wait=True`` wait (the GUI
+        stays responsive) and return the row (see :meth:`results`).
+
+        Raises
+        ------
+        PvmError
+            Nothing to measure (shown as a notification too), or, with
+            ``wait=True``, the measurement failed.
+        """
         from napari.qt.threading import create_worker
 
         from ..core.annotation import annotation_sha256
-        from ..core.measure import measure_annotation
 
-        try:
-            image = self._require_image()
-            annotation = self.annotation()
-            volume = _layers.volume_from_layer(image)
-        except (PvmError, OSError) as exc:
-            self.notify(str(exc), "warning")
-            return None
+        if self._worker is not None:
+            self._refuse("a measurement is already running; wait for it to finish")
+        image = self._require_slice()
+        annotation = self.current_annotation()
+        if not annotation.rois:
+            self._refuse("outline at least one muscle before measuring")
+        volume = _layers.volume_from_layer(image)
         sha = annotation_sha256(annotation)
-        self.measure_button.setEnabled(False)
-        self.export_button.setEnabled(False)
-        self.progress.setRange(0, 0)  # busy
-        self.progress.setFormat("classifying…")
+        self._set_busy(True, "classifying…")
+        outcome = {}
         worker = create_worker(
-            measure_annotation,
-            volume,
-            annotation,
-            check_image=False,
+            _measure_stages, volume, annotation,
             _start_thread=False,
             _ignore_errors=True,  # errors go to _on_error as a notification
+            _progress={"total": len(_MEASURE_STAGES), "desc": "Measure"},
         )
-        worker.returned.connect(lambda result: self._on_measured(result, sha, then))
-        worker.errored.connect(self._on_error)
+        worker.yielded.connect(self._on_stage)
+        worker.returned.connect(lambda result: self._on_measured(result, sha, then, outcome))
+        worker.errored.connect(lambda exc: self._on_error(exc, outcome))
         worker.finished.connect(self._on_finished)
         self._worker = worker
         worker.start()
-        return worker
+        if not wait:
+            return worker
+        _wait_for(worker, lambda: self._worker is None)
+        if "error" in outcome:
+            exc = outcome["error"]
+            raise exc if isinstance(exc, PvmError) else PvmError(f"measurement failed: {exc}")
+        return self.results()
 
-    def _on_measured(self, result, sha, then):
+    def _set_busy(self, busy, text=""):
+        for button in (self.measure_button, self.measure_add_button, self.export_button):
+            button.setEnabled(not busy)
+        self.propose_button.setEnabled(not busy and self._check_propose_available())
+        if busy:
+            self.progress.setRange(0, len(_MEASURE_STAGES))
+            self.progress.setValue(0)
+            self.progress.setFormat(text)
+
+    def _on_stage(self, stage):
+        index, text = stage
+        self.progress.setValue(index)
+        self.progress.setFormat(text)
+
+    def _on_measured(self, result, sha, then, outcome):
         self.result = result
         self._measured_sha = sha
-        for i, (group, side) in enumerate(_TABLE_ROWS):
-            for j, (measure, _) in enumerate(_TABLE_COLUMNS):
+        self._row = self._row_for_csv(result)
+        self._row_id = None
+        outcome["row"] = self._row
+        for i, group in enumerate(_RESULT_GROUPS):
+            for j, (side, measure, _) in enumerate(_RESULT_COLUMNS):
                 value = result.row.get(f"{group}_{side}_{measure}")
-                self.table.setItem(i, j, QTableWidgetItem("" if value is None else f"{value:.2f}"))
+                text = "" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.2f}"
+                self.table.setItem(i, j, QTableWidgetItem(text))
+        self.progress.setValue(len(_MEASURE_STAGES))
+        self.progress.setFormat("measured")
         image = self.image
         if image is not None:
-            _layers.show_mask(self.viewer, image, self.slice_index, result.fat, name=f"{image.name} {_layers.FAT_LAYER}")
+            _layers.show_mask(self.viewer, image, self.slice_index, result.fat,
+                              name=f"{image.name} {_layers.FAT_LAYER}", keep_active=True)
         if then is not None:
             then(result)
 
-    def _on_error(self, exc):
-        self.notify(str(exc) if isinstance(exc, PvmError) else f"measurement failed: {exc}", "error")
+    def _on_error(self, exc, outcome=None):
+        if outcome is not None:
+            outcome["error"] = exc
+        message = str(exc) if isinstance(exc, PvmError) else f"measurement failed: {exc}"
+        self.result = None
+        self._row = None
+        self.table.clearContents()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("not measured: see the message")
+        self.notify(message, "error")
 
     def _on_finished(self):
-        self.progress.setRange(0, 1)
-        self.progress.setValue(1)
-        self.progress.setFormat("done")
-        self.measure_button.setEnabled(True)
-        self.export_button.setEnabled(True)
+        self._set_busy(False)
         self._worker = None
 
+    def _row_for_csv(self, result):
+        row = dict(result.row)
+        row.update(
+            patient_id=self.patient_edit.text().strip(),
+            observer_id=self.observer_edit.text().strip(),
+            session=self.session_edit.text().strip() or "read1",
+        )
+        row.pop("row_id", None)
+        return row
+
+    def results(self):
+        """The row of the last measurement exactly as :meth:`add_to_csv`
+        writes it (None before one; with its ``row_id`` once added)."""
+        if self._row is None:
+            return None
+        row = dict(self._row)
+        if self._row_id is not None:
+            row["row_id"] = self._row_id
+        return row
+
     def table_text(self):
-        """The results table as tab-separated text (for the clipboard)."""
-        lines = ["\t".join(["muscle", "side"] + [c[1] for c in _TABLE_COLUMNS])]
-        for i, (group, side) in enumerate(_TABLE_ROWS):
-            cells = [self.table.item(i, j).text() if self.table.item(i, j) else "" for j in range(len(_TABLE_COLUMNS))]
-            if any(cells):
-                lines.append("\t".join([group, side, *cells]))
+        """All measures of the last measurement as tab-separated text."""
+        lines = ["\t".join(["muscle", "side"] + [c[1] for c in _TEXT_COLUMNS])]
+        row = self.result.row if self.result is not None else {}
+        for group in schema.GROUPS:
+            for side in schema.SIDES:
+                cells = []
+                for measure, _ in _TEXT_COLUMNS:
+                    value = row.get(f"{group}_{side}_{measure}")
+                    ok = value is not None and not (isinstance(value, float) and np.isnan(value))
+                    cells.append(f"{value:.2f}" if ok else "")
+                if any(cells):
+                    lines.append("\t".join([group, side, *cells]))
         return "\n".join(lines)
 
     def copy_table(self):
@@ -459,50 +876,77 @@ class MeasureWidget(QWidget):
         if path:
             self.csv_edit.setText(path)
 
-    def export_row(self, csv_path=None):
-        """Append the measurement of the current outlines to the shared CSV.
+    def measure_and_add(self, path=None):
+        """Measure (when needed) and add the row: one action (Ctrl-Enter)."""
+        return self.add_to_csv(path)
 
-        Measures first when the outlines changed since the last measurement.
-        Refuses without a patient ID, with invalid outlines, and asks before
-        exporting a partial set of outlines.
+    def add_to_csv(self, path=None):
+        """Append the row of the outlines on screen to the shared CSV and
+        return its ``row_id``; measures first when the outlines changed since
+        the last measurement.
+
+        Refuses without a CSV or patient ID, with invalid outlines, and when
+        this annotation was already added to that CSV (unless confirmed); asks
+        before adding a partial set of outlines.
         """
         from ..core.annotation import annotation_sha256, check_identifier
+        from ..core.measure import outline_masks
 
-        csv_path = csv_path or self.csv_edit.text().strip()
+        if self._adding:
+            self._refuse("the row is being added already")
+        csv_path = str(path or self.csv_edit.text().strip())
+        if not csv_path:
+            self._refuse("choose the shared measurements CSV first")
         try:
-            if not csv_path:
-                raise PvmError("choose the shared measurements CSV first")
             check_identifier(self.patient_edit.text(), "patient ID")
             check_identifier(self.observer_edit.text(), "observer ID")
-            annotation = self.annotation()
-            from ..core.measure import outline_masks
-
+        except PvmError as exc:
+            self._refuse(str(exc))
+        annotation = self.current_annotation()
+        if not annotation.rois:
+            self._refuse("outline at least one muscle before adding a row")
+        try:
             outline_masks(annotation.rois, self.image.data.shape[-2:])
         except PvmError as exc:
-            self.notify(str(exc), "warning")
-            return None
+            self._refuse(str(exc))
         missing = [k for k in schema.ROI_KEYS if k not in annotation.rois]
-        if not annotation.rois:
-            self.notify("outline at least one muscle before exporting", "warning")
-            return None
         if missing and not self.confirm(
             "Partial set of outlines",
-            f"Not outlined: {', '.join(missing)}. Export the row with these muscles left empty?",
+            f"Not outlined: {', '.join(missing)}. Add the row with these muscles left empty?",
         ):
             return None
-        if self.result is not None and self._measured_sha == annotation_sha256(annotation):
-            return self._append(csv_path, self.result)
-        return self.measure(then=lambda result: self._append(csv_path, result))
+        sha = annotation_sha256(annotation)
+        key = (sha, str(Path(csv_path).resolve()), self.patient_edit.text().strip(), self.observer_edit.text().strip())
+        earlier = self._added.get(key) or _row_in_csv(csv_path, sha, key[2], key[3])
+        if earlier and not self.confirm(
+            "Row already added",
+            f"A row for this exact annotation of patient {key[2]} is already in {Path(csv_path).name} "
+            f"(row {earlier}). Add another row anyway?",
+        ):
+            self.notify(f"not added: this annotation is already row {earlier} of {Path(csv_path).name}", "info")
+            return None
+        self._adding = True
+        self.export_button.setEnabled(False)
+        try:
+            if self._row is None or self._measured_sha != sha:
+                self.measure(wait=True)
+            self._row = self._row_for_csv(self.result)  # the IDs as they are now
+            row_id = self._append(csv_path, self._row)
+        finally:
+            self._adding = False
+            self.export_button.setEnabled(self._worker is None)
+        if row_id is not None:
+            self._added[key] = row_id
+        return row_id
 
-    def _append(self, csv_path, result):
+    def export_row(self, csv_path=None):
+        """Old name of :meth:`add_to_csv` (refusals shown, not raised)."""
+        return self._run(self.add_to_csv, csv_path)
+
+    def _append(self, csv_path, row):
         from ..core.store import StoreWarning, append_rows
 
-        row = dict(result.row)
-        row.update(
-            patient_id=self.patient_edit.text().strip(),
-            observer_id=self.observer_edit.text().strip(),
-            session=self.session_edit.text().strip() or "read1",
-        )
+        row = dict(row)
         row.pop("row_id", None)
         try:
             with warnings.catch_warnings(record=True) as caught:
@@ -510,16 +954,213 @@ class MeasureWidget(QWidget):
                 # a short lock timeout: the GUI waits at most a few seconds for another writer
                 (row_id,) = append_rows(csv_path, [row], timeout=5.0)
         except (PvmError, OSError) as exc:
-            self.notify(str(exc), "error")
-            return None
+            self._refuse(str(exc), "error")
         for warning in caught:
             if issubclass(warning.category, StoreWarning):
                 self.notify(str(warning.message), "warning")
+        self._row_id = row_id
+        row["row_id"] = row_id
+        self.progress.setFormat("row added")
         self.notify(f"row for patient {row['patient_id']} added to {Path(csv_path).name}", "info")
+        self.row_added.emit(dict(row))
         return row_id
+
+    # -------------------------------------------------------- proposals
+    def _propose_action(self):
+        """The Propose control: first press shows the clicks layer, the next runs."""
+        image = self._require_slice()
+        clicks = _layers.owned_layer(self.viewer, "clicks", image)
+        if clicks is None:
+            clicks = _layers.clicks_layer(self.viewer, image)
+            self.viewer.layers.selection.active = clicks
+            clicks.mode = "add"
+            self.notify(
+                "click once inside each muscle in the list's order (PS L, PS R, ES L, ES R, MF L, MF R; "
+                "fewer clicks are fine), then press Propose (Shift-O) again", "info")
+            return None
+        return self.propose()
+
+    def propose(self, clicks=None, wait=False):
+        """Propose the missing outlines (contract 7) in a worker.
+
+        ``clicks``: ``{roi key: (row, col)}``; None takes the points of the
+        clicks layer, the n-th point for the n-th outline of the draw list.
+        """
+        from napari.qt.threading import create_worker
+
+        if not self._check_propose_available():
+            self._refuse(self.propose_button.toolTip())
+        if self._worker is not None:
+            self._refuse("wait for the running measurement or proposal to finish")
+        image = self._require_slice()
+        ctrl = self._attach_layers(create=True)
+        ctrl.sync_now()
+        if clicks is None:
+            clicks = _layers.clicks_from_layer(_layers.owned_layer(self.viewer, "clicks", image), image, self.slice_index)
+        present = {r for _, r, _ in ctrl._state.outlines}
+        wanted = [k for k in schema.ROI_KEYS if k not in present]
+        if not wanted:
+            self._refuse("all six outlines are drawn; delete one to have it proposed again")
+        examples = []
+        if callable(self.example_provider):
+            examples = list(self.example_provider() or [])
+        plane = _layers.image_slice(image, self.slice_index)
+        spacing = _layers.image_spacing(image)
+        self._set_busy(True, "proposing…")
+        self.progress.setRange(0, 1)
+        outcome = {}
+        worker = create_worker(
+            _propose, plane, spacing, dict(clicks or {}), examples, wanted,
+            _start_thread=False, _ignore_errors=True, _progress={"total": 1, "desc": "Propose outlines"},
+        )
+        worker.returned.connect(lambda result: self._on_proposed(result, outcome))
+        worker.errored.connect(lambda exc: self._on_propose_error(exc, outcome))
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        worker.start()
+        if not wait:
+            return worker
+        _wait_for(worker, lambda: self._worker is None)
+        if "error" in outcome:
+            raise outcome["error"] if isinstance(outcome["error"], PvmError) else PvmError(str(outcome["error"]))
+        return outcome.get("added", [])
+
+    def _on_proposed(self, result, outcome):
+        ctrl = self._attach_layers(create=True)
+        added = ctrl.set_proposals(result)
+        outcome["added"] = added
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1)
+        self.progress.setFormat(f"{len(added)} outlines proposed")
+        not_found = [k for k in schema.ROI_KEYS if k not in result and k not in {r for _, r, _ in ctrl._state.outlines}]
+        text = f"proposed: {', '.join(roi_label(k) for k in added) or 'none'}"
+        if not_found:
+            text += f"; not found (draw them): {', '.join(roi_label(k) for k in not_found)}"
+        self.notify(text, "info")
+        clicks = _layers.owned_layer(self.viewer, "clicks", self.image)
+        if clicks is not None and len(clicks.data):
+            clicks.data = np.empty((0, clicks.ndim))
+        self._run(self.choose, self._next_missing() or schema.ROI_KEYS[0])
+
+    def _on_propose_error(self, exc, outcome):
+        outcome["error"] = exc
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("no proposal: see the message")
+        self.notify(str(exc) if isinstance(exc, PvmError) else f"proposal failed: {exc}", "error")
 
     # ------------------------------------------------------------ dialogs
     def _ask(self, title, text):
-        answer = QMessageBox.question(self, title, text, QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
-        return answer == QMessageBox.Yes
+        answer = QMessageBox.question(self, title, text, QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                      QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
 
+
+# ---------------------------------------------------------------- workers
+_MEASURE_STAGES = ("training the fat classifier", "classifying pixels inside the outlines", "measuring areas")
+
+
+def _measure_stages(volume, annotation):
+    """Generator worker: measure in a helper thread and yield (stage, text)
+    as the core reports its progress, so napari's activity panel shows it."""
+    import queue
+
+    from ..core.measure import measure_annotation
+
+    messages = queue.Queue()
+    outcome = {}
+
+    def run():
+        try:
+            outcome["value"] = measure_annotation(volume, annotation, check_image=False, progress=messages.put)
+        except BaseException as exc:  # handed to the worker's errored signal below
+            outcome["error"] = exc
+        finally:
+            messages.put(None)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    done = 0
+    while True:
+        message = messages.get()
+        if message is None:
+            break
+        if done < len(_MEASURE_STAGES) - 1:
+            done += 1
+            yield done, str(message)
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    yield len(_MEASURE_STAGES), _MEASURE_STAGES[-1]
+    return outcome["value"]
+
+
+def _propose(plane, spacing, clicks, examples, wanted):
+    from ..core.propose import propose_outlines
+
+    return propose_outlines(plane, spacing=spacing, clicks=clicks or None, examples=tuple(examples), rois=wanted)
+
+
+def _wait_for(worker, done):
+    """Run the Qt event loop until ``done()`` (GUI stays responsive)."""
+    loop = QEventLoop()
+    worker.finished.connect(loop.quit)
+    timer = QTimer()
+    timer.timeout.connect(lambda: loop.quit() if done() else None)
+    timer.start(50)
+    if not done():
+        loop.exec()
+    timer.stop()
+
+
+def _row_in_csv(csv_path, sha, patient_id, observer_id):
+    """row_id of a row in the CSV for the same annotation, patient and observer (or None)."""
+    if not Path(csv_path).is_file():
+        return None
+    from ..core.store import read_rows
+
+    try:
+        rows = read_rows(csv_path)
+    except (PvmError, OSError, ValueError):
+        return None
+    if "annotation_sha256" not in rows.columns or not len(rows):
+        return None
+    hit = rows[(rows["annotation_sha256"].astype(str) == sha) & (rows["patient_id"].astype(str) == patient_id)
+               & (rows["observer_id"].astype(str) == observer_id)]
+    return str(hit["row_id"].iloc[-1]) if len(hit) else None
+
+
+def _with_origins(annotation, origins):
+    """The annotation carrying the outlines' origins (contract 7)."""
+    names = {f.name for f in dataclasses.fields(annotation)}
+    for field in ("origins", "origin"):
+        if field in names:
+            return dataclasses.replace(annotation, **{field: {k: v for k, v in origins.items() if k in annotation.rois}})
+    extra = dict(annotation.extra)
+    extra.setdefault("outline_origins", {k: v for k, v in origins.items() if k in annotation.rois})
+    return dataclasses.replace(annotation, extra=extra)
+
+
+def _origins_of(annotation):
+    for field in ("origins", "origin"):
+        value = getattr(annotation, field, None)
+        if isinstance(value, dict):
+            return value
+    value = annotation.extra.get("outline_origins")
+    return value if isinstance(value, dict) else {}
+
+
+def _key_handler(dock, action):
+    def handler(_viewer):
+        try:
+            action()
+        except PvmError:
+            pass  # shown as a notification
+
+    return handler
+
+
+def _qcolor(hex_color):
+    from qtpy.QtGui import QColor
+
+    return QColor(hex_color)
