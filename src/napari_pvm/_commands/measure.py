@@ -31,9 +31,7 @@ def run(args):
     from ..core.annotation import read_annotation
     from ..core.errors import PvmError
     from ..core.io import read_volume
-    from ..core.measure import measure_annotation
-
-    from ..core.measure import available_methods
+    from ..core.measure import available_methods, measure_annotation
 
     if args.method is not None and args.method not in available_methods():
         # checked here, not by argparse: listing the methods imports them, which every command would pay for
@@ -44,14 +42,18 @@ def run(args):
         raise PvmError("--method dixon needs --water W --fat F, the Dixon images on the grid of IMAGE")
     if args.water is not None and args.method != "dixon":
         raise PvmError("--water and --fat are used only by --method dixon; add it or leave them out")
-    if args.csv:  # refuse a file the append would refuse before the work
+    annotation = read_annotation(args.annotation)
+    if args.csv:  # refuse what the append would refuse before the work
         from ..core.store import check_appendable
 
+        if not (args.patient or annotation.patient_id):
+            raise PvmError("--csv needs a patient ID: give --patient ID or set patient_id in the annotation")
+        if not (args.observer or annotation.observer_id):
+            raise PvmError("--csv needs an observer ID: give --observer ID or set observer_id in the annotation")
         check_appendable(args.csv)
     volume = read_volume(args.image, series=args.series)
     water = read_volume(args.water) if args.water else None
     fat = read_volume(args.fat) if args.fat else None
-    annotation = read_annotation(args.annotation)
     result = measure_annotation(
         volume,
         annotation,
@@ -68,10 +70,6 @@ def run(args):
     )
     row = result.row
     if args.csv:
-        if not row["patient_id"]:
-            raise PvmError("--csv needs a patient ID: give --patient ID or set patient_id in the annotation")
-        if not row["observer_id"]:
-            raise PvmError("--csv needs an observer ID: give --observer ID or set observer_id in the annotation")
         from ..core.store import append_rows
 
         (row_id,) = append_rows(args.csv, [row])

@@ -373,6 +373,8 @@ def measure_annotation(
     reference = getattr(annotation, "reference", None) or {}
     vb_cm2 = reference_area_cm2(reference["VB"], shape, spacing=volume.pixel_spacing) if "VB" in reference else None
     clf = classifier_for(annotation.classifier, preset=preset, n_trees=n_trees, seed=seed, class_balance=class_balance)
+    # IDs and settings are checked before the classification, which takes seconds
+    row = row_identity(volume, annotation, clf.params, patient_id=patient_id, observer_id=observer_id, session=session)
     labels = labels_from_samples(annotation.samples, shape, painted=annotation.sample_labels)
     within = np.logical_or.reduce(list(masks.values()))
     module = _fat_methods()
@@ -401,7 +403,6 @@ def measure_annotation(
         )
     fat_mask = np.asarray(result.fat, dtype=bool) & within
     measures = measure_masks(masks, fat_mask, spacing=volume.pixel_spacing, fat_fraction=result.fat_fraction)
-    row = row_identity(volume, annotation, params, patient_id=patient_id, observer_id=observer_id, session=session)
     row.update(_recorded_settings(result, params if method == FOREST else {}))
     row.update(
         rois_present=rois_present(masks),
