@@ -86,10 +86,14 @@ def main():
     print(f"cases: {args.cases} (seeds 100–{99 + args.cases}), spacings {SPACINGS}, angles uniform −25…25°")
     print(f"VBQ relative error: max {max(vbq_err):.3g}")
     print(f"angle error: max {max(ang_err):.3g}°")
-    print(f"angle error with the spacing order swapped (anisotropic cases): min {min(swapped_err):.3g}°, "
-          f"median {statistics.median(swapped_err):.3g}°")
-    print(f"spine_row median {full * 1e3:.2f} ms; baseline (polygon2mask + median + arctan2) {base * 1e3:.2f} ms; "
-          f"ratio {full / base:.2f}")
+    print(
+        f"angle error with the spacing order swapped (anisotropic cases): min {min(swapped_err):.3g}°, "
+        f"median {statistics.median(swapped_err):.3g}°"
+    )
+    print(
+        f"spine_row median {full * 1e3:.2f} ms; baseline (polygon2mask + median + arctan2) {base * 1e3:.2f} ms; "
+        f"ratio {full / base:.2f}"
+    )
 
 
 if __name__ == "__main__":
