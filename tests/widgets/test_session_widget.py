@@ -70,7 +70,8 @@ def _hook_measure(widget):
 
 
 def _draw(widget, n=2, slice_index=2):
-    """Mark the L4 slice in the Measure dock and draw ``n`` outlines."""
+    """Mark the L4 slice in the Measure dock and add ``n`` outlines from code
+    (for the tests of files and blinding; the flow tests draw on the canvas)."""
     dock = widget.measure
     step = list(widget.viewer.dims.current_step)
     step[0] = slice_index
@@ -80,6 +81,18 @@ def _draw(widget, n=2, slice_index=2):
                        [slice_index, 120, 100]], float)
     for i in range(n):
         dock.outlines.add_polygons([square + [0, 0, 30 * i]])
+
+
+def _ready(widget, result=True):
+    """Wait until the case the session moved to is open."""
+    assert widget.wait_until_ready(), "the case did not open"
+    return result
+
+
+def _leave(widget):
+    """Next without a row: leave the case unfinished."""
+    widget.ask_unfinished = lambda why: "leave"
+    return _ready(widget, widget.next())
 
 
 def _session_file(study, observer="A", session="read1"):
@@ -103,6 +116,7 @@ def test_nothing_opens_before_an_observer_id_is_entered(make_dock, study):
 def test_cases_open_in_the_observers_order_and_outlines_are_saved_as_drawn(make_dock, study):
     widget = make_dock(study)
     assert widget.start(), widget.messages  # no Measure dock yet: the session docks one
+    _ready(widget)
     session = widget.session
     assert session.order == tuple(_session_file(study)["order"]) and sorted(session.order) == IDS
     first = session.current_id
@@ -125,29 +139,30 @@ def test_cases_open_in_the_observers_order_and_outlines_are_saved_as_drawn(make_
     saved = read_annotation(study.annotation_path("A", first))
     assert (saved.observer_id, saved.patient_id, saved.session) == ("A", first, "read1")
     assert sorted(saved.rois) == ["PS_L", "PS_R"]
-    assert widget.next()
+    assert _leave(widget)
     second = widget.session.current_id
     assert second == session.order[1]
     # the previous case's image and outlines are gone; the dock forgot its slice
     assert [layer.name for layer in widget.viewer.layers] == [second]
     assert dock.slice_index is None and dock.patient_edit.text() == second
-    assert widget.progress_label.text() == f"1 / {len(IDS)} done"
-    assert _session_file(study)["cases"][first]["state"] == "done"
+    # outlines but no row: not done
+    assert widget.progress_label.text() == f"0 / {len(IDS)} done"
+    assert _session_file(study)["cases"][first]["state"] == "started"
     # back to the first case: its own outlines come back
-    assert widget.previous()
+    assert _ready(widget, widget.previous())
     assert sorted(dock.outlines.features["roi"]) == ["PS_L", "PS_R"]
 
 
 def test_resume_after_napari_is_closed(make_dock, make_napari_viewer, study):
     widget = make_dock(study)
     _hook_measure(widget)
-    widget.start()
-    widget.next()
+    _ready(widget, widget.start())
+    _leave(widget)
     skipped = widget.session.current_id
     widget.ask_reason = lambda: None  # cancelled: nothing happens
     assert not widget.skip() and widget.session.current_id == skipped
     widget.ask_reason = lambda: "L4 not covered"
-    assert widget.skip()
+    assert _ready(widget, widget.skip())
     here = widget.session.current_id
     _draw(widget, n=3)
     order = widget.session.order
@@ -155,7 +170,7 @@ def test_resume_after_napari_is_closed(make_dock, make_napari_viewer, study):
 
     again = make_dock(study, viewer=make_napari_viewer())
     _hook_measure(again)
-    assert again.start()
+    assert _ready(again, again.start())
     assert again.session.order == order and again.session.current_id == here
     assert again.session.position == 2
     assert sorted(again.measure.outlines.features["roi"]) == ["ES_L", "PS_L", "PS_R"]
@@ -164,7 +179,7 @@ def test_resume_after_napari_is_closed(make_dock, make_napari_viewer, study):
     recorded = _session_file(study)
     assert recorded["cases"][skipped] == {**recorded["cases"][skipped], "state": "skipped", "reason": "L4 not covered"}
     assert recorded["log"][-1]["event"] == "resume"
-    again.previous()
+    _ready(again, again.previous())
     assert "reason: L4 not covered" in again.case_label.text()
 
 
@@ -173,10 +188,10 @@ def test_the_other_observers_files_rows_and_the_outcome_are_never_read(make_dock
     try:
         widget = make_dock(study)
         dock = _hook_measure(widget)
-        widget.start()
+        _ready(widget, widget.start())
         for _ in IDS:
             _draw(widget, n=1)
-            widget.next()
+            _leave(widget)
         widget.end()
     finally:
         paths = open_recorder.stop()
@@ -194,7 +209,7 @@ def test_the_other_observers_files_rows_and_the_outcome_are_never_read(make_dock
 def test_another_observers_file_in_my_folder_is_not_overwritten(make_dock, study):
     widget = make_dock(study)
     _hook_measure(widget)
-    widget.start()
+    _ready(widget, widget.start())
     pid = widget.session.current_id
     target = study.annotation_path("A", pid)
     foreign = read_annotation(study.annotation_path("B", pid))  # copied over by hand
@@ -203,6 +218,7 @@ def test_another_observers_file_in_my_folder_is_not_overwritten(make_dock, study
     before = target.read_bytes()
     _draw(widget, n=1, slice_index=2)
     assert widget.status_label.text().startswith("not saved:")  # the live save was refused too
+    widget.ask_unfinished = lambda why: "leave"
     assert not widget.next()  # refused: stays on the case rather than losing or overwriting work
     assert widget.session.current_id == pid
     assert target.read_bytes() == before
@@ -217,7 +233,7 @@ def test_another_observers_file_in_my_folder_is_not_overwritten(make_dock, study
 def test_study_codes_hide_the_patient_id_but_the_files_keep_it(make_dock, study):
     widget = make_dock(study, codes=True)
     dock = _hook_measure(widget)
-    widget.start()
+    _ready(widget, widget.start())
     pid = widget.session.current_id
     code = study.codes()[pid]
     assert widget.image_layer.name == code
@@ -232,11 +248,11 @@ def test_study_codes_hide_the_patient_id_but_the_files_keep_it(make_dock, study)
     # an unreadable image: the message names neither the file nor the patient; the case can be skipped
     second = widget.session.order[1]
     os.remove(study.folder / "images" / f"{second}.nii.gz")
-    widget.next()
+    _leave(widget)
     level, message = widget.messages[-1]
     assert level == "error" and "cannot be opened" in message and study.codes()[second] in message
     assert second not in message and "nii" not in message and "images" not in message
-    assert widget.skip("image missing") and widget.session.skip_reason(second) == "image missing"
+    assert _ready(widget, widget.skip("image missing")) and widget.session.skip_reason(second) == "image missing"
     widget.end()
     assert dock.patient_edit.echoMode() == QLineEdit.EchoMode.Normal and not dock.observer_edit.isReadOnly()
 
@@ -244,7 +260,7 @@ def test_study_codes_hide_the_patient_id_but_the_files_keep_it(make_dock, study)
 def test_repeat_reading_sees_neither_earlier_outlines_nor_earlier_order(make_dock, study):
     widget = make_dock(study)
     _hook_measure(widget)
-    widget.start()
+    _ready(widget, widget.start())
     _draw(widget, n=2)
     read1 = widget.session.order
     widget.end()
@@ -252,13 +268,13 @@ def test_repeat_reading_sees_neither_earlier_outlines_nor_earlier_order(make_doc
         shutil.copy(study.annotation_path("A", read1[0]), study.annotation_path("A", pid))
 
     widget.session_edit.setText("read2")
-    widget.start()
+    _ready(widget, widget.start())
     assert widget.session.order != read1
     assert widget.session.session == "read2" and widget.measure.session_edit.text() == "read2"
     for i in range(len(IDS)):
         assert widget.measure.outlines is None  # nothing of read 1 is loaded
         if i < len(IDS) - 1:
-            widget.next()
+            _leave(widget)
     _draw(widget, n=1)
     widget.end()
     last = _session_file(study, "A", "read2")["order"][-1]

@@ -1,16 +1,27 @@
 """Reading-session dock: one observer's blinded, randomised pass through a study.
 
 The dock only translates between napari and :mod:`napari_pvm.core.session`:
-the order, the position, done/skipped and the guard against writing another
-observer's files all live in the core. Cases open in the viewer with their
-spacing; outlines are drawn and measured in the Measure dock, which this
-dock fills with the patient, observer, session and the study's shared CSV.
+the order, the position, done/skipped, the recorded rows and the guard
+against writing another observer's files all live in the core. Cases open in
+the viewer with their spacing; outlines are drawn and measured in the Measure
+dock, which this dock fills with the patient, observer, session and the
+study's shared CSV.
+
+Keys (on the canvas; the Measure dock adds its own, see ``docs/study.md``):
+
+======================  ==========================================
+``PageDown``            Next case (done only when its row was added)
+``PageUp``              Previous case
+``Control-K``           Skip the case (asks for a reason)
+======================  ==========================================
 """
 
 import os
 import re
+import threading
 from datetime import datetime
 
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QFileDialog,
@@ -19,8 +30,10 @@ from qtpy.QtWidgets import (
     QInputDialog,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -29,8 +42,45 @@ from ..core.errors import PvmError
 from ..core.session import DEFAULT_SESSION, ReadingSession, Study
 from . import _layers
 
-#: Layer kinds (``metadata["napari_pvm"]``) whose edits are saved at once.
-_WATCHED = ("rois", "samples", "paint")
+#: Layer roles (``metadata["napari_pvm"]["role"]``, contract 6) whose edits are saved at once.
+_WATCHED = ("outlines", "samples", "paint")
+#: Session keys (napari key names) bound on the viewer.
+KEYS = {
+    "PageDown": "next case (done only when its row is in the shared CSV)",
+    "PageUp": "previous case",
+    "Control-K": "skip the case with a reason",
+}
+#: Longest wait for the canvas to finish a pending draw before layers are swapped.
+_DRAW_WAIT_MS = 500
+_WARMED = threading.Event()
+
+
+def warm_up_in_background():
+    """Compile (or load from numba's cache) the classifier engine and import
+    the measuring modules in a daemon thread, once per process, so that the
+    first Train / Measure in a fresh napari does not stall the GUI."""
+    if _WARMED.is_set():
+        return
+    _WARMED.set()
+
+    def run():
+        try:
+            from ..core import classify, measure  # noqa: F401
+
+            classify.warm_up()
+        except Exception:  # noqa: BLE001 - warming is an optimisation; the real call reports errors
+            pass
+
+    threading.Thread(target=run, name="napari-pvm warm-up", daemon=True).start()
+
+
+def _read_case(path):
+    """Read a case's image (in a worker thread): (data, layer kwargs)."""
+    from .._reader import volume_layer_tuple
+    from ..core.io import read_volume
+
+    data, kwargs, _ = volume_layer_tuple(read_volume(path))
+    return data, kwargs
 
 
 class SessionWidget(QWidget):
@@ -41,6 +91,16 @@ class SessionWidget(QWidget):
     Previous / Next / Skip… save the outlines and move on. Edits to the
     outlines and samples are saved as they happen, so closing napari loses
     nothing and the next Start/Resume opens the same case.
+
+    A case is *done* only when the session file records the ``row_id`` of
+    the row it appended to the shared CSV (the Measure dock's ``row_added``);
+    Next on a case without its row offers to measure and add it, to skip the
+    case with a reason, or to leave it unfinished.
+
+    Attributes
+    ----------
+    ready : bool
+        False while a case is being opened (its image is read in a worker).
     """
 
     def __init__(self, napari_viewer):
@@ -50,20 +110,29 @@ class SessionWidget(QWidget):
         self.measure = None  # the Measure dock in use
         self.image_layer = None
         self.show_codes = False
+        self.ready = True
         # dialogs and messages go through these hooks so tests can answer them
         self.notify = _layers.notify
         self.ask_reason = self._ask_reason
+        self.ask_unfinished = self._ask_unfinished
         self._loading = False
+        self._busy = False  # a Next / measure-and-add is running
         self._dock_notify = None
+        self._token = None  # the case being opened
+        self._worker = None
+        self._examples = None  # prefetched proposal examples of the current case
         self._build()
         self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
+        self._bind_keys()
         self._update_enabled()
+        warm_up_in_background()
 
     # ------------------------------------------------------------ layout
     def _build(self):
         self.folder_edit = QLineEdit()
         self.folder_edit.setPlaceholderText("study folder (holds worklist.csv)")
         browse = QPushButton("…")
+        browse.setMaximumWidth(28)
         browse.clicked.connect(self._browse)
         self.observer_edit = QLineEdit()
         self.observer_edit.setPlaceholderText("required, e.g. A")
@@ -78,11 +147,12 @@ class SessionWidget(QWidget):
         self.progress_label = QLabel("")
         self.progress = QProgressBar()
         self.progress.setTextVisible(False)
+        self.progress.setMaximumHeight(10)
         self.status_label = QLabel("")
         self.status_label.setWordWrap(True)
-        self.prev_button = QPushButton("◀ Previous")
-        self.next_button = QPushButton("Next ▶")
-        self.skip_button = QPushButton("Skip…")
+        self.prev_button = QPushButton("◀ Prev (PgUp)")
+        self.next_button = QPushButton("Next ▶ (PgDn)")
+        self.skip_button = QPushButton("Skip… (Ctrl-K)")
         self.prev_button.clicked.connect(lambda: self.previous())
         self.next_button.clicked.connect(lambda: self.next())
         self.skip_button.clicked.connect(lambda: self.skip())
@@ -90,7 +160,13 @@ class SessionWidget(QWidget):
             edit.textChanged.connect(self._update_enabled)
 
         layout = QVBoxLayout(self)
-        form = QFormLayout()
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.setSpacing(3)
+        # the set-up fields are hidden while a session runs: the reading layout stays short
+        self.setup_box = QWidget()
+        form = QFormLayout(self.setup_box)
+        form.setContentsMargins(0, 0, 0, 0)
+        form.setVerticalSpacing(3)
         row = QHBoxLayout()
         row.addWidget(self.folder_edit)
         row.addWidget(browse)
@@ -98,21 +174,23 @@ class SessionWidget(QWidget):
         form.addRow("observer ID", self.observer_edit)
         form.addRow("session", self.session_edit)
         form.addRow("", self.codes_check)
-        layout.addLayout(form)
+        layout.addWidget(self.setup_box)
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_button)
         buttons.addWidget(self.end_button)
         layout.addLayout(buttons)
         layout.addWidget(self.case_label)
-        layout.addWidget(self.progress_label)
-        layout.addWidget(self.progress)
+        progress = QHBoxLayout()
+        progress.addWidget(self.progress_label)
+        progress.addWidget(self.progress, 1)
+        layout.addLayout(progress)
         nav = QHBoxLayout()
         nav.addWidget(self.prev_button)
         nav.addWidget(self.next_button)
         nav.addWidget(self.skip_button)
         layout.addLayout(nav)
         layout.addWidget(self.status_label)
-        layout.addStretch(1)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
 
     def _browse(self):
         folder = QFileDialog.getExistingDirectory(self, "Study folder", self.folder_edit.text())
@@ -124,12 +202,27 @@ class SessionWidget(QWidget):
         observer = self.observer_edit.text().strip()
         ready = bool(self.folder_edit.text().strip()) and bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", observer))
         self.start_button.setEnabled(not running and ready and bool(self.session_edit.text().strip()))
+        self.start_button.setVisible(not running)
         self.end_button.setEnabled(running)
         for widget in (self.prev_button, self.next_button, self.skip_button):
-            widget.setEnabled(running)
+            widget.setEnabled(running and self.ready and not self._busy)
         for widget in (self.folder_edit, self.observer_edit, self.session_edit):
             widget.setReadOnly(running)
         self.codes_check.setEnabled(not running)
+        self.setup_box.setVisible(not running)
+
+    def _bind_keys(self):
+        actions = {"PageDown": self.next, "PageUp": self.previous, "Control-K": self.skip}
+
+        def handler(action):
+            def run(_viewer):
+                if self.session is not None:
+                    action()
+
+            return run
+
+        for key, action in actions.items():
+            self.viewer.bind_key(key, handler(action), overwrite=True)
 
     # ----------------------------------------------------------- session
     def start(self):
@@ -139,6 +232,7 @@ class SessionWidget(QWidget):
         try:
             study = Study(self.folder_edit.text().strip())
             session = ReadingSession.open(study, self.observer_edit.text(), self.session_edit.text())
+            session.settings  # noqa: B018 - refuse a bad study.json before anything opens
         except (PvmError, OSError) as exc:
             self._say(str(exc), "error")
             return False
@@ -160,9 +254,11 @@ class SessionWidget(QWidget):
             self.session.close()
         except PvmError as exc:
             self._say(str(exc), "error")
-        self._clear_case()
+        self._token = None
         self._release_measure()
         self.session = None
+        self._after_draw(self._clear_case)
+        self.ready = True
         self.case_label.setText("no session")
         self.progress_label.setText("")
         self.status_label.setText("")
@@ -170,10 +266,36 @@ class SessionWidget(QWidget):
         return True
 
     def next(self):
-        """Save the case (done when it has outlines) and open the next one."""
+        """Leave the case for the next one.
 
-        def move(outlines):
-            if outlines:
+        The case becomes *done* only when the session file records the row
+        it added to the shared CSV and the outlines did not change since;
+        otherwise :attr:`ask_unfinished` offers to measure and add the row,
+        to skip the case with a reason, or to leave it unfinished.
+        Returns whether it moved.
+        """
+        if not self._can_act():
+            return False
+        ok, _ = self._save_current()
+        if not ok:
+            return False
+        finished, why = self._finished()
+        if not finished:
+            choice = self.ask_unfinished(why)
+            if choice == "measure":
+                if not self.measure_and_add():
+                    return False
+                finished, why = self._finished()
+                if not finished:
+                    self._say(why, "warning")
+                    return False
+            elif choice == "skip":
+                return self.skip()
+            elif choice != "leave":
+                return False
+
+        def move(_outlines):
+            if finished:
                 self.session.mark_done()
             return self.session.next()
 
@@ -181,10 +303,14 @@ class SessionWidget(QWidget):
 
     def previous(self):
         """Save the case and open the previous one."""
+        if not self._can_act():
+            return False
         return bool(self._leave_case(lambda outlines: self.session.previous()))
 
     def go_to(self, position):
         """Save the case and open case ``position`` (0-based, in this observer's order)."""
+        if not self._can_act():
+            return False
 
         def move(outlines):
             self.session.go_to(position)
@@ -194,13 +320,62 @@ class SessionWidget(QWidget):
 
     def skip(self, reason=None):
         """Skip the current case with a reason (asked for when not given)."""
-        if not self._require_session():
+        if not self._can_act():
             return False
         reason = reason if reason is not None else self.ask_reason()
         if not reason or not str(reason).strip():
             return False
         moved = self._leave_case(lambda outlines: self.session.skip(reason), at_end="Skipped the last case.")
         return moved is not None
+
+    def measure_and_add(self):
+        """Measure the case (when needed) and add its row to the study's CSV;
+        returns the ``row_id`` (None when refused or cancelled). The row is
+        recorded in the session file through the dock's ``row_added``."""
+        if not self._require_session() or self._busy:
+            return None
+        dock = self.measure
+        self._busy = True
+        self._update_enabled()
+        try:
+            add = getattr(dock, "add_to_csv", None) or dock.export_row
+            return add(str(self.session.study.measurements_csv))
+        except PvmError:
+            return None  # the dock showed why
+        finally:
+            self._busy = False
+            self._update_enabled()
+
+    def _can_act(self):
+        if not self._require_session():
+            return False
+        if not self.ready or self._busy:
+            self._say("wait: the case is still opening or being measured", "info")
+            return False
+        return True
+
+    def _finished(self):
+        """(True, "") when the case's row is recorded and still matches the
+        outlines; else (False, what is missing)."""
+        session = self.session
+        row_id = session.row_id()
+        if row_id is None:
+            return False, "This case has no row in the shared CSV yet."
+        sha = self._annotation_sha()
+        if sha is not None and not session.row_is_current(sha):
+            return False, f"The outlines changed after row {row_id} was added."
+        return True, ""
+
+    def _annotation_sha(self):
+        from ..core.annotation import annotation_sha256
+
+        dock = self.measure
+        if dock is None or not _alive(dock) or self.image_layer is None:
+            return None
+        try:
+            return annotation_sha256(_current_annotation(dock))
+        except PvmError:
+            return None
 
     def _leave_case(self, move, *, at_end=None):
         """Save the current case, then ``move(outlines_saved)`` the session and
@@ -231,30 +406,72 @@ class SessionWidget(QWidget):
 
     # -------------------------------------------------------------- cases
     def _open_current(self):
-        """Clear the previous case and open the current one: image with its
-        spacing at the suggested slice, and the observer's own annotation."""
-        from ..core.io import read_volume
-        from .._reader import volume_layer_tuple
+        """Open the current case: its image is read in a worker; the layers of
+        the previous case are swapped for it once the canvas has drawn."""
+        from napari.qt.threading import create_worker
 
         session = self.session
         case = session.current
-        self._clear_case()
         name = session.display_name(codes=self.show_codes)
+        token = self._token = object()
+        self.ready = False
+        self._examples = None
+        self._update_enabled()
+        self.case_label.setText(f"Case {session.position + 1} of {session.total}: {name} (opening…)")
+        worker = create_worker(_read_case, case.image, _start_thread=False, _ignore_errors=True,
+                               _progress={"total": 0, "desc": f"Opening case {session.position + 1}"})
+        worker.returned.connect(lambda result: self._after_draw(lambda: self._show_case(token, result, None)))
+        worker.errored.connect(lambda exc: self._after_draw(lambda: self._show_case(token, None, exc)))
+        self._worker = worker
+        worker.start()
+        return worker
+
+    def wait_until_ready(self, timeout=60.0):
+        """Run the event loop until the case is open (for scripts and tests);
+        returns :attr:`ready`."""
+        from qtpy.QtCore import QEventLoop, QTimer as _Timer
+
+        if self.ready:
+            return True
+        loop = QEventLoop()
+        poll = _Timer()
+        poll.timeout.connect(lambda: loop.quit() if self.ready else None)
+        poll.start(10)
+        _Timer.singleShot(int(timeout * 1000), loop.quit)
+        loop.exec()
+        poll.stop()
+        return self.ready
+
+    def _show_case(self, token, result, error):
+        """Swap the previous case's layers for this one (GUI thread, after a draw)."""
+        if token is not self._token or self.session is None:
+            return  # another case was asked for meanwhile, or the session ended
+        self._worker = None
+        session = self.session
+        case = session.current
+        name = session.display_name(codes=self.show_codes)
+        dock = self._attach_measure()
         self._loading = True
         try:
-            try:
-                volume = read_volume(case.image)
-            except (PvmError, OSError) as exc:
-                self._say(f"case {name}: the image cannot be opened ({exc}); skip it with a reason", "error")
-                return False
-            data, kwargs, _ = volume_layer_tuple(volume)
+            _reset_measure(dock, "")
+            if error is not None:
+                self._clear_case()
+                message = str(error) if isinstance(error, (PvmError, OSError)) else repr(error)
+                self._say(f"case {name}: the image cannot be opened ({message}); skip it with a reason", "error")
+                return
+            data, kwargs = result
             meta = dict(kwargs["metadata"]["napari_pvm"])
             meta.pop("source", None)  # the file path may carry the patient ID
             kwargs.update(name=name, metadata={"napari_pvm": meta, "napari_pvm_session": True})
+            old = self._case_layers()
+            if any(layer.name == name for layer in old):
+                self._remove_layers(old)  # the same case again: its name must be free
+                old = []
             self.image_layer = self.viewer.add_image(data, **kwargs)
-            dock = self._attach_measure()
-            _reset_measure(dock, case.patient_id)
+            # the new image is in first, so removing the old ones leaves the slider in place
+            self._remove_layers(old)
             dock.image_combo.setCurrentText(self.image_layer.name)
+            dock.patient_edit.setText(case.patient_id)
             dock.level_combo.setCurrentText(case.level or "L4")
             if case.slice_index and int(case.slice_index) < data.shape[0]:
                 self._show_slice(int(case.slice_index))
@@ -263,11 +480,47 @@ class SessionWidget(QWidget):
                 self._say(f"case {name}: your saved outlines could not be loaded", "error")
             for layer in self._case_layers():
                 self._watch(layer)
+            self._set_up_proposals(dock)
         finally:
             self._loading = False
+            self.ready = True
             session.start_clock()
+            self._update_enabled()
             self._update_labels()
-        return True
+
+    def _after_draw(self, callback):
+        """Run ``callback`` from the event loop once the canvas has finished a
+        draw (or after a short wait when nothing is drawn, e.g. a hidden
+        window): layers are never removed or replaced while a draw is pending."""
+        canvas = _scene_canvas(self.viewer)
+        state = {"done": False}
+
+        def fire(*_):
+            if state["done"]:
+                return
+            state["done"] = True
+            if canvas is not None:
+                try:
+                    canvas.events.draw.disconnect(fire)
+                except (RuntimeError, ValueError, TypeError):
+                    pass
+            QTimer.singleShot(0, callback)
+
+        if canvas is None or not canvas.native.isVisible():
+            fire()
+            return
+        canvas.events.draw.connect(fire, position="last")
+        canvas.update()
+        QTimer.singleShot(_DRAW_WAIT_MS, fire)
+
+    def _remove_layers(self, layers):
+        """Remove the layers of a case, the image last: while the image is
+        still there the viewer's dimensions do not change, so napari does not
+        redraw the canvas in the middle of a removal."""
+        image = [layer for layer in layers if _same(layer, self.image_layer) or _is_session_image(layer)]
+        for layer in [x for x in layers if x not in image] + image:
+            if layer in self.viewer.layers:
+                self.viewer.layers.remove(layer)
 
     def _show_slice(self, index):
         step = list(self.viewer.dims.current_step)
@@ -285,8 +538,7 @@ class SessionWidget(QWidget):
         ]
 
     def _clear_case(self):
-        for layer in self._case_layers():
-            self.viewer.layers.remove(layer)
+        self._remove_layers(self._case_layers())
         self.image_layer = None
         if self.measure is not None and _alive(self.measure):
             _reset_measure(self.measure, "")
@@ -309,13 +561,13 @@ class SessionWidget(QWidget):
 
         Returns ``(ok, number_of_outlines)``; nothing to save is ok.
         """
-        if self.session is None or not self._has_work():
+        if self.session is None or not self.ready or not self._has_work():
             return True, 0
         dock = self.measure
         try:
             if not _same(dock.image, self.image_layer):
                 dock.image_combo.setCurrentText(self.image_layer.name)
-            annotation = dock.annotation()
+            annotation = _current_annotation(dock)
             self.session.save_annotation(annotation)
         except (PvmError, OSError) as exc:
             self.status_label.setText(self._mask(f"not saved: {exc}"))
@@ -332,8 +584,8 @@ class SessionWidget(QWidget):
 
     def _watch(self, layer):
         image = self.image_layer
-        kind = layer.metadata.get("napari_pvm")
-        if image is None or kind not in _WATCHED or layer.metadata.get("image") != image.name:
+        kind = _layers.layer_role(layer)
+        if image is None or kind not in _WATCHED or not _layers.belongs_to(layer, image):
             return
         target = _unwrap(layer)  # napari hands plugins proxies; mark the layer itself
         if getattr(target, "_pvm_session_watched", False):
@@ -351,10 +603,67 @@ class SessionWidget(QWidget):
         self._save_current(quiet=True)
         self._update_labels()
 
+    # ------------------------------------------------------ rows
+    def _on_row_added(self, row):
+        """The Measure dock stored a row: record it for the current case."""
+        session = self.session
+        if session is None or not self.ready or self.image_layer is None:
+            return
+        try:
+            row_id = session.record_row(dict(row), annotation_sha256=self._annotation_sha())
+        except PvmError as exc:
+            self._say(f"the row was not recorded for this case: {exc}", "warning")
+            return
+        self.status_label.setText(f"row {row_id} added {datetime.now():%H:%M:%S}")
+        self._update_labels()
+
+    # ------------------------------------------------------ proposals
+    def _set_up_proposals(self, dock):
+        """Proposals only when study.json allows them, with examples from this
+        observer's own finished cases of this session (never this patient)."""
+        try:
+            allowed = self.session.settings.proposals
+        except PvmError as exc:
+            self._say(str(exc), "error")
+            allowed = False
+        if not allowed:
+            dock.example_provider = None
+            _allow_proposals(dock, False)
+            return
+        _allow_proposals(dock, True)
+        dock.example_provider = self._example_annotations
+        self._prefetch_examples()
+
+    def _prefetch_examples(self):
+        """Read the examples for this case in a worker (images are read from disk)."""
+        from napari.qt.threading import create_worker
+
+        token, session = self._token, self.session
+        worker = create_worker(session.example_annotations, _start_thread=False, _ignore_errors=True)
+
+        def keep(examples):
+            if token is self._token:
+                self._examples = examples
+
+        worker.returned.connect(keep)
+        worker.start()
+
+    def _example_annotations(self):
+        """Examples for the Measure dock's proposals (prefetched when possible)."""
+        if self.session is None:
+            return []
+        if self._examples is None:
+            self._examples = self.session.example_annotations()
+        return list(self._examples)
+
     # ----------------------------------------------------- measure dock
     def _attach_measure(self):
         """Find or dock the Measure widget and fill it for this session."""
         dock = self.measure if self.measure is not None and _alive(self.measure) else _find_measure(self.viewer)
+        if dock is not self.measure:
+            signal = getattr(dock, "row_added", None)
+            if signal is not None:
+                signal.connect(self._on_row_added)
         self.measure = dock
         session = self.session
         dock.observer_edit.setText(session.observer_id)
@@ -376,14 +685,24 @@ class SessionWidget(QWidget):
         if dock is None or not _alive(dock):
             self.measure = None
             return
+        signal = getattr(dock, "row_added", None)
+        if signal is not None:
+            try:
+                signal.disconnect(self._on_row_added)
+            except (RuntimeError, ValueError, TypeError):
+                pass
         for edit in (dock.patient_edit, dock.observer_edit, dock.session_edit, dock.csv_edit):
             edit.setReadOnly(False)
         dock.patient_edit.setEchoMode(QLineEdit.EchoMode.Normal)
         if hasattr(dock, "path_guard"):
             dock.path_guard = None
+        if hasattr(dock, "example_provider"):
+            dock.example_provider = None
+        _allow_proposals(dock, True)
         if self._dock_notify is not None:
             dock.notify = self._dock_notify
             self._dock_notify = None
+        self.measure = None
 
     def _guard_path(self, path, mode):
         """Raise unless the Measure dock may ``mode`` ("load" / "save") ``path``."""
@@ -436,6 +755,8 @@ class SessionWidget(QWidget):
         text = f"Case {session.position + 1} of {session.total}: {name} ({state})"
         if state == "skipped":
             text += f"; reason: {session.skip_reason()}"
+        elif session.row_id() is not None and state != "done":
+            text += "; row added"
         self.case_label.setText(text)
         self.progress_label.setText(self._summary())
         self.progress.setRange(0, max(counts["total"], 1))
@@ -445,6 +766,61 @@ class SessionWidget(QWidget):
     def _ask_reason(self):
         text, ok = QInputDialog.getText(self, "Skip case", "Reason for skipping this case:")
         return text.strip() if ok else None
+
+    def _ask_unfinished(self, why):
+        """Ask what to do with a case that has no (current) row:
+        "measure", "skip", "leave" or None (stay)."""
+        box = QMessageBox(self)
+        box.setWindowTitle("Case not finished")
+        box.setText(f"{why} A case is done only when its row is in the shared CSV.")
+        measure = box.addButton("Measure and add the row", QMessageBox.ButtonRole.AcceptRole)
+        skip = box.addButton("Skip with a reason…", QMessageBox.ButtonRole.DestructiveRole)
+        leave = box.addButton("Leave unfinished", QMessageBox.ButtonRole.RejectRole)
+        stay = box.addButton("Stay", QMessageBox.ButtonRole.RejectRole)
+        box.setDefaultButton(measure)
+        box.setEscapeButton(stay)
+        box.exec()
+        return {measure: "measure", skip: "skip", leave: "leave"}.get(box.clickedButton())
+
+
+def _current_annotation(dock):
+    """The Measure dock's case as an Annotation (older docks return it from ``annotation()``)."""
+    current = getattr(dock, "current_annotation", None)
+    return current() if callable(current) else dock.annotation()
+
+
+def _allow_proposals(dock, allowed):
+    """Enable or disable the Measure dock's propose action for this session."""
+    button = getattr(dock, "propose_button", None)
+    if allowed:
+        dock.__dict__.pop("_check_propose_available", None)  # the dock's own check again
+        check = getattr(dock, "_check_propose_available", None)
+        if button is not None and callable(check):
+            button.setEnabled(check())
+        return
+    message = "Outline proposals are off in this study (study.json has no \"proposals\": true)"
+
+    def refuse():
+        if button is not None:
+            button.setEnabled(False)
+            button.setToolTip(message)
+        return False
+
+    # the dock re-checks availability whenever it enables its buttons and before proposing
+    dock._check_propose_available = refuse
+    refuse()
+
+
+def _scene_canvas(viewer):
+    """vispy's SceneCanvas of the viewer (None without a window)."""
+    try:
+        return _unwrap(viewer).window._qt_viewer.canvas._scene_canvas
+    except AttributeError:
+        return None
+
+
+def _is_session_image(layer):
+    return bool(layer.metadata.get("napari_pvm_session"))
 
 
 def _find_measure(viewer):
