@@ -216,3 +216,28 @@ class Canvas:
 def canvas():
     """``canvas(viewer) -> Canvas``: real mouse/key events on the viewer's canvas."""
     return Canvas
+
+
+@pytest.fixture
+def measure_case(make_napari_viewer, qtbot, phantom_files, canvas):
+    """Phantom open, Measure dock docked, L4 (slice 2) marked with the K key;
+    returns (dock, Canvas). Notifications go to ``dock.messages``; dialogs
+    take ``dock.answers`` (default: no)."""
+    from napari_pvm._widgets.measure_widget import MeasureWidget
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1500, 950)
+    viewer.open(str(phantom_files["image"]), plugin="napari-pvm")
+    dock = MeasureWidget(viewer)
+    viewer.window.add_dock_widget(dock, name="Measure")
+    dock.messages = []
+    dock.notify = lambda message, level="info": dock.messages.append((level, message))
+    dock.answers = []
+    dock.confirm = lambda title, text: dock.answers.pop(0) if dock.answers else False
+    step = list(viewer.dims.current_step)
+    step[0] = 2
+    viewer.dims.current_step = tuple(step)
+    c = canvas(viewer)
+    c.key("k")  # mark the slice shown as L4
+    assert dock.slice_index == 2
+    return dock, c

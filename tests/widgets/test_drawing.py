@@ -9,32 +9,10 @@ dock saves (the contract 2 annotation) and on the shared CSV.
 import numpy as np
 import pytest
 
-from napari_pvm._widgets.measure_widget import MeasureWidget
 from napari_pvm._widgets._style import ROI_COLORS, SAMPLE_COLORS
 from napari_pvm.core import schema
 from napari_pvm.core.measure import outline_masks
 from napari_pvm.core.rois import roi_mask
-
-
-@pytest.fixture
-def case(make_napari_viewer, qtbot, phantom_files, canvas):
-    """Phantom open, Measure dock docked, L4 (slice 2) marked; returns (dock, canvas)."""
-    viewer = make_napari_viewer(show=True)
-    viewer.window._qt_window.resize(1500, 950)
-    viewer.open(str(phantom_files["image"]), plugin="napari-pvm")
-    dock = MeasureWidget(viewer)
-    viewer.window.add_dock_widget(dock, name="Measure")
-    dock.messages = []
-    dock.notify = lambda message, level="info": dock.messages.append((level, message))
-    dock.answers = []
-    dock.confirm = lambda title, text: dock.answers.pop(0) if dock.answers else False
-    step = list(viewer.dims.current_step)
-    step[0] = 2
-    viewer.dims.current_step = tuple(step)
-    c = canvas(viewer)
-    c.key("k")  # mark the slice shown as L4
-    assert dock.slice_index == 2
-    return dock, c
 
 
 def _box(r0, c0, r1, c1):
@@ -60,8 +38,8 @@ def _settle(c):
     c.wait(60)
 
 
-def test_draw_redraw_escape_undo_keep_identity_and_colour(case):
-    dock, c = case
+def test_draw_redraw_escape_undo_keep_identity_and_colour(measure_case):
+    dock, c = measure_case
     image = dock.image
     layer = dock.outlines
     assert dock.viewer.layers.selection.active is layer and layer.mode == "add_polygon"
@@ -109,8 +87,8 @@ def test_draw_redraw_escape_undo_keep_identity_and_colour(case):
         assert got == want
 
 
-def test_undo_is_at_least_ten_steps_deep(case):
-    dock, c = case
+def test_undo_is_at_least_ten_steps_deep(measure_case):
+    dock, c = measure_case
     image = dock.image
     boxes = [_box(40 + 12 * i, 40, 48 + 12 * i, 60) for i in range(6)]
     for b in boxes:
@@ -136,8 +114,8 @@ def test_undo_is_at_least_ten_steps_deep(case):
     assert len(dock.samples.data) == 0 and len(dock.outlines.data) == 0
 
 
-def test_choosing_a_muscle_after_samples_draws_an_outline(case):
-    dock, c = case
+def test_choosing_a_muscle_after_samples_draws_an_outline(measure_case):
+    dock, c = measure_case
     image = dock.image
     dock.choose("muscle")
     c.polygon(image, _box(150, 150, 160, 160), finish="enter")
@@ -151,8 +129,8 @@ def test_choosing_a_muscle_after_samples_draws_an_outline(case):
     assert list(dock.samples.features["class"]) == ["muscle"]
 
 
-def test_edit_move_insert_delete_copy_paste_keep_identity(case):
-    dock, c = case
+def test_edit_move_insert_delete_copy_paste_keep_identity(measure_case):
+    dock, c = measure_case
     image = dock.image
     layer = dock.outlines
     c.polygon(image, _box(100, 90, 125, 115), finish="enter")
@@ -196,8 +174,8 @@ def test_edit_move_insert_delete_copy_paste_keep_identity(case):
     assert "PS L" in dock.missing_label.text()
 
 
-def test_shared_border_is_clipped_in_one_step(case):
-    dock, c = case
+def test_shared_border_is_clipped_in_one_step(measure_case):
+    dock, c = measure_case
     image = dock.image
     dock.choose("ES_L")
     c.polygon(image, _box(180, 100, 220, 140), finish="enter")
@@ -219,8 +197,8 @@ def test_shared_border_is_clipped_in_one_step(case):
     assert any("clipped" in m for _, m in dock.messages)
 
 
-def test_a_clip_that_would_split_is_refused_at_its_place(case):
-    dock, c = case
+def test_a_clip_that_would_split_is_refused_at_its_place(measure_case):
+    dock, c = measure_case
     image = dock.image
     dock.choose("MF_L")
     c.polygon(image, _box(150, 150, 230, 156), finish="enter")  # a thin wall

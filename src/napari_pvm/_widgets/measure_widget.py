@@ -132,8 +132,8 @@ class MeasureWidget(QWidget):
         self.outline_list.setFixedHeight(_ROW_PX * len(TARGETS) + self.outline_list.horizontalHeader().sizeHint().height() + 4)
         for i, key in enumerate(TARGETS):
             name = f"{roi_label(key)} ({'left' if key.endswith('L') else 'right'})" if key in ROI_COLORS else _SAMPLE_NAMES[key]
-            item = QTableWidgetItem(f"■ {name}")
-            item.setForeground(_qcolor(ROI_COLORS.get(key) or SAMPLE_COLORS[key]))
+            # the colour as a swatch; the text keeps the theme's colour (readable dark and light)
+            item = QTableWidgetItem(_swatch(ROI_COLORS.get(key) or SAMPLE_COLORS[key]), name)
             item.setToolTip("the next polygon drawn on the canvas becomes this")
             self.outline_list.setItem(i, 0, item)
             self.outline_list.setItem(i, 1, QTableWidgetItem("—"))
@@ -1160,7 +1160,14 @@ def _key_handler(dock, action):
     return handler
 
 
-def _qcolor(hex_color):
-    from qtpy.QtGui import QColor
+def _swatch(hex_color, size=12):
+    """A small square icon of an outline's colour (with a grey border, visible on any theme)."""
+    from qtpy.QtGui import QColor, QIcon, QPainter, QPixmap
 
-    return QColor(hex_color)
+    pixmap = QPixmap(size, size)
+    pixmap.fill(QColor(hex_color))
+    painter = QPainter(pixmap)
+    painter.setPen(QColor("#808080"))
+    painter.drawRect(0, 0, size - 1, size - 1)
+    painter.end()
+    return QIcon(pixmap)
