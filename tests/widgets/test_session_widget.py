@@ -280,3 +280,99 @@ def test_repeat_reading_sees_neither_earlier_outlines_nor_earlier_order(make_doc
     last = _session_file(study, "A", "read2")["order"][-1]
     assert len(read_annotation(study.annotation_path("A", last, "read2")).rois) == 1
     assert len(read_annotation(study.annotation_path("A", last, "read1")).rois) == 2
+
+
+# ------------------------------------------------- the flow, on the canvas
+
+
+def _outline(truth, key, n=10):
+    verts = np.asarray(truth.rois[key])
+    return [tuple(v) for v in verts[np.linspace(0, len(verts), n, endpoint=False).astype(int)]]
+
+
+def _go_to_slice(widget, c, index):
+    """Step through the slices with the arrow keys (napari's own keys)."""
+    while widget.viewer.dims.current_step[0] != index:
+        c.key("Right" if widget.viewer.dims.current_step[0] < index else "Left")
+
+
+def _read_case_on_canvas(widget, c, truth, keys):
+    """What an observer does with the keyboard and mouse: go to L4, mark it
+    (K), draw the outlines ``keys`` and a fat and a lean-muscle sample."""
+    image = widget.image_layer
+    _go_to_slice(widget, c, 2)
+    c.key("k")
+    for key in keys:
+        c.polygon(image, _outline(truth, key))
+    fat = next(s for s in truth.samples if s["class"] == "fat")["vertices"]
+    lean = next(s for s in truth.samples if s["class"] == "muscle")["vertices"]
+    c.key("F", "shift")
+    c.polygon(image, [tuple(v) for v in np.asarray(fat)])
+    c.key("U", "shift")
+    c.polygon(image, [tuple(v) for v in np.asarray(lean)[::3]])
+
+
+def test_next_marks_a_case_done_only_once_its_row_is_in_the_csv(make_dock, make_napari_viewer, study, canvas,
+                                                                 phantom_files, qtbot):
+    from napari_pvm.core.store import read_rows
+
+    truth = read_annotation(phantom_files["annotation"])
+    study.measurements_csv.unlink()  # the fixture's stand-in CSV (for the blinding test) is not a store file
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1500, 950)
+    widget = make_dock(study, viewer=viewer)
+    dock = _hook_measure(widget)
+    dock.confirm = lambda title, text: True  # "add the row with muscles left empty?" yes
+    asked = []
+    widget.ask_unfinished = lambda why: asked.append(why)  # answers None: stay on the case
+    _ready(widget, widget.start())
+    c = canvas(viewer)
+    first = widget.session.current_id
+
+    _read_case_on_canvas(widget, c, truth, ["PS_L", "PS_R"])
+    c.key("PageDown")  # outlines but no row: asked, and it stays
+    assert len(asked) == 1 and "no row" in asked[0]
+    assert widget.session.current_id == first and widget.session.case_state(first) == "started"
+    assert not study.measurements_csv.exists()
+
+    c.key("Return", "ctrl")  # measure and add the row: one action
+    qtbot.waitUntil(lambda: widget.session.row_id() is not None, timeout=120_000)
+    row_id = widget.session.row_id()
+    rows = read_rows(study.measurements_csv)
+    mine = rows[rows["row_id"] == row_id]
+    assert len(mine) == 1 and mine["patient_id"].iloc[0] == first and mine["observer_id"].iloc[0] == "A"
+    assert float(mine["PS_L_total_area_cm2"].iloc[0]) > 0 and mine["ES_L_total_area_cm2"].isna().all()
+
+    widget.ask_unfinished = lambda why: pytest.fail(f"asked although the row was added: {why}")
+    c.key("PageDown")
+    _ready(widget)
+    second = widget.session.current_id
+    assert second == widget.session.order[1]
+    entry = _session_file(study)["cases"][first]
+    assert entry["state"] == "done" and entry["row_id"] == row_id
+    saved = read_annotation(study.annotation_path("A", first))
+    assert sorted(saved.rois) == ["PS_L", "PS_R"] and sorted(s["class"] for s in saved.samples) == ["fat", "muscle"]
+    np.testing.assert_allclose(saved.rois["PS_L"], _outline(truth, "PS_L"), atol=1.0)  # clicked within a pixel
+
+    # the next case starts clean: no outlines, IDs of this case, no results, draw list at PS L
+    assert [layer.name for layer in viewer.layers] == [second]
+    assert dock.patient_edit.text() == second and dock.results() is None and dock.slice_index is None
+    assert dock.target == "PS_L"
+
+    # case 2: a row added, then an outline changed: Next asks again; "measure" adds a new row and moves on
+    _read_case_on_canvas(widget, c, truth, ["ES_L"])
+    c.key("Return", "ctrl")
+    qtbot.waitUntil(lambda: widget.session.row_id() is not None, timeout=120_000)
+    old_row = widget.session.row_id()
+    c.key("m")
+    c.polygon(widget.image_layer, _outline(truth, "ES_R"))
+    asked.clear()
+    widget.ask_unfinished = lambda why: asked.append(why) or "measure"
+    c.key("PageDown")
+    _ready(widget)
+    assert len(asked) == 1 and "changed" in asked[0]
+    entry = _session_file(study)["cases"][second]
+    assert entry["state"] == "done" and entry["row_id"] != old_row and entry["row_ids"] == [old_row, entry["row_id"]]
+    rows = read_rows(study.measurements_csv)
+    assert list(rows.loc[rows["patient_id"] == second, "row_id"]) == [old_row, entry["row_id"]]
+    assert widget.progress_label.text() == f"2 / {len(IDS)} done"

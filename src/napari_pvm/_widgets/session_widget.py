@@ -255,9 +255,13 @@ class SessionWidget(QWidget):
         except PvmError as exc:
             self._say(str(exc), "error")
         self._token = None
+        self._loading = True
+        try:
+            self._clear_case()
+        finally:
+            self._loading = False
         self._release_measure()
         self.session = None
-        self._after_draw(self._clear_case)
         self.ready = True
         self.case_label.setText("no session")
         self.progress_label.setText("")
@@ -453,7 +457,6 @@ class SessionWidget(QWidget):
         dock = self._attach_measure()
         self._loading = True
         try:
-            _reset_measure(dock, "")
             if error is not None:
                 self._clear_case()
                 message = str(error) if isinstance(error, (PvmError, OSError)) else repr(error)
@@ -463,13 +466,8 @@ class SessionWidget(QWidget):
             meta = dict(kwargs["metadata"]["napari_pvm"])
             meta.pop("source", None)  # the file path may carry the patient ID
             kwargs.update(name=name, metadata={"napari_pvm": meta, "napari_pvm_session": True})
-            old = self._case_layers()
-            if any(layer.name == name for layer in old):
-                self._remove_layers(old)  # the same case again: its name must be free
-                old = []
+            old = self._retire_case()
             self.image_layer = self.viewer.add_image(data, **kwargs)
-            # the new image is in first, so removing the old ones leaves the slider in place
-            self._remove_layers(old)
             dock.image_combo.setCurrentText(self.image_layer.name)
             dock.patient_edit.setText(case.patient_id)
             dock.level_combo.setCurrentText(case.level or "L4")
@@ -483,10 +481,16 @@ class SessionWidget(QWidget):
             self._set_up_proposals(dock)
         finally:
             self._loading = False
-            self.ready = True
             session.start_clock()
-            self._update_enabled()
             self._update_labels()
+            # ready once the previous case's layers are gone (they go after the next draw)
+            self._after_draw(lambda: self._set_ready(token))
+
+    def _set_ready(self, token):
+        if token is not self._token:
+            return
+        self.ready = True
+        self._update_enabled()
 
     def _after_draw(self, callback):
         """Run ``callback`` from the event loop once the canvas has finished a
@@ -513,11 +517,38 @@ class SessionWidget(QWidget):
         canvas.update()
         QTimer.singleShot(_DRAW_WAIT_MS, fire)
 
+    def _retire_case(self):
+        """Take the current case off the screen without removing a layer
+        while a draw is pending: the Measure dock forgets the case, the
+        outline and sample shapes are emptied now, and the layers themselves
+        are removed after the canvas has drawn that (image last).
+
+        Removing Shapes layers that still held outlines crashed software
+        OpenGL (Mesa) in vispy's glDrawArrays: napari redraws the canvas
+        synchronously in the middle of a layer removal (its dimension
+        sliders change), drawing the half-removed Shapes visual.
+        """
+        old = self._case_layers()
+        if self.measure is not None and _alive(self.measure):
+            _reset_measure(self.measure, "")
+        for layer in old:
+            if layer._type_string == "shapes" and len(layer.data):
+                layer.selected_data = set(range(len(layer.data)))
+                layer.remove_selected()
+        image = self.image_layer
+        if image is not None and any(_same(image, layer) for layer in old):
+            image.name = f"{image.name} (closing)"  # its name is free for the next case at once
+            image.visible = False
+        self.image_layer = None
+        if old:
+            self._after_draw(lambda: self._remove_layers(old))
+        return old
+
     def _remove_layers(self, layers):
         """Remove the layers of a case, the image last: while the image is
         still there the viewer's dimensions do not change, so napari does not
         redraw the canvas in the middle of a removal."""
-        image = [layer for layer in layers if _same(layer, self.image_layer) or _is_session_image(layer)]
+        image = [layer for layer in layers if _is_session_image(layer)]
         for layer in [x for x in layers if x not in image] + image:
             if layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)
@@ -538,10 +569,7 @@ class SessionWidget(QWidget):
         ]
 
     def _clear_case(self):
-        self._remove_layers(self._case_layers())
-        self.image_layer = None
-        if self.measure is not None and _alive(self.measure):
-            _reset_measure(self.measure, "")
+        self._retire_case()
 
     def _has_work(self):
         image = self.image_layer
