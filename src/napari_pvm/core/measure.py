@@ -410,7 +410,7 @@ def measure_annotation(
         measured_at=_utc_now(),
         outline_origin=outline_origin(masks, getattr(annotation, "origins", None)),
         fat_muscle_contrast=_contrast(result.fat_muscle_contrast),
-        qc_flags=";".join(result.qc_flags or ()),
+        qc_flags=_flags(result.qc_flags),
         VB_total_area_cm2=vb_cm2,
     )
     row.update(dict.fromkeys(schema.MEAN_FF_COLUMNS))
@@ -424,6 +424,13 @@ def measure_annotation(
         fat_fraction=result.fat_fraction,
         fat_result=result if module is not None else None,
     )
+
+
+def _flags(flags):
+    """The ``qc_flags`` cell: codes joined by ``;`` (a str is taken as one cell)."""
+    if not flags:
+        return ""
+    return flags if isinstance(flags, str) else ";".join(str(f) for f in flags)
 
 
 def _contrast(value):
