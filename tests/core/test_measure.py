@@ -419,7 +419,9 @@ def test_without_fat_methods_the_forest_still_measures(monkeypatch):
     image, ann = _case()
     m = measure_annotation(_volume(image), ann, n_trees=20)
     row = _check_v2_row(m.row)
-    assert row["method"] == "rf-weka/1" and row["n_trees"] == 20
+    from napari_pvm.core.classify import METHOD
+
+    assert row["method"] == METHOD and row["n_trees"] == 20
     assert row["ES_L_fi_pct"] == pytest.approx(30.0, abs=3.0)
     assert row["outline_origin"] == "PS_R:proposed;ES_L:edited;MF_L:drawn"
     with pytest.raises(PvmError, match="unknown FI% method 'threshold'"):
