@@ -911,6 +911,15 @@ def test_latest_rows_ranks_missing_and_naive_times_oldest(no_warnings):
     assert list(latest["row_id"]) == ["valid", "b-later-bad", "zone", "empty-key2"]
     assert list(latest.index) == [0, 1, 2, 3]
     assert list(frame["row_id"])[0] == "valid"  # the input is not changed
+    # the chosen rows keep file order: A's latest comes after B's only row
+    order = pd.DataFrame(
+        [
+            row("A-old", "2020-01-01T00:00Z"),
+            row("B", "2020-01-01T00:00Z", patient_id="P9"),
+            row("A-new", "2021-01-01T00:00Z"),
+        ]
+    )
+    assert list(latest_rows(order)["row_id"]) == ["B", "A-new"]
     with pytest.raises(StoreError, match="no level column"):
         latest_rows(frame.drop(columns="level"))
     with pytest.raises(StoreError, match="unknown table 'bone'"):

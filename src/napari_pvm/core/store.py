@@ -544,8 +544,8 @@ def latest_rows(frame, *, table="muscle"):
     Returns
     -------
     pandas.DataFrame
-        A new frame, index 0..n-1, one row per key, in the order in which
-        each key first appears. Ranking: a later ``measured_at`` wins (times
+        A new frame, index 0..n-1, one row per key, the chosen rows in the
+        order of the input (file order). Ranking: a later ``measured_at`` wins (times
         compare as instants, so ``+02:00`` counts); on a tie the row later in
         the frame (later in the file) wins; a missing or unparseable time, or
         one without a time zone, ranks older than any valid time. Empty key
@@ -591,12 +591,10 @@ def latest_rows(frame, *, table="muscle"):
     key_of = [tuple(_key_part(v) for v in values) for values in zip(*(frame[c] for c in keys))]
     # positions ranked oldest first; a stable sort keeps file order on ties
     order = sorted(range(len(frame)), key=lambda i: when[i])
-    best, first = {}, {}
-    for i in range(len(frame)):
-        first.setdefault(key_of[i], i)
+    best = {}
     for i in order:
         best[key_of[i]] = i  # later in the ranking replaces earlier
-    chosen = sorted(best, key=first.__getitem__)
+    chosen = sorted(best, key=best.__getitem__)  # the chosen rows in file order
     if spec is _MUSCLE:
         return frame.iloc[[best[k] for k in chosen]].reset_index(drop=True)
     out = frame.iloc[[best[k] for k in chosen]].reset_index(drop=True).copy()
