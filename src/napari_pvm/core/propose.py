@@ -55,18 +55,25 @@ BETA = 60.0
 GAMMA = 0.05
 #: Spread of a click's spatial prior, as a share of the muscle's reach.
 CLICK_SPREAD = 1.0
+#: Spatial prior of a click: 1 within PLATEAU half-axes, then a Gaussian of FALLOFF half-axes.
+PLATEAU = 0.6
+FALLOFF = 0.6
 #: Blur (mm) of the example prior: registration is never exact.
 PRIOR_BLUR_MM = 3.0
 #: Floor of the intensity spread of a muscle (normalised units).
 MIN_SD = 0.08
-#: Darker than muscle by this much (normalised) is bone cortex, air or fluid.
-DARK_LEVEL = 0.25
+#: Radius (mm) of the grey opening that removes thin intramuscular fat streaks
+#: before intensities are compared (observers outline the fascia, streaks included).
+STREAK_MM = 1.5
 #: Background prior where no muscle is expected.
 BACKGROUND_FLOOR = 0.5
 #: Smoothing radius (mm) of each proposed region (observers trace smooth curves).
 SMOOTH_MM = 1.5
 #: Closing radius (mm): notches from intramuscular fat streaks are filled.
 CLOSE_MM = 3.5
+#: Grid (mm) and cost evaluations of the example-to-slice alignment (speed).
+REGISTRATION_GRID_MM = 3.0
+REGISTRATION_EVALUATIONS = 150
 #: Pixel size (mm) of the grid the random walker is solved on (speed).
 WORK_MM = 1.25
 
@@ -190,7 +197,7 @@ def _disk_mask(shape, centre, radius_mm, spacing):
 
 
 # --------------------------------------------------------- example priors
-def _register_example(target, t_body, t_spacing, ex_image, ex_spacing, ex_masks):
+def _register_example(target, target_smooth, t_body, t_spacing, ex_image, ex_spacing, ex_masks):
     """Map each example mask onto the target grid; return ({key: soft mask}, score)."""
     from scipy import ndimage as ndi
     from scipy.optimize import minimize
@@ -210,16 +217,17 @@ def _register_example(target, t_body, t_spacing, ex_image, ex_spacing, ex_masks)
     ce_body, se = moments(e_body, ex_spacing)
     scale0 = np.clip(np.sqrt(st / se), 0.8, 1.25)
     # working grid of the comparison: 2 mm pixels over the example's muscle region
-    step = 2.0
-    rr, cc = np.nonzero(ndi.binary_dilation(union, iterations=int(round(25.0 / min(ex_spacing)))))
-    r0, r1 = rr.min() * ex_spacing[0], rr.max() * ex_spacing[0]
-    c0, c1 = cc.min() * ex_spacing[1], cc.max() * ex_spacing[1]
+    step = REGISTRATION_GRID_MM
+    rr, cc = np.nonzero(union)
+    margin = 25.0  # mm of surroundings that help the alignment
+    r0, r1 = rr.min() * ex_spacing[0] - margin, rr.max() * ex_spacing[0] + margin
+    c0, c1 = cc.min() * ex_spacing[1] - margin, cc.max() * ex_spacing[1] + margin
     gy, gx = np.mgrid[r0:r1:step, c0:c1:step]
     e_vals = ndi.map_coordinates(
         ndi.gaussian_filter(ex_image, 1.0 / min(ex_spacing)), [gy / ex_spacing[0], gx / ex_spacing[1]], order=1
     ).ravel()
     e_vals = (e_vals - e_vals.mean()) / (e_vals.std() + 1e-9)
-    t_smooth = ndi.gaussian_filter(target, 1.0 / min(t_spacing))
+    t_smooth = target_smooth
 
     def transform(params, y, x):
         ty, tx, ly, lx, rot = params
@@ -238,9 +246,9 @@ def _register_example(target, t_body, t_spacing, ex_image, ex_spacing, ex_masks)
         return -ncc + 1e-4 * (ty**2 + tx**2) / 100.0 + 0.5 * (ly**2 + lx**2) + 1e-4 * rot**2
 
     best = None
-    for start in ([0, 0, 0, 0, 0], [10, 0, 0, 0, 0], [-10, 0, 0, 0, 0], [0, 0, -0.1, -0.1, 0], [0, 0, 0.1, 0.1, 0]):
+    for start in ([0, 0, 0, 0, 0],):
         res = minimize(cost, np.asarray(start, float), method="Powell",
-                       options={"xtol": 0.05, "ftol": 1e-4, "maxfev": 400})
+                       options={"xtol": 0.1, "ftol": 1e-3, "maxfev": REGISTRATION_EVALUATIONS})
         if best is None or res.fun < best.fun:
             best = res
     params = best.x
@@ -248,14 +256,22 @@ def _register_example(target, t_body, t_spacing, ex_image, ex_spacing, ex_masks)
     ty, tx, ly, lx, rot = params
     sy, sx = scale0[0] * np.exp(ly), scale0[1] * np.exp(lx)
     a = np.deg2rad(rot)
-    tr, tc = np.mgrid[0 : target.shape[0], 0 : target.shape[1]].astype(float)
+    # warp only where the example's muscles can land (corners of their box, mapped)
+    corners_y, corners_x = transform(params, np.array([r0, r0, r1, r1]), np.array([c0, c1, c0, c1]))
+    b0 = max(int(np.floor(corners_y.min() / t_spacing[0])), 0)
+    b1 = min(int(np.ceil(corners_y.max() / t_spacing[0])) + 1, target.shape[0])
+    b2 = max(int(np.floor(corners_x.min() / t_spacing[1])), 0)
+    b3 = min(int(np.ceil(corners_x.max() / t_spacing[1])) + 1, target.shape[1])
+    tr, tc = np.mgrid[b0:b1, b2:b3].astype(float)
     y, x = tr * t_spacing[0] - ct[0] - ty, tc * t_spacing[1] - ct[1] - tx
     dy, dx = np.cos(a) * y + np.sin(a) * x, -np.sin(a) * y + np.cos(a) * x
     ey, ex = (dy / sy + ce_body[0]) / ex_spacing[0], (dx / sx + ce_body[1]) / ex_spacing[1]
-    warped = {
-        key: ndi.map_coordinates(m.astype(np.float32), [ey, ex], order=1, mode="constant", cval=0.0)
-        for key, m in ex_masks.items()
-    }
+    warped = {}
+    for key, m in ex_masks.items():
+        full = np.zeros(target.shape, np.float32)
+        if b1 > b0 and b3 > b2:
+            full[b0:b1, b2:b3] = ndi.map_coordinates(m.astype(np.float32), [ey, ex], order=1, mode="constant", cval=0.0)
+        warped[key] = full
     return warped, -float(best.fun)
 
 
@@ -263,9 +279,12 @@ def _example_prior(image, body, spacing, examples, wanted):
     """Average the aligned example masks: {key: probability map}, n per key."""
     if not examples:
         return {}, {}
+    from scipy import ndimage as ndi
+
     sums, counts = {}, {}
+    smooth = ndi.gaussian_filter(image, 1.0 / min(spacing))
     for ex_image, ex_spacing, ex_masks in examples:
-        warped, score = _register_example(image, body, spacing, ex_image, ex_spacing, ex_masks)
+        warped, score = _register_example(image, smooth, body, spacing, ex_image, ex_spacing, ex_masks)
         for key, w in warped.items():
             if key not in wanted:
                 continue
@@ -309,7 +328,9 @@ def _segment(image, spacing, points, prior, wanted):
             d2 = (((rr - points[k][0]) * spacing[0]) / (CLICK_SPREAD * half_depth)) ** 2 + (
                 ((cc - points[k][1]) * spacing[1]) / (CLICK_SPREAD * half_width)
             ) ** 2
-            near = np.exp(-0.5 * d2)
+            # flat within the typical ellipse around the click, falling off beyond it
+            beyond = np.maximum(np.sqrt(d2) - PLATEAU, 0.0)
+            near = np.exp(-0.5 * (beyond / FALLOFF) ** 2)
             sp = near if sp is None else sp * (0.25 + 0.75 * near)
         spatial[k] = sp
     region = np.zeros(image.shape, bool)
@@ -324,28 +345,28 @@ def _segment(image, spacing, points, prior, wanted):
     c0, c1 = max(cols.min() - pad, 0), min(cols.max() + pad + 1, image.shape[1])
     crop = np.s_[r0:r1, c0:c1]
     data = norm[crop]
-    # intensity likelihood of each muscle around its own level (from its click)
+    # intensity likelihood of each muscle around its own level (from its click),
+    # on an image whose thin bright streaks (intramuscular fat) are opened away
+    opened = ndi.grey_opening(data, footprint=_disk_structure(STREAK_MM, spacing))
     likelihood = {}
-    raw = ndi.gaussian_filter(image, sigma=[0.6 / s for s in spacing])[crop]
     for k in keys:
         if k in points:
-            disk = _disk_mask(image.shape, points[k], CLICK_SEED_MM + 1.5, spacing)
-            vals = (ndi.gaussian_filter(image, sigma=[0.6 / s for s in spacing])[disk] - muscle) / contrast
-            mu, sd = float(np.median(vals)), 1.4826 * float(np.median(np.abs(vals - np.median(vals))))
-        else:
-            mu, sd = 0.0, 0.0
+            p = (points[k][0] - r0, points[k][1] - c0)
+            vals = opened[_disk_mask(data.shape, p, CLICK_SEED_MM + 1.5, spacing)]
+            mu = float(np.median(vals))
+            sd = 1.4826 * float(np.median(np.abs(vals - mu)))
+        else:  # no click: the muscle's level where the examples agree it lies
+            core = spatial[k][crop] >= 0.75 * spatial[k][crop].max()
+            vals = opened[core] if core.any() else np.zeros(1)
+            mu = float(np.median(vals))
+            sd = 1.4826 * float(np.median(np.abs(vals - mu)))
         sd = max(sd, MIN_SD)
-        likelihood[k] = np.exp(-0.5 * ((data - mu) / sd) ** 2)
-    del raw
-    stack = []
-    for k in keys:
-        stack.append(spatial[k][crop] * likelihood[k])
-    muscle_any = np.max(np.stack(stack), axis=0)
+        likelihood[k] = np.exp(-0.5 * ((opened - mu) / sd) ** 2)
+    stack = [spatial[k][crop] * likelihood[k] for k in keys]
+    like_any = np.max(np.stack([likelihood[k] for k in keys]), axis=0)
     spatial_sum = np.clip(sum(spatial[k][crop] for k in keys), 0, 1)
-    fatness = 1.0 / (1.0 + np.exp(-(data - 0.5) / 0.08))
-    darkness = 1.0 / (1.0 + np.exp((data + DARK_LEVEL) / 0.05))
-    background = (1.0 - spatial_sum) * BACKGROUND_FLOOR + spatial_sum * np.maximum(fatness, darkness)
-    background = np.maximum(background, BACKGROUND_FLOOR * (1 - muscle_any))
+    # background: where no muscle is expected, or where nothing looks like the muscles
+    background = np.maximum(BACKGROUND_FLOOR * (1.0 - spatial_sum), 1.0 - like_any)
     lam = np.stack([background] + stack)
     lam /= lam.sum(axis=0, keepdims=True) + 1e-12
     seeds = np.zeros(data.shape, np.int32)
