@@ -15,7 +15,7 @@ import sys
 
 from ._version import __version__
 
-COMMANDS = ("phantom", "measure", "spine", "stats", "reliability", "batch", "migrate-csv", "gui")
+COMMANDS = ("phantom", "measure", "propose", "spine", "stats", "reliability", "batch", "migrate-csv", "gui")
 
 
 class _Parser(argparse.ArgumentParser):
