@@ -1,6 +1,7 @@
 """Benchmark of `napari-pvm batch` against a sequential scikit-image baseline.
 
     .venv/bin/python benchmarks/bench_batch.py [--cases 40] [--repeats 1]
+    .venv/bin/python benchmarks/bench_batch.py --startup [--repeats 5]
 
 Generates phantom cases (512 × 512 L4 slices with their annotations), then
 measures them
@@ -141,11 +142,50 @@ def _warm_up():
     return True
 
 
+def startup(repeats):
+    """Fixed start-up cost of a local batch, as the issue defines it: the wall
+    time of a 2-case `napari-pvm batch --workers 2` minus that of one
+    `napari-pvm measure` of the same case (fresh processes, alternated)."""
+    import subprocess
+    import sys
+
+    exe = str(Path(sys.executable).with_name("napari-pvm"))
+    folder = WORK / "startup"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(2):
+        subprocess.run([exe, "phantom", str(folder / f"c{i}"), "--seed", str(i + 1)], check=True, capture_output=True)
+    (folder / "wl.csv").write_text("patient_id,observer_id,image,annotation\n" + "".join(
+        f"P{i},A,c{i}/phantom.nii.gz,c{i}/phantom.pvm.json\n" for i in range(2)))
+    batch, measure, inside = [], [], []
+    for _ in range(repeats):
+        for f in folder.glob("out*.csv"):
+            f.unlink()
+        t = time.perf_counter()
+        out = subprocess.run([exe, "batch", str(folder / "wl.csv"), "--csv", str(folder / "out.csv"),
+                              "--workers", "2", "--json"], check=True, capture_output=True, text=True)
+        batch.append(time.perf_counter() - t)
+        inside.append(json.loads(out.stdout)["startup_seconds"])
+        t = time.perf_counter()
+        subprocess.run([exe, "measure", str(folder / "c0/phantom.nii.gz"), str(folder / "c0/phantom.pvm.json"),
+                        "--patient", "P0", "--observer", "A"], check=True, capture_output=True)
+        measure.append(time.perf_counter() - t)
+    med = statistics.median
+    print(f"batch --workers 2 (2 cases): median {med(batch):.2f} s; measure (1 case): median {med(measure):.2f} s")
+    print(f"fixed start-up = difference of medians: {med(batch) - med(measure):.2f} s (target <= 1 s); "
+          f"start-up reported by run_batch: median {med(inside):.2f} s")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--startup", action="store_true", help="measure the fixed start-up cost only")
     args = parser.parse_args()
+    if args.startup:
+        print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+        startup(max(args.repeats, 3))
+        print(f"load average after: {os.getloadavg()[0]:.2f}")
+        return
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     t = time.perf_counter()
     worklist, folders = make_cases(args.cases)

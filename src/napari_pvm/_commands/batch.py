@@ -1,17 +1,26 @@
-"""Measure every annotated case of a worklist in parallel (Dask) into the shared CSV."""
+"""Measure every annotated case of a worklist in parallel (Dask) into the shared CSV.
+
+The worklist needs patient_id, image and annotation (paths relative to it) and
+may give observer_id, session, level, slice_index, method, water and fat per
+case. On a terminal a progress bar runs on stderr; redirected, only the final
+summary is printed. Exit 0 when every case was measured or skipped, 1 when
+some failed (listed in OUT.errors.csv), 2 on a bad invocation.
+"""
 
 import sys
-import time
 from pathlib import Path
 
 from . import Outcome
 
+__all__ = ["ProgressBar", "add_arguments", "run"]
+
 
 def add_arguments(parser):
-    parser.add_argument("worklist", help="worklist CSV: patient_id, image, observer_id, annotation, … (paths relative to it)")
+    parser.add_argument("worklist", help="worklist CSV: patient_id, image, annotation, … (paths relative to it)")
     parser.add_argument("--csv", required=True, help="shared measurements CSV to append to")
     parser.add_argument("--workers", type=int, help="local worker processes, one thread each (default: number of cores)")
     parser.add_argument("--scheduler", help="address of an existing dask.distributed scheduler, e.g. tcp://host:8786")
+    parser.add_argument("--method", help="FI% method of cases whose worklist line names none (default: forest)")
     parser.add_argument("--preset", help="feature preset of the fat classifier")
     parser.add_argument("--trees", type=int, help="number of trees")
     parser.add_argument("--seed", type=int, help="seed of the random forest")
@@ -24,11 +33,14 @@ def run(args):
 
     if args.workers is not None and args.workers < 1:
         raise PvmError("--workers must be at least 1")
-    settings = {k: v for k, v in (("preset", args.preset), ("n_trees", args.trees), ("seed", args.seed)) if v is not None}
-    bar = _ProgressBar()
-    summary = run_batch(args.worklist, args.csv, workers=args.workers, scheduler=args.scheduler,
-                        settings=settings, progress=bar)
-    bar.close()
+    options = (("preset", args.preset), ("n_trees", args.trees), ("seed", args.seed), ("method", args.method))
+    settings = {k: v for k, v in options if v is not None}
+    bar = ProgressBar()
+    try:
+        summary = run_batch(args.worklist, args.csv, workers=args.workers, scheduler=args.scheduler,
+                            settings=settings, progress=bar)
+    finally:
+        bar.close()
     data = summary.as_dict()
     text = (
         f"{summary.cases} cases: {summary.measured} measured, {summary.failed} failed, "
@@ -39,28 +51,29 @@ def run(args):
     return Outcome(data, text, status=1 if summary.failed else 0)
 
 
-class _ProgressBar:
-    """One line on stderr: a bar, done / failed counts and the expected time left."""
+class ProgressBar:
+    """A tqdm bar on ``stream`` (stderr) when it is a terminal; silent otherwise.
 
-    def __init__(self, stream=None, width=30):
-        self.stream = stream or sys.stderr
-        self.width = width
-        self.tty = hasattr(stream, "isatty") and stream.isatty()
-        self._last = 0.0
+    Called as ``bar(done, failed, skipped, total, eta)`` by
+    :func:`napari_pvm.core.batch.run_batch`.
+    """
+
+    def __init__(self, stream=None):
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._bar = None
 
     def __call__(self, done, failed, skipped, total, eta):
-        finished = done + failed
-        now = time.monotonic()
-        if not self.tty and finished < total and now - self._last < 5:
+        if not self.tty:
             return
-        self._last = now
-        filled = int(self.width * finished / max(total, 1))
-        line = (f"[{'#' * filled}{'.' * (self.width - filled)}] {finished}/{total} "
-                f"({failed} failed, {skipped} skipped) ETA {int(eta) // 60}:{int(eta) % 60:02d}")
-        self.stream.write(("\r" + line) if self.tty else line + "\n")
-        self.stream.flush()
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, file=self.stream, unit="case", dynamic_ncols=True, leave=True)
+        self._bar.set_postfix_str(f"{failed} failed, {skipped} skipped", refresh=False)
+        self._bar.update(done + failed - self._bar.n)
 
     def close(self):
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

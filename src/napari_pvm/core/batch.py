@@ -1,8 +1,12 @@
-"""Cohort batch mode: measure many annotated cases in parallel with Dask.
+"""Cohort batch mode: measure many annotated cases in parallel.
 
 Each case goes through exactly the code path of ``napari-pvm measure``
 (:func:`measure_case` → :func:`napari_pvm.core.measure.measure_annotation`).
-Workers return rows; only the calling process appends them to the shared
+Local workers are processes forked from a fork server that imported the
+measuring code once (POSIX; elsewhere a Dask LocalCluster), so they start in
+milliseconds; with a scheduler address the cases run on that
+dask.distributed cluster. Workers
+return rows; only the calling process appends them to the shared
 CSV through :mod:`napari_pvm.core.store`, one durable append per case, so an
 interrupted batch loses nothing that was reported done. Re-running skips
 cases already in the CSV with the same patient, observer, level, session,
@@ -11,8 +15,9 @@ image and annotation content and classifier settings.
 
 import dataclasses
 import os
+import re
+import tempfile
 import time
-import warnings
 from pathlib import Path
 
 from .errors import PvmError
@@ -33,7 +38,10 @@ RESUME_KEY = (
     "seed",
     "class_balance",
 )
-WORKLIST_COLUMNS = ("patient_id", "image", "observer_id", "annotation", "slice_index", "level", "session")
+#: Columns of a worklist (contract 4); paths are relative to the worklist.
+WORKLIST_COLUMNS = ("patient_id", "image", "observer_id", "annotation", "slice_index", "level", "session",
+                    "method", "water", "fat", "sagittal_image")
+_PATH_COLUMNS = ("image", "annotation", "water", "fat", "sagittal_image")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,10 +56,16 @@ class Case:
     session: str = ""
     level: str = ""
     slice_index: str = ""
+    method: str = ""
+    water: str = ""
+    fat: str = ""
+    sagittal_image: str = ""
 
 
 @dataclasses.dataclass
 class BatchSummary:
+    """What a batch did: case counts, time, workers and where the errors are listed."""
+
     cases: int = 0
     measured: int = 0
     failed: int = 0
@@ -65,42 +79,39 @@ class BatchSummary:
         return dataclasses.asdict(self)
 
 
-def read_worklist(path, *, columns=None):
-    """Read a worklist CSV (contract 4) into :class:`Case` objects.
+def read_worklist(path, *, columns=None, required=("patient_id", "image")):
+    """Read a worklist (contract 4) into :class:`Case` objects.
 
-    Paths are relative to the worklist's folder. IDs are read as text.
+    Paths are relative to the worklist's folder. IDs are read as text. A
+    worklist saved by a spreadsheet (``;`` separators, UTF-8 with BOM,
+    Windows-1252) is read as well (:func:`napari_pvm.core.tables.read_table`).
 
     Parameters
     ----------
+    path : str or Path
     columns : sequence of str, optional
         Read only these columns; any other column (an outcome, say) is
-        skipped by the CSV parser, never loaded and not an error. By default
+        skipped by the parser, never loaded and not an error. By default
         every column is read and an unknown one is refused.
+    required : sequence of str, optional
+        Columns the caller needs (``batch`` adds ``annotation``).
+
+    Raises
+    ------
+    PvmError
+        A missing file, an unreadable table, a missing or unknown column, or
+        no cases; the message names the file and the fix.
     """
-    import pandas as pd
+    from .tables import read_table, suggest
 
     path = Path(path)
-    usecols = None if columns is None else (lambda c: str(c).strip() in set(columns))
-    try:
-        with warnings.catch_warnings():
-            # more fields on a line than in the header: pandas would shift the
-            # columns or drop data, and a row could land under the wrong patient
-            warnings.simplefilter("error", pd.errors.ParserWarning)
-            table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", usecols=usecols,
-                                index_col=False)
-    except pd.errors.ParserWarning:
-        raise PvmError(
-            f"{path.name} has lines with more fields than its header (a stray or trailing comma?); "
-            "fix the worklist so every line has one value per column"
-        ) from None
-    except FileNotFoundError:
-        raise PvmError(f"worklist not found: {path}") from None
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise PvmError(f"{path.name} is not a readable CSV worklist ({' '.join(str(exc).split())[:120]})") from None
-    table.columns = [c.strip() for c in table.columns]
-    missing = [c for c in ("patient_id", "image") if c not in table.columns]
+    table = read_table(path, what="worklist", usecols=columns)
+    missing = [c for c in required if c not in table.columns]
     if missing:
-        raise PvmError(f"{path.name} lacks the column(s) {', '.join(missing)}; a worklist needs patient_id and image")
+        hints = [f" ({c!r}: did you mean {' or '.join(map(repr, suggest(c, table.columns)))}?)"
+                 for c in missing if suggest(c, table.columns)]
+        raise PvmError(f"{path.name} lacks the column(s) {', '.join(missing)}{''.join(hints)}; "
+                       f"a worklist needs {', '.join(required)}")
     if table.empty:
         raise PvmError(f"{path.name} lists no cases")
     unknown = [c for c in table.columns if c not in WORKLIST_COLUMNS]
@@ -109,20 +120,11 @@ def read_worklist(path, *, columns=None):
     base = path.resolve().parent
     cases = []
     for i, rec in enumerate(table.to_dict(orient="records"), start=2):  # line 1 is the header
-        image = rec.get("image", "").strip()
-        annotation = rec.get("annotation", "").strip()
-        cases.append(
-            Case(
-                line=i,
-                patient_id=rec.get("patient_id", "").strip(),
-                image=str(base / image) if image else "",
-                annotation=str(base / annotation) if annotation else "",
-                observer_id=rec.get("observer_id", "").strip(),
-                session=rec.get("session", "").strip(),
-                level=rec.get("level", "").strip(),
-                slice_index=rec.get("slice_index", "").strip(),
-            )
-        )
+        text = {k: ("" if v is None else str(v).strip()) for k, v in rec.items()}
+        fields = {k: text.get(k, "") for k in WORKLIST_COLUMNS}
+        for k in _PATH_COLUMNS:
+            fields[k] = str(base / fields[k]) if fields[k] else ""
+        cases.append(Case(line=i, **fields))
     return cases
 
 
@@ -156,7 +158,12 @@ def measure_case(case, settings=None, done_keys=frozenset()):
                 raise PvmError(
                     f"worklist slice_index {case.slice_index} differs from the annotation's {annotation.slice_index}"
                 )
-            key = _predicted_key(case, volume, annotation, settings)
+            method = case.method or settings.pop("method", None)
+            settings.pop("method", None)
+            if bool(case.water) != bool(case.fat):
+                raise PvmError("give both water and fat images of a Dixon acquisition, or neither")
+            dixon = {"water": read_volume(case.water), "fat": read_volume(case.fat)} if case.water else {}
+            key = _predicted_key(case, volume, annotation, dict(settings, method=method))
             if key is not None and key in done_keys:
                 return {"status": "skipped", "reason": "already measured with the same image, annotation and settings"}
             result = measure_annotation(
@@ -165,17 +172,37 @@ def measure_case(case, settings=None, done_keys=frozenset()):
                 patient_id=case.patient_id,
                 observer_id=case.observer_id or None,
                 session=case.session or None,
+                method=method,
+                **dixon,
                 **settings,
             )
         if not result.row["observer_id"]:
             raise PvmError("no observer ID (worklist observer_id or the annotation's)")
         return {"status": "measured", "row": result.row}
     except PvmError as exc:
-        return {"status": "failed", "reason": " ".join(str(exc).split())}
+        return {"status": "failed", "reason": _public(" ".join(str(exc).split()))}
     except OSError as exc:
-        return {"status": "failed", "reason": f"{exc.strerror or exc}: {exc.filename or ''}".strip()}
+        return {"status": "failed", "reason": _public(f"{exc.strerror or exc}: {exc.filename or ''}".strip())}
     except Exception as exc:  # a batch must go on; the reason is recorded
-        return {"status": "failed", "reason": f"unexpected {type(exc).__name__}: {exc}"}
+        return {"status": "failed", "reason": _public(f"unexpected {type(exc).__name__}: {exc}")}
+
+
+#: Internal files a message must not name: the store's and our hidden
+#: temporary, lock and writer files, and Dask's scratch space.
+_INTERNAL = re.compile(
+    r"(?:[^\s'\"]*/)?(?:\.[^\s'\"/]+\.(?:tmp|lock|writer)|dask-scratch-space[^\s'\"]*)"
+)
+
+
+def _public(message):
+    """A reason for the user: internal temporary files named as such, not by path.
+
+    Examples
+    --------
+    >>> _public("cannot write /data/.out.errors.csv.tmp: disk full")
+    'cannot write (a temporary file of napari-pvm): disk full'
+    """
+    return _INTERNAL.sub("(a temporary file of napari-pvm)", message)
 
 
 def _predicted_key(case, volume, annotation, settings):
@@ -183,7 +210,8 @@ def _predicted_key(case, volume, annotation, settings):
     (by the same functions that fill the row)."""
     from .measure import classifier_for, row_identity
 
-    params = classifier_for(annotation.classifier, **settings).params
+    method = settings.pop("method", None)
+    params = classifier_for(annotation.classifier, method=method, **settings).params
     ident = row_identity(volume, annotation, params, patient_id=case.patient_id,
                          observer_id=case.observer_id or None, session=case.session or None)
     return _key(ident)
@@ -224,7 +252,9 @@ def run_batch(worklist, csv_path, *, workers=None, scheduler=None, settings=None
     scheduler : str, optional
         Address of an existing dask.distributed scheduler (``tcp://host:8786``).
     settings : dict, optional
-        Classifier overrides (``preset``, ``n_trees``, ``seed``, ``class_balance``).
+        Classifier overrides (``preset``, ``n_trees``, ``seed``,
+        ``class_balance``) and ``method``, the FI% method of cases whose
+        worklist line names none.
     progress : callable, optional
         ``progress(done, failed, skipped, total, eta_seconds)`` after each case.
 
@@ -237,12 +267,16 @@ def run_batch(worklist, csv_path, *, workers=None, scheduler=None, settings=None
     from .measure import classifier_for
 
     t0 = time.perf_counter()
-    cases = read_worklist(worklist)
+    if not scheduler:
+        _start_fork_server()  # it imports the measuring code while this process checks the input
+    worklist = Path(worklist)
+    cases = read_worklist(worklist, required=("patient_id", "image", "annotation"))
     csv_path = Path(csv_path)
     # a bad invocation is refused before any case runs (exit 2, nothing written)
-    classifier_for({}, **(settings or {}))
-    if csv_path.is_dir() or not csv_path.resolve().parent.is_dir():
-        raise PvmError(f"cannot write {csv_path}: its folder does not exist or it is a folder itself")
+    settings = dict(settings or {})
+    for method in {settings.get("method")} | {c.method for c in cases if c.method}:
+        classifier_for({}, **dict(settings, method=method))
+    _check_writable(csv_path)
     errors_path = csv_path.with_name(csv_path.stem + ".errors.csv")
     done = _done_keys(csv_path)
     summary = BatchSummary(cases=len(cases), errors_csv=str(errors_path))
@@ -258,38 +292,25 @@ def run_batch(worklist, csv_path, *, workers=None, scheduler=None, settings=None
         seen[ident] = case.line
         todo.append(case)
 
-    client, cluster = _client(workers, scheduler)
-    summary.workers = len(client.scheduler_info().get("workers", {})) if client else 0
+    pool = _pool(workers, scheduler)
+    summary.workers = pool.n_workers
     summary.startup_seconds = time.perf_counter() - t0
     started = time.perf_counter()
     finished = 0
     try:
-        from distributed import as_completed
-
-        # scatter once as one object (a bare set would be scattered element-wise)
-        done_future = client.scatter([done], broadcast=True)[0] if done else done
-        futures = {
-            client.submit(measure_case, case, settings, done_future, pure=False, key=f"case-{case.line}-{os.getpid()}"): case
-            for case in todo
-        }
-        for future in as_completed(futures):
-            case = futures[future]
-            try:
-                outcome = future.result()
-            except Exception as exc:  # a worker died: record it and go on
-                outcome = {"status": "failed", "reason": f"worker error: {type(exc).__name__}: {exc}"}
+        for case, outcome in pool.map_unordered(todo, settings, done):
             if outcome["status"] == "measured":
                 try:
                     append_rows(csv_path, [outcome["row"]])
                     summary.measured += 1
                 except PvmError as exc:
                     summary.failed += 1
-                    problems.append((case, "failed", f"not stored: {exc}"))
+                    problems.append((case, "failed", _public(f"not stored: {exc}")))
             elif outcome["status"] == "skipped":
                 summary.skipped += 1
             else:
                 summary.failed += 1
-                problems.append((case, "failed", outcome["reason"]))
+                problems.append((case, "failed", _public(outcome["reason"])))
             finished += 1
             if progress:
                 elapsed = time.perf_counter() - started
@@ -297,11 +318,128 @@ def run_batch(worklist, csv_path, *, workers=None, scheduler=None, settings=None
                 progress(summary.measured + summary.skipped, summary.failed, summary.skipped, summary.cases, eta)
     finally:
         _write_errors(errors_path, problems)
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        pool.close()
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _check_writable(csv_path):
+    """Refuse an output the batch could not write, before any case is measured."""
+    folder = csv_path.resolve().parent
+    if csv_path.is_dir() or not folder.is_dir():
+        raise PvmError(f"cannot write {csv_path}: its folder does not exist or it is a folder itself")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+        if csv_path.exists():
+            with open(csv_path, "ab"):
+                pass
+    except OSError as exc:
+        raise PvmError(
+            f"cannot write {csv_path} (or the errors file beside it): {exc.strerror or exc}; "
+            "choose a folder you can write to"
+        ) from None
+
+
+#: Modules a local worker needs, imported once by the fork server.
+_WORKER_MODULES = ["napari_pvm.core.annotation", "napari_pvm.core.io", "napari_pvm.core.measure", "threadpoolctl"]
+
+
+class _ForkPool:
+    """Local workers forked from a fork server (POSIX) that imported the
+    measuring code once, so a batch costs little more to start than one
+    ``measure``. Workers are never forked from the calling process itself:
+    after it has measured, its OpenMP threads make fork() unsafe."""
+
+    def __init__(self, n):
+        from concurrent.futures import ProcessPoolExecutor
+
+        context = _start_fork_server()
+        self.n_workers = n
+        self._executor = ProcessPoolExecutor(max_workers=n, mp_context=context, initializer=_one_thread)
+
+    def map_unordered(self, cases, settings, done):
+        from concurrent.futures import as_completed
+
+        futures = {self._executor.submit(measure_case, case, settings, done): case for case in cases}
+        yield from _outcomes(futures, as_completed)
+
+    def close(self):
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+class _DaskPool:
+    """Workers of a dask.distributed cluster: an existing scheduler, or a local
+    cluster where processes cannot be forked."""
+
+    def __init__(self, workers, scheduler):
+        self._client, self._cluster = _client(workers, scheduler)
+        self.n_workers = len(self._client.scheduler_info().get("workers", {}))
+
+    def map_unordered(self, cases, settings, done):
+        from distributed import as_completed
+
+        client = self._client
+        # scatter once as one object (a bare set would be scattered element-wise)
+        done_future = client.scatter([done], broadcast=True)[0] if done else done
+        futures = {
+            client.submit(measure_case, case, settings, done_future, pure=False,
+                          key=f"case-{case.line}-{os.getpid()}"): case
+            for case in cases
+        }
+        yield from _outcomes(futures, as_completed)
+
+    def close(self):
+        self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+def _start_fork_server():
+    """Start (once) the fork server of local workers, importing :data:`_WORKER_MODULES`."""
+    import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return None
+    from multiprocessing import forkserver
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(_WORKER_MODULES)
+    forkserver.ensure_running()
+    return context
+
+
+def _outcomes(futures, as_completed):
+    """(case, outcome) of each finished future; a dead worker is a failed case."""
+    for future in as_completed(futures):
+        try:
+            outcome = future.result()
+        except Exception as exc:  # a worker died: record it and go on
+            outcome = {"status": "failed", "reason": f"worker error: {type(exc).__name__}: {exc}"}
+        yield futures[future], outcome
+
+
+def _one_thread():
+    """Worker set-up: one thread for every numerical library (the workers are the parallelism)."""
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ[name] = "1"
+    try:
+        import numba
+
+        numba.set_num_threads(1)
+    except (ImportError, ValueError):
+        pass
+
+
+def _pool(workers, scheduler):
+    n = int(workers) if workers else (os.cpu_count() or 1)
+    if n < 1:
+        raise PvmError("--workers must be at least 1")
+    import multiprocessing
+
+    if scheduler or "forkserver" not in multiprocessing.get_all_start_methods():
+        return _DaskPool(workers, scheduler)
+    return _ForkPool(n)
 
 
 def _client(workers, scheduler):
