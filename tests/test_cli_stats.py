@@ -220,3 +220,25 @@ def test_console_script(tmp_path):
     assert round(json.loads(proc.stdout)["comparison"][0]["student_t"], 3) == -10.533
     proc = subprocess.run([exe, "stats", str(COHORT), "--outcome", "age"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.startswith("error: ") and proc.stdout == ""
+
+
+def test_gui_without_qt_says_how_to_install_it(monkeypatch, capsys):
+    import sys
+
+    from napari_pvm.cli import main
+
+    monkeypatch.setitem(sys.modules, "qtpy", None)  # as if no Qt binding were installed
+    assert main(["gui"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and 'pip install "napari-pvm[qt]"' in err and 'pip install -e ".[qt]"' in err
+
+
+def test_stats_help_is_plain_text(capsys):
+    from napari_pvm.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["stats", "--help"])
+    out = capsys.readouterr().out
+    assert "--merge MEASUREMENTS.csv" in out and "read1" in out
+    for markup in ("``", ":func:", ":mod:", ":class:"):
+        assert markup not in out

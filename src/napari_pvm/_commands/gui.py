@@ -11,9 +11,17 @@ def add_arguments(parser):
     parser.add_argument("--json", action="store_true", help="print {\"closed\": true} as JSON when napari closes")
 
 
+#: How to install a Qt binding, for a packaged and for an editable install.
+QT_HINT = 'pip install "napari-pvm[qt]" (in a source checkout: pip install -e ".[qt]")'
+
+
 def run(args):
     from ..core.errors import PvmError
 
+    try:
+        import qtpy  # noqa: F401 (fails without a Qt binding such as PyQt6)
+    except ImportError:
+        raise PvmError(f"napari-pvm gui needs a Qt binding, and none is installed: {QT_HINT}") from None
     if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) and os.name != "nt":
         raise PvmError("no display: run on a desktop, forward X (ssh -X), or use xvfb-run for a headless screen")
     import napari
