@@ -90,28 +90,29 @@ def test_draw_redraw_escape_undo_keep_identity_and_colour(measure_case):
 def test_undo_is_at_least_ten_steps_deep(measure_case):
     dock, c = measure_case
     image = dock.image
-    boxes = [_box(40 + 12 * i, 40, 48 + 12 * i, 60) for i in range(6)]
-    for b in boxes:
-        c.polygon(image, b, finish="enter")
-        _settle(c)
-    # six outlines, then four fat/lean samples: ten operations
+    # one fat sample drawn by hand keeps its colour when the lean-muscle sample is chosen
     c.key("F", "shift")
-    for i in range(2):
-        c.polygon(image, _box(40 + 10 * i, 250, 46 + 10 * i, 256), finish="enter")
+    c.polygon(image, _box(40, 250, 46, 256), finish="enter")
     c.key("U", "shift")
-    for i in range(2):
-        c.polygon(image, _box(120 + 10 * i, 250, 126 + 10 * i, 256), finish="enter")
     _settle(c)
-    assert len(dock.samples.data) == 4 and len(dock.outlines.data) == 6
-    assert list(dock.samples.features["class"]) == ["fat", "fat", "muscle", "muscle"]
-    # a fat sample keeps its colour after choosing the lean-muscle sample
     from napari.utils.colormaps.standardize_color import transform_color
 
+    assert list(dock.samples.features["class"]) == ["fat"]
     assert np.allclose(dock.samples.edge_color[0], transform_color(SAMPLE_COLORS["fat"])[0])
-    for _ in range(10):
+    # eleven more operations through the layers' own API (the mouse path is tested above)
+    for i in range(4):
+        dock.samples.add_polygons([np.array([[2, 120 + 10 * i, 250], [2, 120 + 10 * i, 256], [2, 126 + 10 * i, 253]], float)])
+        _settle(c)
+    dock.choose("PS_L")
+    for i in range(6):
+        dock.outlines.add_polygons([np.array([[2, 40 + 12 * i, 40], [2, 40 + 12 * i, 60], [2, 48 + 12 * i, 50]], float)])
+        _settle(c)
+    assert sorted(_rois(dock)) == sorted(schema.ROI_KEYS)
+    assert list(dock.samples.features["class"]) == ["fat"] + ["muscle"] * 4
+    for _ in range(10):  # real Ctrl-Z key presses on the canvas
         c.key("z", "ctrl")
     _settle(c)
-    assert len(dock.samples.data) == 0 and len(dock.outlines.data) == 0
+    assert len(dock.outlines.data) == 0 and list(dock.samples.features["class"]) == ["fat"]
 
 
 def test_choosing_a_muscle_after_samples_draws_an_outline(measure_case):

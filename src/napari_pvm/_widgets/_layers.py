@@ -433,12 +433,12 @@ def clicks_layer(viewer, image):
     )
 
 
-def clicks_from_layer(layer, image, slice_index):
-    """{roi key: (row, col)}: the n-th point for the n-th outline of the draw list."""
+def clicks_from_layer(layer, image, slice_index, keys=schema.ROI_KEYS):
+    """{roi key: (row, col)}: the n-th point for the n-th of ``keys``."""
     if layer is None or not len(layer.data):
         return {}
     points = _to_image_data(layer, image, np.asarray(layer.data))[:, -2:]
-    return {key: (float(r), float(c)) for key, (r, c) in zip(schema.ROI_KEYS, points)}
+    return {key: (float(r), float(c)) for key, (r, c) in zip(keys, points)}
 
 
 def show_marker(viewer, image, slice_index, location, text, *, keep_active=True):

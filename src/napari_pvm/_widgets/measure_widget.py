@@ -89,6 +89,7 @@ class MeasureWidget(QWidget):
         self._controller = None
         self._target = schema.ROI_KEYS[0]
         self._adding = False
+        self._awaiting_clicks = False  # Propose pressed once: the next press runs it
         # dialogs go through these hooks so tests can answer them
         self.confirm = self._ask
         self.notify = _layers.notify
@@ -129,7 +130,7 @@ class MeasureWidget(QWidget):
         self.outline_list.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.outline_list.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.outline_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.outline_list.setFixedHeight(_ROW_PX * len(TARGETS) + self.outline_list.horizontalHeader().sizeHint().height() + 4)
+        self.outline_list.setFixedHeight(_ROW_PX * len(TARGETS) + self.outline_list.horizontalHeader().sizeHint().height() + 8)
         for i, key in enumerate(TARGETS):
             name = f"{roi_label(key)} ({'left' if key.endswith('L') else 'right'})" if key in ROI_COLORS else _SAMPLE_NAMES[key]
             # the colour as a swatch; the text keeps the theme's colour (readable dark and light)
@@ -178,7 +179,7 @@ class MeasureWidget(QWidget):
         self.table.verticalHeader().setDefaultSectionSize(_ROW_PX)
         self.table.verticalHeader().setMinimumSectionSize(_ROW_PX)
         self.table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.table.setFixedHeight(_ROW_PX * len(_RESULT_GROUPS) + self.table.horizontalHeader().sizeHint().height() + 4)
+        self.table.setFixedHeight(_ROW_PX * len(_RESULT_GROUPS) + self.table.horizontalHeader().sizeHint().height() + 8)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.copy_button = QPushButton("Copy table")
         self.copy_button.clicked.connect(self.copy_table)
@@ -257,8 +258,8 @@ class MeasureWidget(QWidget):
             self.propose_button.setToolTip(f"Outline proposals are not available in this installation ({exc})")
             return False
         self.propose_button.setToolTip(
-            "Propose the missing outlines: press once, click inside each muscle in the list's order "
-            "(or not at all), press again"
+            "Propose the missing outlines: press once, click inside each missing muscle in the list's "
+            "order (or not at all), press again"
         )
         return True
 
@@ -537,7 +538,7 @@ class MeasureWidget(QWidget):
                 n = counts.get(key, 0)
                 text = f"{n} drawn" if n else "—"
             if key == self._target:
-                text += "  ← next"
+                text += "  ← next" if text.startswith("—") or key in SAMPLE_TARGETS else "  ← redraw"
             self.outline_list.item(i, 1).setText(text)
             self.outline_list.item(i, 1).setToolTip(ctrl.problems.get(key, "") if ctrl is not None else "")
         missing = [roi_label(k) for k in schema.ROI_KEYS if k not in states]
@@ -616,6 +617,7 @@ class MeasureWidget(QWidget):
         self.slice_label.setText("not marked")
         self._clear_results()
         self._target = schema.ROI_KEYS[0]
+        self._awaiting_clicks = False
         self._select_row(self._target)
 
     def _clear_results(self):
@@ -969,15 +971,19 @@ class MeasureWidget(QWidget):
     def _propose_action(self):
         """The Propose control: first press shows the clicks layer, the next runs."""
         image = self._require_slice()
-        clicks = _layers.owned_layer(self.viewer, "clicks", image)
-        if clicks is None:
+        if not self._awaiting_clicks:
             clicks = _layers.clicks_layer(self.viewer, image)
+            if len(clicks.data):
+                clicks.data = np.empty((0, clicks.ndim))
+            self._awaiting_clicks = True
             self.viewer.layers.selection.active = clicks
             clicks.mode = "add"
+            missing = ", ".join(roi_label(k) for k in schema.ROI_KEYS if k not in self.origins())
             self.notify(
-                "click once inside each muscle in the list's order (PS L, PS R, ES L, ES R, MF L, MF R; "
-                "fewer clicks are fine), then press Propose (Shift-O) again", "info")
+                f"click once inside each muscle not outlined yet, in this order: {missing} "
+                "(fewer clicks are fine), then press Propose (Shift-O) again", "info")
             return None
+        self._awaiting_clicks = False
         return self.propose()
 
     def propose(self, clicks=None, wait=False):
@@ -995,24 +1001,27 @@ class MeasureWidget(QWidget):
         image = self._require_slice()
         ctrl = self._attach_layers(create=True)
         ctrl.sync_now()
-        if clicks is None:
-            clicks = _layers.clicks_from_layer(_layers.owned_layer(self.viewer, "clicks", image), image, self.slice_index)
         present = {r for _, r, _ in ctrl._state.outlines}
         wanted = [k for k in schema.ROI_KEYS if k not in present]
         if not wanted:
             self._refuse("all six outlines are drawn; delete one to have it proposed again")
+        if clicks is None:  # the n-th click is inside the n-th muscle not outlined yet
+            layer = _layers.owned_layer(self.viewer, "clicks", image)
+            clicks = _layers.clicks_from_layer(layer, image, self.slice_index, keys=wanted)
         examples = []
         if callable(self.example_provider):
             examples = list(self.example_provider() or [])
         plane = _layers.image_slice(image, self.slice_index)
         spacing = _layers.image_spacing(image)
         self._set_busy(True, "proposing…")
-        self.progress.setRange(0, 1)
+        self.progress.setRange(0, len(_PROPOSE_STAGES))
         outcome = {}
         worker = create_worker(
             _propose, plane, spacing, dict(clicks or {}), examples, wanted,
-            _start_thread=False, _ignore_errors=True, _progress={"total": 1, "desc": "Propose outlines"},
+            _start_thread=False, _ignore_errors=True,
+            _progress={"total": len(_PROPOSE_STAGES), "desc": "Propose outlines"},
         )
+        worker.yielded.connect(self._on_stage)
         worker.returned.connect(lambda result: self._on_proposed(result, outcome))
         worker.errored.connect(lambda exc: self._on_propose_error(exc, outcome))
         worker.finished.connect(self._on_finished)
@@ -1095,10 +1104,17 @@ def _measure_stages(volume, annotation):
     return outcome["value"]
 
 
+_PROPOSE_STAGES = ("proposing outlines", "outlines proposed")
+
+
 def _propose(plane, spacing, clicks, examples, wanted):
+    """Generator worker: (stage, text) for the activity panel, then the proposal."""
     from ..core.propose import propose_outlines
 
-    return propose_outlines(plane, spacing=spacing, clicks=clicks or None, examples=tuple(examples), rois=wanted)
+    yield 1, _PROPOSE_STAGES[0]
+    result = propose_outlines(plane, spacing=spacing, clicks=clicks or None, examples=tuple(examples), rois=wanted)
+    yield 2, _PROPOSE_STAGES[1]
+    return result
 
 
 def _wait_for(worker, done):
