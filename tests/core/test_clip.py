@@ -92,3 +92,40 @@ def test_mask_to_polygon_is_exact_on_random_blobs():
             continue
         poly = mask_to_polygon(region)
         assert np.array_equal(roi_mask(poly, SHAPE), region)
+
+
+@pytest.mark.real
+def test_real_shared_borders_traced_twice_are_resolved(real_data):
+    """MuscleMap slice 16: each muscle traced one pixel outside its border (as
+    a careful observer's line lands on the shared border) overlaps its
+    neighbour; clipping each new outline to the ones drawn before removes the
+    overlap exactly and measurement accepts the set."""
+    from scipy import ndimage
+
+    from napari_pvm.core.io import read_volume
+
+    folder = real_data / "musclemap_lumbar_axial"
+    labels = read_volume(folder / "image_dseg_musclemap_pred.nii.gz").slice(16).round().astype(int)
+    values = {"MF_R": 1, "MF_L": 2, "ES_R": 3, "ES_L": 4, "PS_R": 5, "PS_L": 6}
+    shape = labels.shape
+    drawn = {}
+    shared_before = 0
+    for key in ("ES_L", "ES_R", "MF_L", "MF_R", "PS_L", "PS_R"):  # an observer's drawing order
+        region = ndimage.binary_fill_holes(labels == values[key])
+        pieces, n = ndimage.label(region)
+        region = pieces == (np.argmax(ndimage.sum_labels(region, pieces, range(1, n + 1))) + 1)
+        traced = ndimage.binary_dilation(region)  # the line one pixel outside the border
+        polygon = mask_to_polygon(traced)
+        shared_before += sum(int(np.count_nonzero(roi_mask(polygon, shape) & roi_mask(v, shape))) for v in drawn.values())
+        res = clip_outline(polygon, drawn, shape=shape, name=key)
+        expected = traced.copy()
+        for v in drawn.values():
+            expected &= ~roi_mask(v, shape)
+        assert np.array_equal(roi_mask(res.vertices, shape), expected), key
+        drawn[key] = res.vertices
+    assert shared_before > 20  # without clipping, measurement would refuse these outlines
+    masks = outline_masks(drawn, shape)
+    keys = list(masks)
+    for i, a in enumerate(keys):
+        for b in keys[i + 1 :]:
+            assert not np.any(masks[a] & masks[b])
