@@ -229,40 +229,36 @@ class StatsWidget(QWidget):
         return self.table is not None or not path
 
     def load_measurements(self, path):
-        """Read the shared measurements CSV (observers, levels); None clears it."""
-        from ..core.stats.input import read_measurements
-
-        path = str(path or "").strip()
-        self.meas_edit.setText(path)
-        self._paths[1] = path
-        self.rows = None
-        if path:
-            try:
-                self.rows = read_measurements(path)
-            except (PvmError, OSError) as exc:
-                self.notify(f"cannot read the measurements: {exc}", "warning")
-        self._fill_choices()
-        self._refresh_variables()
-        self._update_enabled()
-        return self.rows is not None or not path
+        """Read the shared measurements CSV (observers, levels, sessions); None clears it."""
+        self.rows = self._load_rows(path, self.meas_edit, 1, "the measurements")
+        return self.rows is not None or not str(path or "").strip()
 
     def load_spine(self, path):
         """Read the shared spine CSV (contract 8) to merge with the muscle table; None clears it."""
+        self.spine_rows = self._load_rows(path, self.spine_edit, 2, "the spine table")
+        return self.spine_rows is not None or not str(path or "").strip()
+
+    def _load_rows(self, path, edit, slot, what):
+        """Rows of a shared CSV (None when empty or unreadable, with a notification); refresh the choices."""
         from ..core.stats.input import read_measurements
 
         path = str(path or "").strip()
-        self.spine_edit.setText(path)
-        self._paths[2] = path
-        self.spine_rows = None
+        edit.setText(path)
+        self._paths[slot] = path
+        rows = None
         if path:
             try:
-                self.spine_rows = read_measurements(path)
+                rows = read_measurements(path)
             except (PvmError, OSError) as exc:
-                self.notify(f"cannot read the spine table: {exc}", "warning")
+                self.notify(f"cannot read {what}: {exc}", "warning")
+        if slot == 1:
+            self.rows = rows
+        else:
+            self.spine_rows = rows
         self._fill_choices()
         self._refresh_variables()
         self._update_enabled()
-        return self.spine_rows is not None or not path
+        return rows
 
     @property
     def _measurement_frames(self):

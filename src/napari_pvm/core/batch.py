@@ -21,23 +21,13 @@ import time
 from pathlib import Path
 
 from .errors import PvmError
+from .schema import METHOD_SETTING_COLUMNS
 
 __all__ = ["BatchSummary", "Case", "measure_case", "read_worklist", "run_batch"]
 
 #: Columns of a row that make two measurements "the same" for resuming.
-RESUME_KEY = (
-    "patient_id",
-    "observer_id",
-    "level",
-    "session",
-    "image_sha256",
-    "annotation_sha256",
-    "method",
-    "features_preset",
-    "n_trees",
-    "seed",
-    "class_balance",
-)
+RESUME_KEY = ("patient_id", "observer_id", "level", "session", "image_sha256", "annotation_sha256", "method",
+              *METHOD_SETTING_COLUMNS)
 #: Columns of a worklist (contract 4); paths are relative to the worklist.
 WORKLIST_COLUMNS = ("patient_id", "image", "observer_id", "annotation", "slice_index", "level", "session",
                     "method", "water", "fat", "sagittal_image")
