@@ -119,9 +119,11 @@ def main():
     dock.observer_edit.setText("obsA")
     dock.measure(wait=True)
     for shown in list(viewer.layers):
-        if shown.metadata.get("napari_pvm", {}).get("role") in ("marker", "clicks") if isinstance(
-            shown.metadata.get("napari_pvm"), dict
-        ) else False:
+        if (
+            shown.metadata.get("napari_pvm", {}).get("role") in ("marker", "clicks")
+            if isinstance(shown.metadata.get("napari_pvm"), dict)
+            else False
+        ):
             shown.visible = False
     frame_muscles()
     save(viewer, app, "napari-pvm-measure.png")

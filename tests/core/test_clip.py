@@ -116,7 +116,9 @@ def test_real_shared_borders_traced_twice_are_resolved(real_data):
         region = pieces == (np.argmax(ndimage.sum_labels(region, pieces, range(1, n + 1))) + 1)
         traced = ndimage.binary_dilation(region)  # the line one pixel outside the border
         polygon = mask_to_polygon(traced)
-        shared_before += sum(int(np.count_nonzero(roi_mask(polygon, shape) & roi_mask(v, shape))) for v in drawn.values())
+        shared_before += sum(
+            int(np.count_nonzero(roi_mask(polygon, shape) & roi_mask(v, shape))) for v in drawn.values()
+        )
         res = clip_outline(polygon, drawn, shape=shape, name=key)
         expected = traced.copy()
         for v in drawn.values():

@@ -25,8 +25,13 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))
 
 
-_MODIFIERS = {"shift": "ShiftModifier", "ctrl": "ControlModifier", "control": "ControlModifier",
-              "alt": "AltModifier", "meta": "MetaModifier"}
+_MODIFIERS = {
+    "shift": "ShiftModifier",
+    "ctrl": "ControlModifier",
+    "control": "ControlModifier",
+    "alt": "AltModifier",
+    "meta": "MetaModifier",
+}
 
 
 class Canvas:
@@ -81,7 +86,7 @@ class Canvas:
             data = rc
         world = np.asarray(layer.data_to_world(data), dtype=float)
         full = np.array(self.viewer.dims.point, dtype=float)
-        full[-len(world):] = world
+        full[-len(world) :] = world
         return self.world_to_canvas(full)
 
     def visible(self, layer, rc):
@@ -108,11 +113,18 @@ class Canvas:
         from qtpy.QtGui import QMouseEvent
         from qtpy.QtWidgets import QApplication
 
-        qbutton = {"left": Qt.MouseButton.LeftButton, "right": Qt.MouseButton.RightButton,
-                   None: Qt.MouseButton.NoButton}[button]
+        qbutton = {
+            "left": Qt.MouseButton.LeftButton,
+            "right": Qt.MouseButton.RightButton,
+            None: Qt.MouseButton.NoButton,
+        }[button]
         qbuttons = qbutton if buttons is None else buttons
-        types = {"press": QEvent.Type.MouseButtonPress, "release": QEvent.Type.MouseButtonRelease,
-                 "move": QEvent.Type.MouseMove, "double": QEvent.Type.MouseButtonDblClick}
+        types = {
+            "press": QEvent.Type.MouseButtonPress,
+            "release": QEvent.Type.MouseButtonRelease,
+            "move": QEvent.Type.MouseMove,
+            "double": QEvent.Type.MouseButtonDblClick,
+        }
         local = self._point(xy)
         glob = self.widget.mapToGlobal(local)
         event = QMouseEvent(types[kind], local, glob, qbutton, qbuttons, self._mods(modifiers))

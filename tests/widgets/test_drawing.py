@@ -101,11 +101,15 @@ def test_undo_is_at_least_ten_steps_deep(measure_case):
     assert np.allclose(dock.samples.edge_color[0], transform_color(SAMPLE_COLORS["fat"])[0])
     # eleven more operations through the layers' own API (the mouse path is tested above)
     for i in range(4):
-        dock.samples.add_polygons([np.array([[2, 120 + 10 * i, 250], [2, 120 + 10 * i, 256], [2, 126 + 10 * i, 253]], float)])
+        dock.samples.add_polygons(
+            [np.array([[2, 120 + 10 * i, 250], [2, 120 + 10 * i, 256], [2, 126 + 10 * i, 253]], float)]
+        )
         _settle(c)
     dock.choose("PS_L")
     for i in range(6):
-        dock.outlines.add_polygons([np.array([[2, 40 + 12 * i, 40], [2, 40 + 12 * i, 60], [2, 48 + 12 * i, 50]], float)])
+        dock.outlines.add_polygons(
+            [np.array([[2, 40 + 12 * i, 40], [2, 40 + 12 * i, 60], [2, 48 + 12 * i, 50]], float)]
+        )
         _settle(c)
     assert sorted(_rois(dock)) == sorted(schema.ROI_KEYS)
     assert list(dock.samples.features["class"]) == ["fat"] + ["muscle"] * 4
@@ -158,6 +162,18 @@ def test_edit_move_insert_delete_copy_paste_keep_identity(measure_case):
     _settle(c)
     after = np.array(_rois(dock)["PS_R"]["vertices"])
     assert np.allclose(after[:, 0] - before[:, 0], 10, atol=1.0)
+    for i in range(2):
+        got, want = _color(layer, i)
+        assert got == want
+    # the transform box: drag the selected PS R's lower right handle 6 pixels outwards
+    v = np.array(_rois(dock)["PS_R"]["vertices"])
+    c.pixel_click(image, v.mean(axis=0))
+    corner = v.max(axis=0)
+    c.pixel_drag(image, corner, corner + 6)
+    _settle(c)
+    scaled = np.array(_rois(dock)["PS_R"]["vertices"])
+    assert np.ptp(scaled, axis=0).min() > np.ptp(v, axis=0).min() + 3  # resized, not just moved
+    assert list(layer.features["roi"]) == ["PS_L", "PS_R"]
     for i in range(2):
         got, want = _color(layer, i)
         assert got == want

@@ -143,8 +143,16 @@ def _lift(vertices, image, slice_index):
 
 
 #: Old kind names (metadata strings of earlier versions) and the contract 6 roles.
-_ROLES = {"rois": "outlines", "outlines": "outlines", "samples": "samples", "paint": "paint",
-          "overlay": "overlay", "map": "map", "clicks": "clicks", "marker": "marker"}
+_ROLES = {
+    "rois": "outlines",
+    "outlines": "outlines",
+    "samples": "samples",
+    "paint": "paint",
+    "overlay": "overlay",
+    "map": "map",
+    "clicks": "clicks",
+    "marker": "marker",
+}
 
 
 def layer_role(layer):
@@ -235,7 +243,7 @@ def show_in_mm(viewer, image):
         viewer.scale_bar.unit = "mm"  # older napari; newer ones take the layer units
     except Exception:
         pass
-    labels = ("slice (I→S)", "row (A→P) mm", "column (R→L) mm")[-image.ndim:]
+    labels = ("slice (I→S)", "row (A→P) mm", "column (R→L) mm")[-image.ndim :]
     try:
         if len(viewer.dims.axis_labels) == image.ndim:
             viewer.dims.axis_labels = labels
@@ -485,6 +493,7 @@ def notify(message, level="info"):
     """Show a napari notification (info, warning or error)."""
     from napari.utils import notifications
 
-    show = {"info": notifications.show_info, "warning": notifications.show_warning,
-            "error": notifications.show_error}[level]
+    show = {"info": notifications.show_info, "warning": notifications.show_warning, "error": notifications.show_error}[
+        level
+    ]
     show(message)

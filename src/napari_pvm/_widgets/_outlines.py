@@ -109,13 +109,21 @@ class OutlineController:
         """Show ``snap`` in the layers (no undo record, no clipping)."""
         self._applying = True
         try:
-            _set_layer(self.outlines, [v for v, _, _ in snap.outlines],
-                       {"roi": pd.Categorical([r for _, r, _ in snap.outlines], categories=schema.ROI_KEYS),
-                        "origin": pd.Categorical([g for _, _, g in snap.outlines], categories=ORIGINS)},
-                       [ROI_COLORS.get(r, "white") for _, r, _ in snap.outlines])
-            _set_layer(self.samples, [v for v, _ in snap.samples],
-                       {"class": pd.Categorical([c for _, c in snap.samples], categories=schema.SAMPLE_CLASSES)},
-                       [SAMPLE_COLORS.get(c, "white") for _, c in snap.samples])
+            _set_layer(
+                self.outlines,
+                [v for v, _, _ in snap.outlines],
+                {
+                    "roi": pd.Categorical([r for _, r, _ in snap.outlines], categories=schema.ROI_KEYS),
+                    "origin": pd.Categorical([g for _, _, g in snap.outlines], categories=ORIGINS),
+                },
+                [ROI_COLORS.get(r, "white") for _, r, _ in snap.outlines],
+            )
+            _set_layer(
+                self.samples,
+                [v for v, _ in snap.samples],
+                {"class": pd.Categorical([c for _, c in snap.samples], categories=schema.SAMPLE_CLASSES)},
+                [SAMPLE_COLORS.get(c, "white") for _, c in snap.samples],
+            )
         finally:
             self._applying = False
         self._state = snap
@@ -268,8 +276,11 @@ class OutlineController:
                 continue
             if res.changed:
                 entry[0] = self._from_image(res.vertices, entry[0])
-                self._notify(f"{key} clipped to {', '.join(res.clipped_by)}: {res.removed_pixels} shared "
-                             "pixels now belong to the neighbour only", "info")
+                self._notify(
+                    f"{key} clipped to {', '.join(res.clipped_by)}: {res.removed_pixels} shared "
+                    "pixels now belong to the neighbour only",
+                    "info",
+                )
             if entry[2] in ("proposed", "edited"):
                 entry[2] = "edited" if self._differs_from_proposal(key, entry[0]) else "proposed"
         if not self.problems:

@@ -46,11 +46,20 @@ SAMPLE_TARGETS = ("fat", "muscle")
 TARGETS = tuple(schema.ROI_KEYS) + SAMPLE_TARGETS
 _SAMPLE_NAMES = {"fat": "fat sample", "muscle": "lean-muscle sample"}
 _RESULT_GROUPS = tuple(schema.GROUPS)
-_RESULT_COLUMNS = (("L", "total_area_cm2", "L cm²"), ("R", "total_area_cm2", "R cm²"),
-                   ("L", "fi_pct", "L FI%"), ("R", "fi_pct", "R FI%"), ("B", "fi_pct", "B FI%"))
+_RESULT_COLUMNS = (
+    ("L", "total_area_cm2", "L cm²"),
+    ("R", "total_area_cm2", "R cm²"),
+    ("L", "fi_pct", "L FI%"),
+    ("R", "fi_pct", "R FI%"),
+    ("B", "fi_pct", "B FI%"),
+)
 _ROW_PX = 19
-_TEXT_COLUMNS = (("total_area_cm2", "total cm²"), ("muscle_area_cm2", "lean cm²"),
-                 ("fat_area_cm2", "fat cm²"), ("fi_pct", "FI %"))
+_TEXT_COLUMNS = (
+    ("total_area_cm2", "total cm²"),
+    ("muscle_area_cm2", "lean cm²"),
+    ("fat_area_cm2", "fat cm²"),
+    ("fi_pct", "FI %"),
+)
 
 #: Keys of the Measure dock (napari key names), bound on the viewer.
 KEYS = {
@@ -130,9 +139,15 @@ class MeasureWidget(QWidget):
         self.outline_list.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.outline_list.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.outline_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.outline_list.setFixedHeight(_ROW_PX * len(TARGETS) + self.outline_list.horizontalHeader().sizeHint().height() + 8)
+        self.outline_list.setFixedHeight(
+            _ROW_PX * len(TARGETS) + self.outline_list.horizontalHeader().sizeHint().height() + 8
+        )
         for i, key in enumerate(TARGETS):
-            name = f"{roi_label(key)} ({'left' if key.endswith('L') else 'right'})" if key in ROI_COLORS else _SAMPLE_NAMES[key]
+            name = (
+                f"{roi_label(key)} ({'left' if key.endswith('L') else 'right'})"
+                if key in ROI_COLORS
+                else _SAMPLE_NAMES[key]
+            )
             # the colour as a swatch; the text keeps the theme's colour (readable dark and light)
             item = QTableWidgetItem(_swatch(ROI_COLORS.get(key) or SAMPLE_COLORS[key]), name)
             item.setToolTip("the next polygon drawn on the canvas becomes this")
@@ -291,7 +306,11 @@ class MeasureWidget(QWidget):
     # ------------------------------------------------------------ image
     def _refresh_images(self, event=None):
         layers = _layers.image_layers(self.viewer)
-        current = self._image if self._image is not None and any(_layers.same(current, self._image) for current in layers) else None
+        current = (
+            self._image
+            if self._image is not None and any(_layers.same(current, self._image) for current in layers)
+            else None
+        )
         self.image_combo.blockSignals(True)
         self.image_combo.clear()
         for layer in layers:
@@ -305,8 +324,11 @@ class MeasureWidget(QWidget):
     def _on_layer_inserted(self, event=None):
         layer = getattr(event, "value", None)
         image = self.image
-        if layer is not None and image is not None and layer.ndim >= 2 and np.allclose(
-            np.asarray(layer.scale[-2:], float), np.asarray(image.scale[-2:], float)
+        if (
+            layer is not None
+            and image is not None
+            and layer.ndim >= 2
+            and np.allclose(np.asarray(layer.scale[-2:], float), np.asarray(image.scale[-2:], float))
         ):
             _layers.set_mm_units(layer)  # napari renders units only when all layers agree
         self._refresh_images()
@@ -406,7 +428,9 @@ class MeasureWidget(QWidget):
             self._update_list()
             return None
         self._controller = OutlineController(
-            outlines, samples, image,
+            outlines,
+            samples,
+            image,
             slice_index=lambda: self.slice_index,
             target=lambda: self._target,
             on_change=self._on_outlines_settled,
@@ -492,7 +516,9 @@ class MeasureWidget(QWidget):
 
     def _next_missing(self):
         layer = self.outlines
-        drawn = set(layer.features["roi"]) if layer is not None and len(layer.data) and "roi" in layer.features else set()
+        drawn = (
+            set(layer.features["roi"]) if layer is not None and len(layer.data) and "roi" in layer.features else set()
+        )
         missing = [k for k in schema.ROI_KEYS if k not in drawn]
         return missing[0] if missing else None
 
@@ -575,7 +601,9 @@ class MeasureWidget(QWidget):
                 rois = _layers.rois_from_layer(outlines, image, self.slice_index) if outlines is not None else {}
             samples_layer = _layers.sample_layer(self.viewer, image, create=False)
             samples = _layers.samples_from_layer(samples_layer, image, self.slice_index) if samples_layer else []
-            painted = _layers.painted_labels(_layers.paint_layer(self.viewer, image, create=False), image, self.slice_index)
+            painted = _layers.painted_labels(
+                _layers.paint_layer(self.viewer, image, create=False), image, self.slice_index
+            )
         except PvmError as exc:
             self._refuse(str(exc))
         meta = _layers.image_meta(image)
@@ -717,7 +745,8 @@ class MeasureWidget(QWidget):
 
         outlines = [
             (ctrl._from_image(annotation.rois[k], None), k, origins.get(k, "drawn"))
-            for k in schema.ROI_KEYS if k in annotation.rois
+            for k in schema.ROI_KEYS
+            if k in annotation.rois
         ]
         samples = [(_layers._lift(s["vertices"], image, self.slice_index), s["class"]) for s in annotation.samples]
         ctrl._apply(_Snapshot(outlines, samples))
@@ -765,7 +794,9 @@ class MeasureWidget(QWidget):
         self._set_busy(True, "classifying…")
         outcome = {}
         worker = create_worker(
-            _measure_stages, volume, annotation,
+            _measure_stages,
+            volume,
+            annotation,
             _start_thread=False,
             _ignore_errors=True,  # errors go to _on_error as a notification
             _progress={"total": len(_MEASURE_STAGES), "desc": "Measure"},
@@ -813,8 +844,14 @@ class MeasureWidget(QWidget):
         self.progress.setFormat("measured")
         image = self.image
         if image is not None:
-            _layers.show_mask(self.viewer, image, self.slice_index, result.fat,
-                              name=f"{image.name} {_layers.FAT_LAYER}", keep_active=True)
+            _layers.show_mask(
+                self.viewer,
+                image,
+                self.slice_index,
+                result.fat,
+                name=f"{image.name} {_layers.FAT_LAYER}",
+                keep_active=True,
+            )
         if then is not None:
             then(result)
 
@@ -981,7 +1018,9 @@ class MeasureWidget(QWidget):
             missing = ", ".join(roi_label(k) for k in schema.ROI_KEYS if k not in self.origins())
             self.notify(
                 f"click once inside each muscle not outlined yet, in this order: {missing} "
-                "(fewer clicks are fine), then press Propose (Shift-O) again", "info")
+                "(fewer clicks are fine), then press Propose (Shift-O) again",
+                "info",
+            )
             return None
         self._awaiting_clicks = False
         return self.propose()
@@ -1017,8 +1056,14 @@ class MeasureWidget(QWidget):
         self.progress.setRange(0, len(_PROPOSE_STAGES))
         outcome = {}
         worker = create_worker(
-            _propose, plane, spacing, dict(clicks or {}), examples, wanted,
-            _start_thread=False, _ignore_errors=True,
+            _propose,
+            plane,
+            spacing,
+            dict(clicks or {}),
+            examples,
+            wanted,
+            _start_thread=False,
+            _ignore_errors=True,
             _progress={"total": len(_PROPOSE_STAGES), "desc": "Propose outlines"},
         )
         worker.yielded.connect(self._on_stage)
@@ -1060,8 +1105,13 @@ class MeasureWidget(QWidget):
 
     # ------------------------------------------------------------ dialogs
     def _ask(self, title, text):
-        answer = QMessageBox.question(self, title, text, QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-                                      QMessageBox.StandardButton.No)
+        answer = QMessageBox.question(
+            self,
+            title,
+            text,
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
+        )
         return answer == QMessageBox.StandardButton.Yes
 
 
@@ -1141,8 +1191,11 @@ def _row_in_csv(csv_path, sha, patient_id, observer_id):
         return None
     if "annotation_sha256" not in rows.columns or not len(rows):
         return None
-    hit = rows[(rows["annotation_sha256"].astype(str) == sha) & (rows["patient_id"].astype(str) == patient_id)
-               & (rows["observer_id"].astype(str) == observer_id)]
+    hit = rows[
+        (rows["annotation_sha256"].astype(str) == sha)
+        & (rows["patient_id"].astype(str) == patient_id)
+        & (rows["observer_id"].astype(str) == observer_id)
+    ]
     return str(hit["row_id"].iloc[-1]) if len(hit) else None
 
 
@@ -1151,7 +1204,9 @@ def _with_origins(annotation, origins):
     names = {f.name for f in dataclasses.fields(annotation)}
     for field in ("origins", "origin"):
         if field in names:
-            return dataclasses.replace(annotation, **{field: {k: v for k, v in origins.items() if k in annotation.rois}})
+            return dataclasses.replace(
+                annotation, **{field: {k: v for k, v in origins.items() if k in annotation.rois}}
+            )
     extra = dict(annotation.extra)
     extra.setdefault("outline_origins", {k: v for k, v in origins.items() if k in annotation.rois})
     return dataclasses.replace(annotation, extra=extra)
