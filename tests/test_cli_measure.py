@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from napari_pvm.cli import main
@@ -272,3 +273,36 @@ def test_dixon_images_go_to_the_method_and_the_grid_is_checked(phantom_files, tm
     nib.save(nib.Nifti1Image(np.full_like(data[:-1], 10.0), img.affine, img.header), fat)
     assert main(args) == 2
     assert "the fat image f has 5 slices of 336×335" in capsys.readouterr().err
+
+
+def test_a_sagittal_image_is_refused_by_measure(phantom_files, tmp_path):
+    from napari_pvm.core.phantom_sagittal import write_sagittal_phantom
+
+    paths = write_sagittal_phantom(tmp_path / "sag", seed=1)
+    out = tmp_path / "m.csv"
+    done = run("measure", paths["image"], phantom_files["annotation"], "--patient", "P1", "--observer", "A", "--csv", out)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1
+    assert "sagittal image" in done.stderr and "axial" in done.stderr
+    assert not out.exists()
+
+
+def test_implausible_spacing_is_refused_unless_allowed(phantom_files, tmp_path):
+    import nibabel as nib
+
+    img = nib.load(str(phantom_files["image"]))
+    zooms = img.header.get_zooms()
+    affine = img.affine.copy()
+    affine[:, :2] *= 1e6 / np.asarray(zooms[:2])  # same orientation, 1 km pixels
+    huge = nib.Nifti1Image(np.asarray(img.dataobj), affine)
+    path = tmp_path / "huge.nii.gz"
+    nib.save(huge, str(path))
+    annotation = json.loads(Path(phantom_files["annotation"]).read_text())
+    annotation.pop("image", None)
+    ann_path = tmp_path / "case.pvm.json"
+    ann_path.write_text(json.dumps(annotation))
+    refused = run("measure", path, ann_path, "--json")
+    assert refused.returncode == 2 and "pixdim" in refused.stderr and "--allow-unusual-spacing" in refused.stderr
+    allowed = run("measure", path, ann_path, "--json", "--allow-unusual-spacing")
+    assert allowed.returncode == 0, allowed.stderr
+    assert json.loads(allowed.stdout)["row_spacing_mm"] == pytest.approx(1e6)

@@ -24,6 +24,11 @@ def add_arguments(parser):
     )
     parser.add_argument("--water", metavar="W", help="water image of a Dixon acquisition, on the grid of IMAGE")
     parser.add_argument("--fat", metavar="F", help="fat image of a Dixon acquisition, on the grid of IMAGE")
+    parser.add_argument(
+        "--allow-unusual-spacing",
+        action="store_true",
+        help="accept a pixel spacing outside the plausible range for MRI (checked against the header by default)",
+    )
     parser.add_argument("--json", action="store_true", help="print the row as one flat JSON object")
 
 
@@ -51,9 +56,10 @@ def run(args):
         if not (args.observer or annotation.observer_id):
             raise PvmError("--csv needs an observer ID: give --observer ID or set observer_id in the annotation")
         check_appendable(args.csv)
-    volume = read_volume(args.image, series=args.series)
-    water = read_volume(args.water) if args.water else None
-    fat = read_volume(args.fat) if args.fat else None
+    unusual = args.allow_unusual_spacing
+    volume = read_volume(args.image, series=args.series, allow_unusual_spacing=unusual)
+    water = read_volume(args.water, allow_unusual_spacing=unusual) if args.water else None
+    fat = read_volume(args.fat, allow_unusual_spacing=unusual) if args.fat else None
     result = measure_annotation(
         volume,
         annotation,

@@ -148,7 +148,7 @@ def _plain(vertices):
 def check_identifier(value, what="patient ID"):
     """Return ``value`` stripped, or raise if it could break a CSV or a path.
 
-    Allowed: 1 to 64 letters, digits, ``.``, ``_`` and ``-``, starting with a
+    Allowed: 1 to 64 ASCII letters, digits, ``.``, ``_`` and ``-``, starting with a
     letter or digit (so "007" and "P-12.a" pass, "../x", "a,b" and "=1+1" do not).
     """
     text = "" if value is None else str(value).strip()
@@ -157,7 +157,7 @@ def check_identifier(value, what="patient ID"):
     if not _ID_PATTERN.match(text):
         raise AnnotationError(
             f"{what} {text!r} has characters that could break a CSV or a file path; "
-            "use 1–64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            "use 1–64 ASCII letters, digits, '.', '_' or '-' (starting with a letter or digit)"
         )
     return text
 

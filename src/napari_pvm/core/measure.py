@@ -357,6 +357,10 @@ def measure_annotation(
         raise PvmError("method dixon needs the water and fat images (--water W --fat F)")
     if method != "dixon" and water is not None:
         raise PvmError(f"the water and fat images are used only by method dixon, not {method}; leave them out")
+    if getattr(volume, "plane", "axial") != "axial":
+        from .io import require_plane
+
+        require_plane(volume, "axial", what="measuring the muscles")
     if check_image:
         check_image_matches(annotation, volume)
     if not annotation.rois:
