@@ -239,10 +239,11 @@ def show_in_mm(viewer, image):
         if same(layer, image) or (layer.ndim >= 2 and np.allclose(np.asarray(layer.scale[-2:], float), pixel)):
             set_mm_units(layer)
     viewer.scale_bar.visible = True
-    try:
-        viewer.scale_bar.unit = "mm"  # older napari; newer ones take the layer units
-    except Exception:
-        pass
+    if not hasattr(image, "units"):  # older napari: the unit is the scale bar's
+        try:
+            viewer.scale_bar.unit = "mm"
+        except Exception:
+            pass
     labels = ("slice (I→S)", "row (A→P) mm", "column (R→L) mm")[-image.ndim :]
     try:
         if len(viewer.dims.axis_labels) == image.ndim:
