@@ -240,3 +240,52 @@ def test_a_clip_that_would_split_is_refused_at_its_place(measure_case):
     c.key("z", "ctrl")
     _settle(c)
     assert "ES_L" not in _rois(dock) and len(marker[0].data) == 0
+
+
+@pytest.mark.real
+def test_real_shared_border_drawn_by_mouse_is_clipped(make_napari_viewer, qtbot, canvas, real_data):
+    """MuscleMap slice 16: ES L traced along its border, then MF L traced one
+    pixel across the shared border, both by mouse; the dock clips MF L and the
+    outlines pass measurement's validation."""
+    from scipy import ndimage
+    from skimage.measure import approximate_polygon
+
+    from napari_pvm._widgets.measure_widget import MeasureWidget
+    from napari_pvm.core.clip import mask_to_polygon
+    from napari_pvm.core.io import read_volume
+
+    folder = real_data / "musclemap_lumbar_axial"
+    labels = read_volume(folder / "image_dseg_musclemap_pred.nii.gz").slice(16).round().astype(int)
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1500, 950)
+    viewer.open(str(folder / "image.nii.gz"), plugin="napari-pvm")
+    dock = MeasureWidget(viewer)
+    viewer.window.add_dock_widget(dock, name="Measure")
+    dock.messages = []
+    dock.notify = lambda message, level="info": dock.messages.append((level, message))
+    step = list(viewer.dims.current_step)
+    step[0] = 16
+    viewer.dims.current_step = tuple(step)
+    c = canvas(viewer)
+    c.key("k")
+    image = dock.image
+
+    def trace(value):
+        region = ndimage.binary_dilation(labels == value)  # the line just outside the border
+        return approximate_polygon(mask_to_polygon(region), 1.5)  # about 15 clicks per outline
+
+    dock.choose("ES_L")
+    c.polygon(image, trace(4), finish="double")
+    dock.choose("MF_L")
+    c.polygon(image, trace(2), finish="enter")
+    c.wait(100)
+    rois = {f"{r['muscle']}_{r['side']}": np.array(r["vertices"]) for r in dock.annotation()["rois"]}
+    shape = labels.shape
+    raw_shared = np.count_nonzero(roi_mask(trace(4), shape) & roi_mask(trace(2), shape))
+    assert raw_shared > 5  # the two traced lines really overlap
+    masks = outline_masks(rois, shape)  # refuses overlaps: passes after the clip
+    assert not np.any(masks["ES_L"] & masks["MF_L"])
+    assert any("MF_L clipped to ES_L" in m for _, m in dock.messages)
+    # MF L keeps most of its muscle (the clip took only the shared band)
+    truth = labels == 2
+    assert np.count_nonzero(masks["MF_L"] & truth) > 0.9 * np.count_nonzero(truth)
