@@ -252,3 +252,20 @@ def test_no_label_or_button_is_truncated(dock, qtbot):
             assert label.width() >= label.fontMetrics().horizontalAdvance(label.text()), label.text()
     # compact: the whole dock fits in less than half of a 1080-pixel screen
     assert dock.sizeHint().height() < 540
+
+
+def test_dock_opened_as_a_plugin_keeps_one_controller(make_napari_viewer, qtbot, phantom_files):
+    """napari gives plugin docks a proxy viewer; the undo history must survive choosing."""
+    viewer = make_napari_viewer()
+    viewer.open(str(phantom_files["image"]), plugin="napari-pvm")
+    _, dock = viewer.window.add_plugin_dock_widget("napari-pvm", "Measure")
+    dock.notify = lambda message, level="info": None
+    _go_to(dock)
+    dock.mark_level()
+    ctrl = dock._controller
+    dock.outlines.add_polygons([np.array([[2, 100, 100], [2, 100, 120], [2, 120, 120]], float)])
+    qtbot.waitUntil(lambda: len(ctrl.undo_stack) == 1, timeout=2000)
+    dock.choose("ES_L")
+    dock.choose("fat")
+    assert dock._controller is ctrl
+    assert dock.undo() and len(dock.outlines.data) == 0

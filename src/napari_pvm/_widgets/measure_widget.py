@@ -86,7 +86,10 @@ class MeasureWidget(QWidget):
 
     def __init__(self, napari_viewer):
         super().__init__()
-        self.viewer = napari_viewer
+        # napari hands plugins a proxy that wraps every layer anew on each
+        # access; the dock keeps layer objects (identity, events), so it works
+        # on the viewer itself
+        self.viewer = getattr(napari_viewer, "__wrapped__", napari_viewer)
         self.slice_index = None
         self.result = None  # last Measurement
         self._row = None  # results(): the row as add_to_csv writes it
@@ -419,7 +422,7 @@ class MeasureWidget(QWidget):
         outlines = _layers.outline_layer(self.viewer, image, create=create) if image is not None else None
         samples = _layers.sample_layer(self.viewer, image, create=create) if image is not None else None
         ctrl = self._controller
-        if ctrl is not None and outlines is not None and ctrl.outlines is outlines and ctrl.samples is samples:
+        if ctrl is not None and _layers.same(ctrl.outlines, outlines) and _layers.same(ctrl.samples, samples):
             return ctrl
         if ctrl is not None:
             ctrl.disconnect()
@@ -503,7 +506,7 @@ class MeasureWidget(QWidget):
         rows = self.outline_list.selectionModel().selectedRows()
         if rows:
             target = TARGETS[rows[0].row()]
-            if target != self._target or self.viewer.layers.selection.active is not self._layer_for(target):
+            if target != self._target or not _layers.same(self.viewer.layers.selection.active, self._layer_for(target)):
                 self._run(self.choose, target)
                 if self._target != target:
                     self._select_row(self._target)
