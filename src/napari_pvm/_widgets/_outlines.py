@@ -151,7 +151,15 @@ class OutlineController:
         return True
 
     def busy(self):
-        return bool(self.outlines._is_creating or self.samples._is_creating)
+        """Whether napari is drawing, or emitting a data event of these layers:
+        changing a layer then would pull the ground from under napari's own
+        code (the redraw TypeError); the change settles right after."""
+        return any(
+            layer._is_creating
+            or getattr(layer.events.data, "_emitting", False)
+            or getattr(layer.events.features, "_emitting", False)
+            for layer in (self.outlines, self.samples)
+        )
 
     # ---------------------------------------------------------- events
     def _on_event(self, event=None):
