@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from napari_pvm.core import classify as C
+from napari_pvm.core import forest
 from napari_pvm.core.classify import FatClassifier, labels_from_samples
 from napari_pvm.core.errors import ClassifierError
 from napari_pvm.core.phantom import make_phantom
@@ -201,18 +202,18 @@ def test_same_seed_same_mask_any_thread_count(small_phantom):
     within = within_of(ph)
     a = FatClassifier(seed=4).fit(ph.l4, lab, within=within)
     pa = a.predict_proba(ph.l4, within)
-    b = FatClassifier(seed=4).fit(ph.l4.copy(), lab.copy())
+    b = FatClassifier(seed=4).fit(ph.l4.copy(), lab.copy(), within=within.copy())
     np.testing.assert_array_equal(pa, b.predict_proba(ph.l4, within))
     np.testing.assert_array_equal(a.predict(ph.l4, within), b.predict(ph.l4, within))
     numba = pytest.importorskip("numba")
     before = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
-        c = FatClassifier(seed=4).fit(ph.l4, lab)
+        c = FatClassifier(seed=4).fit(ph.l4, lab, within=within)
         np.testing.assert_array_equal(pa, c.predict_proba(ph.l4, within))
     finally:
         numba.set_num_threads(before)
-    other = FatClassifier(seed=5).fit(ph.l4, lab).predict_proba(ph.l4, within)
+    other = FatClassifier(seed=5).fit(ph.l4, lab, within=within).predict_proba(ph.l4, within)
     assert not np.array_equal(pa, other)
 
 
@@ -223,9 +224,9 @@ def test_python_fallback_matches_the_compiled_engine(monkeypatch):
     x = rng.random((300, 6)).astype(np.float32)
     y = (x[:, 0] + 0.3 * rng.random(300) > 0.6).astype(np.int64)
     kw = {"n_trees": 3, "k_try": 2, "seed": 1, "class_weight": (1.0, 1.0), "criterion": "entropy"}
-    compiled = C._grow(x, y, **kw)
-    monkeypatch.setattr(C, "_ENGINE", {name.lstrip("_"): getattr(C, name) for name in C._KERNELS})
-    python = C._grow(x, y, **kw)
+    compiled = forest.grow(x, y, **kw)
+    monkeypatch.setattr(forest, "_ENGINE", forest.python_kernels())
+    python = forest.grow(x, y, **kw)
     for name in ("feat", "thr", "left", "val", "depth"):
         np.testing.assert_array_equal(getattr(python, name), getattr(compiled, name))
     np.testing.assert_array_equal(python.proba(x), compiled.proba(x))
