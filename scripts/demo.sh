@@ -14,7 +14,7 @@ if [ $# -ge 2 ]; then
 fi
 [ -n "${PVM_DEMO_DIR:-}" ] && PVM_DEMO_DIR=$(absolute "$PVM_DEMO_DIR")
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+[ -n "${PVM_SKIP_SETUP:-}" ] || bash scripts/setup.sh  # PVM_SKIP_SETUP=1: already set up
 PVM=.venv/bin/napari-pvm
 OUT=${PVM_DEMO_DIR:-pvm-demo}
 mkdir -p "$OUT"

@@ -95,3 +95,19 @@ def test_core_exports_the_public_api_lazily():
         assert name in core.__all__
     with pytest.raises(AttributeError):
         core.no_such_name  # noqa: B018
+
+
+def test_demo_takes_paths_relative_to_the_callers_folder(tmp_path):
+    import os
+
+    from napari_pvm.core.phantom import write_phantom
+    from napari_pvm.core.store import read_rows
+
+    write_phantom(tmp_path / "case", seed=3, n_slices=3, spacing=1.2)
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env.update(PVM_SKIP_SETUP="1", PVM_DEMO_DIR="demo-out", PVM_PATIENT="P7")
+    result = subprocess.run(["bash", str(REPO / "scripts" / "demo.sh"), "case/phantom.nii.gz", "case/phantom.pvm.json"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    rows = read_rows(tmp_path / "demo-out" / "measurements.csv")
+    assert list(rows["patient_id"]) == ["P7"]

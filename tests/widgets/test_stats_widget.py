@@ -150,6 +150,8 @@ def test_cohort_tables_and_plots_match_analyse(dock, qtbot, cohort, tmp_path):
             f"First: {expected.warnings[0]}") in dock.messages
     assert dock.reliability is None and "no measurements" in res.ba_canvas.message
     _no_nan(dock)
+    # determinate progress, one step per stage of the analysis
+    assert dock.progress.maximum() == 6 and dock.progress.value() == 6
 
     # export: the CLI's files plus the figures shown
     out = tmp_path / "export"

@@ -425,7 +425,12 @@ class StatsWidget(QWidget):
             return None
         self._clear_results("analysing…")
         self._set_running(True)
-        worker = create_worker(func, **kwargs, _ignore_errors=True)
+        from ..core.stats.analysis import STAGES
+
+        steps = len(STAGES) + 1  # each stage as it starts, and "done"
+        worker = create_worker(_steps, func, kwargs, _progress={"total": steps, "desc": "statistics"},
+                               _ignore_errors=True)
+        worker.yielded.connect(self._on_step)
         worker.returned.connect(self._on_returned)
         worker.errored.connect(self._on_error)
         worker.finished.connect(self._on_finished)
@@ -469,6 +474,8 @@ class StatsWidget(QWidget):
         self._update_enabled()
 
     def _on_error(self, exc):
+        if isinstance(exc, _Failed):
+            exc = exc.__cause__
         if isinstance(exc, PvmError):
             message = gui_message(str(exc))
             self.notify(message, "warning")
@@ -548,10 +555,13 @@ class StatsWidget(QWidget):
         return written
 
     def _on_export_step(self, step):
+        self._on_step(step, "exporting")
+
+    def _on_step(self, step, verb="analysing"):
         done, total, what = step
         self.progress.setRange(0, total)
         self.progress.setValue(done)
-        self.status_label.setText(f"exporting: {what} ({done}/{total})")
+        self.status_label.setText(f"{verb}: {what} ({done}/{total})")
 
 
 # --------------------------------------------------------------------------
@@ -559,13 +569,53 @@ class StatsWidget(QWidget):
 # --------------------------------------------------------------------------
 
 
-def _reliability_only(frames, level, session, exclude_flagged):
+def _reliability_only(frames, level, session, exclude_flagged, progress=None):
     """Worker: the inter-observer reliability of the measurements alone (muscle and spine tables)."""
     from ..core.stats import ReliabilityResult, inter_observer
 
-    return ReliabilityResult.concat(
-        inter_observer(rows, level=level, session=session, exclude_flagged=exclude_flagged) for rows in frames
-    )
+    parts = []
+    for i, rows in enumerate(frames):
+        if progress is not None:
+            progress(i, len(frames), "reliability")
+        parts.append(inter_observer(rows, level=level, session=session, exclude_flagged=exclude_flagged))
+    if progress is not None:
+        progress(len(frames), len(frames), "done")
+    return ReliabilityResult.concat(parts)
+
+
+def _steps(func, kwargs):
+    """Generator worker around ``func(progress=…)``: yields each ``(done, total, stage)``
+    it reports (for the dock's bar and napari's activity panel) and returns its result.
+
+    ``func`` runs in a helper thread of the worker thread, because a callback
+    cannot yield from the worker's own frame.
+    """
+    import queue
+    import threading
+
+    steps, outcome = queue.SimpleQueue(), {}
+
+    def target():
+        try:
+            outcome["result"] = func(progress=lambda *step: steps.put(step), **kwargs)
+        except BaseException as exc:  # handed to the worker thread, which reports it
+            outcome["error"] = exc
+        finally:
+            steps.put(None)
+
+    threading.Thread(target=target, name="napari-pvm statistics", daemon=True).start()
+    while (step := steps.get()) is not None:
+        yield step
+    error = outcome.get("error")
+    if isinstance(error, RuntimeError):  # a generator worker takes a RuntimeError for an aborted thread
+        raise _Failed(error) from error
+    if error is not None:
+        raise error
+    return outcome["result"]
+
+
+class _Failed(Exception):
+    """Carries an unexpected error of the worker to the dock (see :func:`_steps`)."""
 
 
 def _with_browse(edit, browse):

@@ -54,7 +54,17 @@ from .logistic import LogisticResult, logistic_regression
 from .reliability import ReliabilityResult
 from .roc import AUC_CI_METHOD, RocResult, roc_analysis
 
-__all__ = ["StatsResult", "analyse"]
+__all__ = ["STAGES", "StatsResult", "analyse"]
+
+#: The stages :func:`analyse` reports to its ``progress`` callback, in order.
+STAGES = (
+    "reading the table",
+    "merging the measurements",
+    "comparing the groups (Table 2)",
+    "logistic regression (Table 3)",
+    "ROC analysis",
+    "reliability",
+)
 
 
 # --------------------------------------------------------------------------
@@ -224,6 +234,7 @@ def analyse(
     exclude_flagged=False,
     reference=None,
     seed=0,
+    progress=None,
 ):
     """Run the seed paper's analysis on a per-patient table.
 
@@ -268,6 +279,9 @@ def analyse(
         Reference category per categorical logistic covariate.
     seed : int, optional
         Seed of any resampled Fisher test (recorded in the result).
+    progress : callable, optional
+        ``progress(done, total, stage)`` as each stage of :data:`STAGES`
+        starts and when all are done (``done == total``), for progress bars.
 
     Returns
     -------
@@ -281,6 +295,8 @@ def analyse(
         that was asked for by name, and the merge errors of
         :func:`merge_measurements`.
     """
+    step = _stepper(progress)
+    step("reading the table")
     table = clean_text(table) if isinstance(table, pd.DataFrame) else load_table(table)
     if table.empty:
         raise StatsInputError("the table has no rows")
@@ -297,6 +313,7 @@ def analyse(
             )
         table = table.assign(patient_id=ids)
     rows = None
+    step("merging the measurements")
     if measurements is not None:
         table, rows, notes = merge_measurements(
             table, measurements, observer=observer, level=level, session=session,
@@ -361,10 +378,12 @@ def analyse(
         continuous = [n for n, t in types.items() if t == "continuous"]
         categorical = [n for n, t in types.items() if t == "categorical"]
 
+    step("comparing the groups (Table 2)")
     comparison = compare_groups(data, y, continuous=continuous, categorical=categorical, seed=seed)
     warnings.extend(comparison.warnings)
 
     logistic_result = None
+    step("logistic regression (Table 3)")
     if logistic:
         cat = set()
         declared = set(categorical) if explicit else set()  # as SPSS: covariates unless declared
@@ -396,6 +415,7 @@ def analyse(
         warnings.extend(logistic_result.warnings)
 
     roc_result = None
+    step("ROC analysis")
     if roc:
         for name in roc:
             data[name] = _numeric_column(table, name, ids, "ROC variable")
@@ -409,7 +429,9 @@ def analyse(
         roc_result = roc_analysis(data, y, roc)
         warnings.extend(roc_result.warnings)
 
+    step("reliability")
     reliability = _reliability(rows, session, level, exclude_flagged, warnings)
+    step(None)
 
     outcome_info = {
         "column": outcome,
@@ -459,3 +481,13 @@ def _reliability(used, session, level, exclude_flagged, warnings):
         except StatsInputError as exc:
             warnings.append(f"reliability of the {info['table']} table not computed: {exc}")
     return ReliabilityResult.concat(parts) if parts else None
+
+
+def _stepper(progress):
+    """``step(stage)``: tell ``progress`` that ``stage`` starts (None: all done)."""
+    def step(stage):
+        if progress is not None:
+            done = len(STAGES) if stage is None else STAGES.index(stage)
+            progress(done, len(STAGES), stage or "done")
+
+    return step
