@@ -7,8 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$(mktemp -d)}
-.venv/bin/ruff check .
+lint=0
+.venv/bin/ruff check . || lint=$?   # lint problems fail the run, after the tests
 if [ $# -eq 0 ]; then
     set -- --doctest-modules src/napari_pvm/core tests
 fi
-exec .venv/bin/python -m pytest -q "$@"
+.venv/bin/python -m pytest -q "$@"
+exit "$lint"
