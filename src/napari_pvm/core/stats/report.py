@@ -702,7 +702,9 @@ def reliability_text(result, *, file=None):  # noqa: C901 (one report, read top 
     counts = ", ".join(f"{r} {c}" for r, c in attrs.get("n_patients", {}).items())
     both = "both" if len(raters) == 2 else "all"
     lines.append(f"patients: {counts}; read by {both}: {attrs.get('n_patients_both')}")
-    if attrs.get("exclude_flagged"):
+    if attrs.get("table", "muscle") != "muscle":
+        pass  # the spine table has no quality flags
+    elif attrs.get("exclude_flagged"):
         lines.append(f"rows with quality flags left out (after choosing the latest row of each reading): "
                      f"{attrs.get('n_flagged') or 0}")
     else:
