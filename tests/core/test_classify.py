@@ -329,3 +329,74 @@ def test_real_dixon_subjects_within_2_points(subject):
     img, within, labels, reference = _dixon(subject)
     fi = 100.0 * FatClassifier().fit(img, labels, within=within).predict(img, within)[within].mean()
     assert abs(fi - reference) <= 2.0, (fi, reference)
+
+
+# ------------------------------------------------ mistakes tests must catch
+def test_seed_changes_only_the_forest(small_phantom):
+    """Another seed grows other trees on exactly the same training set
+    (samples, subsample and calibration canvas fixed); a forest that ignored
+    its seed would give identical probabilities."""
+    ph = small_phantom
+    lab = labels_from_samples(ph.samples, ph.l4.shape)
+    within = within_of(ph)
+    a = FatClassifier(n_trees=30, seed=1).fit(ph.l4, lab, within=within)
+    b = FatClassifier(n_trees=30, seed=2).fit(ph.l4, lab, within=within)
+    for xa, xb in zip(a.training_set, b.training_set):
+        np.testing.assert_array_equal(xa, xb)
+    ca, cb = a.calibration_model, b.calibration_model
+    assert (ca.muscle, ca.fat, ca.box) == (cb.muscle, cb.fat, cb.box)
+    np.testing.assert_array_equal(ca.coef, cb.coef)
+    pa, pb = a.predict_proba(ph.l4, within), b.predict_proba(ph.l4, within)
+    assert np.mean(pa[within] != pb[within]) > 0.05  # different trees, different votes
+    np.testing.assert_array_equal(pa, FatClassifier(n_trees=30, seed=1).fit(ph.l4, lab, within=within)
+                                  .predict_proba(ph.l4, within))
+
+
+def _imbalanced(n_muscle=2000, n_fat=100, seed=0):
+    """Two overlapping 1-D classes, muscle ~ N(0, 1) and fat ~ N(1.5, 1)."""
+    rng = np.random.default_rng(seed)
+    x = np.concatenate([rng.normal(0.0, 1.0, n_muscle), rng.normal(1.5, 1.0, n_fat)])[:, None]
+    y = np.concatenate([np.zeros(n_muscle, np.int64), np.ones(n_fat, np.int64)])
+    return x.astype(np.float32), y
+
+
+def test_class_balance_weights_the_rare_class_up():
+    """With balancing, the rare class (fat) weighs n / (2 n_fat) and the
+    common one n / (2 n_muscle): in the overlap the balanced forest calls
+    far more fat. Inverted weights would call even less fat than without
+    balancing."""
+    x, y = _imbalanced()
+    clf = FatClassifier(n_trees=60, class_balance=True)
+    balanced = clf._grow(x, y, 60, 0)
+    plain = FatClassifier(n_trees=60)._grow(x, y, 60, 0)
+    inverted = forest.grow(x, y, n_trees=60, k_try=2, seed=0, criterion="entropy",
+                           class_weight=(len(y) / (2.0 * 100), len(y) / (2.0 * 2000)))
+    grid = np.linspace(0.0, 1.5, 31, dtype=np.float32)[:, None]  # the overlap
+    p_bal, p_plain, p_inv = (f.proba(grid).mean() for f in (balanced, plain, inverted))
+    assert p_bal > 2.5 * p_plain and p_plain > 2.5 * p_inv, (p_bal, p_plain, p_inv)
+
+
+def test_compiled_forest_agrees_with_scikit_learn(small_phantom):
+    """Same settings (200 trees, 2 features per split, entropy, full
+    bootstrap, unlimited depth), same training rows of the classifier,
+    held-out outline pixels of the phantom: pixel accuracy against the
+    phantom's truth within 1.5 points of scikit-learn's, and the two
+    forests' fat probabilities correlate above 0.9."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    ph = small_phantom
+    lab = labels_from_samples(ph.samples, ph.l4.shape)
+    within = within_of(ph)
+    clf = FatClassifier().fit(ph.l4, lab, within=within)
+    x, y, _ = clf.training_set
+    rows, cols = np.nonzero(within)
+    held_out = clf._rows(ph.l4.astype(np.float32), rows, cols, clf.calibration_model)
+    truth = ph.fat_share[rows, cols] > 0.5
+    ours = clf._forest.proba(held_out)
+    ref = RandomForestClassifier(n_estimators=200, max_features=2, criterion="entropy", bootstrap=True,
+                                 random_state=0, n_jobs=1).fit(x, y)
+    theirs = ref.predict_proba(held_out)[:, 1]
+    acc_ours = np.mean((ours > 0.5) == truth)
+    acc_theirs = np.mean((theirs > 0.5) == truth)
+    assert acc_ours > 0.95 and abs(acc_ours - acc_theirs) < 0.015, (acc_ours, acc_theirs)
+    assert np.corrcoef(ours, theirs)[0, 1] > 0.9
