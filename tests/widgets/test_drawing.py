@@ -87,6 +87,31 @@ def test_draw_redraw_escape_undo_keep_identity_and_colour(measure_case):
         assert got == want
 
 
+def test_a_save_hook_inside_naparis_event_sees_the_settled_case(measure_case):
+    """The reading session saves on the layer's data event, which napari emits
+    while it is still finishing the polygon: the dock then reports the case as
+    it will settle (the redrawn outline replacing the old one), and changes
+    nothing under napari's feet."""
+    dock, c = measure_case
+    image = dock.image
+    seen = []
+
+    def save_hook(event):
+        if str(event.action).lower().endswith("added"):
+            seen.append({r["muscle"] + "_" + r["side"]: r["vertices"] for r in dock.annotation()["rois"]})
+
+    dock.outlines.events.data.connect(save_hook)
+    c.polygon(image, _box(100, 90, 125, 115), finish="enter")
+    _settle(c)
+    assert sorted(seen[-1]) == ["PS_L"]
+    dock.choose("PS_L")
+    c.polygon(image, _box(140, 90, 160, 110), finish="double")
+    assert sorted(seen[-1]) == ["PS_L"]  # replaced, not outlined twice
+    assert min(v[0] for v in seen[-1]["PS_L"]) > 135
+    _settle(c)
+    assert sorted(_rois(dock)) == ["PS_L"]
+
+
 def test_undo_is_at_least_ten_steps_deep(measure_case):
     dock, c = measure_case
     image = dock.image

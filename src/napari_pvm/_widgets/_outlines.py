@@ -150,6 +150,22 @@ class OutlineController:
         self._on_change()
         return True
 
+    def mid_draw(self):
+        """Whether a polygon is being drawn right now (napari's drawing state)."""
+        return any(layer._is_creating and layer._moving_value[0] is not None for layer in (self.outlines, self.samples))
+
+    def settled(self):
+        """What the layers hold once the pending change settles, computed
+        without touching them (safe inside napari's own event emission; a
+        polygon still being drawn is left out)."""
+        if not self.busy():
+            self.sync_now()
+            return self._state
+        if self.mid_draw() or self._cancel:
+            return self._state
+        now = self.snapshot()
+        return now if now.same_as(self._state) else self._resolve(now, quiet=True)
+
     def busy(self):
         """Whether napari is drawing, or emitting a data event of these layers:
         changing a layer then would pull the ground from under napari's own
@@ -224,9 +240,9 @@ class OutlineController:
         return True
 
     # ------------------------------------------------------- the rules
-    def _resolve(self, now):
+    def _resolve(self, now, *, quiet=False):
         before = self._state
-        outlines = self._resolve_outlines(before.outlines, now.outlines)
+        outlines = self._resolve_outlines(before.outlines, now.outlines, quiet=quiet)
         target = self._target()
         samples = []
         for v, c in now.samples:
@@ -235,7 +251,9 @@ class OutlineController:
             samples.append((v, c))
         return _Snapshot(outlines, samples)
 
-    def _resolve_outlines(self, old, new):
+    def _resolve_outlines(self, old, new, *, quiet=False):
+        """The outlines ``new`` under the rules (identity, replacement, clipping,
+        origin); ``quiet``: compute only (no messages, markers or bookkeeping)."""
         target = self._target()
         n_old = len(old)
         kept = []  # (vertices, roi, origin, status) status: "new" | "changed" | "same"
@@ -266,24 +284,28 @@ class OutlineController:
         # a new outline replaces the older outline of its muscle
         new_keys = {e[1] for e in kept if e[3] == "new"}
         kept = [e for e in kept if e[1] is not None and not (e[3] != "new" and e[1] in new_keys)]
-        for key in new_keys:
-            self.proposals.pop(key, None)  # drawn again: no longer a proposal
+        if not quiet:
+            for key in new_keys:
+                self.proposals.pop(key, None)  # drawn again: no longer a proposal
         # clip new and edited outlines to their neighbours, in drawing order
         for entry in kept:
             if entry[3] == "same":
                 continue
             key = entry[1]
-            self.problems.pop(key, None)
+            if not quiet:
+                self.problems.pop(key, None)
             others = {e[1]: self._to_image(e[0]) for e in kept if e is not entry}
             try:
                 res = clip_outline(self._to_image(entry[0]), others, shape=self._shape(), name=key)
             except ClipError as exc:
-                self.problems[key] = str(exc)
-                self._show_marker(exc.location, f"{key}: {'split' if 'pieces' in str(exc) else 'hole'}")
-                self._notify(str(exc), "warning")
+                if not quiet:
+                    self.problems[key] = str(exc)
+                    self._show_marker(exc.location, f"{key}: {'split' if 'pieces' in str(exc) else 'hole'}")
+                    self._notify(str(exc), "warning")
                 continue
             if res.changed:
                 entry[0] = self._from_image(res.vertices, entry[0])
+            if res.changed and not quiet:
                 self._notify(
                     f"{key} clipped to {', '.join(res.clipped_by)}: {res.removed_pixels} shared "
                     "pixels now belong to the neighbour only",
@@ -291,7 +313,7 @@ class OutlineController:
                 )
             if entry[2] in ("proposed", "edited"):
                 entry[2] = "edited" if self._differs_from_proposal(key, entry[0]) else "proposed"
-        if not self.problems:
+        if not self.problems and not quiet:
             self._show_marker(None, "")
         order = {k: i for i, k in enumerate(schema.ROI_KEYS)}
         kept.sort(key=lambda e: order[e[1]])
@@ -336,6 +358,12 @@ class OutlineController:
     # ------------------------------------------------------- geometry
     def _shape(self):
         return tuple(self.image.data.shape[-2:])
+
+    def _to_image_3d(self, vertices):
+        """Layer data vertices → image data coordinates (all axes)."""
+        from . import _layers
+
+        return _layers._to_image_data(self.outlines, self.image, vertices)
 
     def _to_image(self, vertices):
         """Layer data vertices → [row, col] of the image slice."""

@@ -36,7 +36,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..core import schema
-from ..core.errors import PvmError
+from ..core.errors import AnnotationError, PvmError
 from . import _layers
 from ._outlines import OutlineController
 from ._style import ROI_COLORS, SAMPLE_COLORS, roi_label
@@ -593,17 +593,26 @@ class MeasureWidget(QWidget):
         from ..core.annotation import Annotation
 
         image = self._require_slice()
-        if self._controller is not None:
-            self._controller.sync_now()
         outlines = _layers.outline_layer(self.viewer, image, create=False)
+        samples_layer = _layers.sample_layer(self.viewer, image, create=False)
         ctrl = self._controller
+        origins = None
         try:
-            if ctrl is not None and ctrl.busy():  # a polygon in progress is not part of the case yet
-                rois = {key: ctrl._to_image(v) for v, key, _ in ctrl._state.outlines}
+            if ctrl is not None and ctrl.busy():
+                # napari is drawing or emitting a change (a save hook may be
+                # asking): the case as it will settle, the layers untouched
+                snap = ctrl.settled()
+                rois = {key: self._on_slice(key, ctrl._to_image_3d(v)) for v, key, _ in snap.outlines}
+                samples = [
+                    {"class": c, "vertices": self._on_slice(f"{c} sample", ctrl._to_image_3d(v))}
+                    for v, c in snap.samples
+                ]
+                origins = {key: origin for _, key, origin in snap.outlines}
             else:
+                if ctrl is not None:
+                    ctrl.sync_now()
                 rois = _layers.rois_from_layer(outlines, image, self.slice_index) if outlines is not None else {}
-            samples_layer = _layers.sample_layer(self.viewer, image, create=False)
-            samples = _layers.samples_from_layer(samples_layer, image, self.slice_index) if samples_layer else []
+                samples = _layers.samples_from_layer(samples_layer, image, self.slice_index) if samples_layer else []
             painted = _layers.painted_labels(
                 _layers.paint_layer(self.viewer, image, create=False), image, self.slice_index
             )
@@ -622,7 +631,16 @@ class MeasureWidget(QWidget):
             session=self.session_edit.text().strip() or None,
             classifier=self.classifier_settings(),
         )
-        return _with_origins(annotation, self.origins())
+        return _with_origins(annotation, self.origins() if origins is None else origins)
+
+    def _on_slice(self, name, data):
+        """[row, col] of image-data vertices, refusing an outline off the marked slice."""
+        if data.shape[1] == 3 and np.any(np.abs(data[:, 0] - self.slice_index) > 0.5):
+            raise AnnotationError(
+                f"{name} is drawn on slice {int(round(data[:, 0].mean()))}, not on the {self.level_combo.currentText()} "
+                f"slice {self.slice_index}; draw it on slice {self.slice_index}"
+            )
+        return data[:, -2:]
 
     def origins(self):
         """{roi key: "drawn" | "proposed" | "edited"} of the outlines on screen."""
