@@ -290,6 +290,8 @@ def test_reliability_from_the_measurements_alone(dock, qtbot, shared, tmp_path):
     assert dock.result is None and dock.reliability is not None
     assert res.tabs.tabText(res.tabs.currentIndex()) == "Reliability"
     assert res.reliability_table.rowCount() == len(dock.reliability) > 0
+    # how the outlines were made (proposals shared by observers inflate agreement)
+    assert "A: 0 drawn, 0 proposed, 0 edited, 72 not recorded" in res.reliability_note.text()  # no outline_origin
     assert res.ba_canvas.has_plot
     written = {p.name for p in dock.export(tmp_path / "rel", wait=True)}
     assert "reliability.csv" in written and any(n.startswith("bland_altman_") for n in written)

@@ -59,6 +59,7 @@ class ResultsPanel(QWidget):
         self.roc_table = _table()
         self.roc_canvas = ThemedCanvas(viewer, figsize=(4.8, 4.6))
         self.reliability_table = _table()
+        self.reliability_note = _note("")
         self.measure_combo = QComboBox()
         self.measure_combo.currentIndexChanged.connect(lambda *_: self.draw_bland_altman())
         self.ba_canvas = ThemedCanvas(viewer, figsize=(5.5, 4.0))
@@ -81,7 +82,8 @@ class ResultsPanel(QWidget):
             _page(self.comparison_table, _note(_COMPARISON_NOTE)),
             _page(self.logistic_table, self.logistic_note),
             _split(self.roc_table, self.roc_canvas),
-            _split(self.reliability_table, _page(_labelled("measure", self.measure_combo), self.ba_canvas)),
+            _split(_page(self.reliability_table, self.reliability_note),
+                   _page(_labelled("measure", self.measure_combo), self.ba_canvas)),
             _page(_labelled("variable", self.box_combo), self.box_canvas),
             self.warnings_list,
         )
@@ -111,6 +113,7 @@ class ResultsPanel(QWidget):
             table.setRowCount(0)
             table.setColumnCount(0)
         self.logistic_note.setText("")
+        self.reliability_note.setText("")
         for combo in (self.measure_combo, self.box_combo):
             combo.blockSignals(True)
             combo.clear()
@@ -168,6 +171,9 @@ class ResultsPanel(QWidget):
                 f"{', '.join(map(str, attrs.get('observers', [])))}"
             )
         views.fill_table(self.reliability_table, *views.reliability_rows(table))
+        from ..core.stats.report import origin_lines
+
+        self.reliability_note.setText("\n".join(origin_lines(result)))
         measures = list(table["measure"])
         first = next((m for m in preferred if m in measures), None)
         if first is None:

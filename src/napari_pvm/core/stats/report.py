@@ -23,6 +23,7 @@ __all__ = [
     "figures",
     "html_report",
     "logistic_rows",
+    "origin_lines",
     "reliability_rows",
     "reliability_text",
     "roc_rows",
@@ -278,7 +279,7 @@ def text_report(result):
         ]
     if result.reliability is not None:
         parts += ["", "Inter-observer reliability", _text_table(*reliability_rows(result))]
-        parts += _origin_lines(result.reliability)
+        parts += origin_lines(result.reliability)
     parts += _source_lines(result)
     if result.warnings:
         parts += ["", "Warnings:"] + [f"- {w}" for w in result.warnings]
@@ -324,7 +325,7 @@ def _source_lines(result):
     return ["", line + "."]
 
 
-def _origin_lines(rel):
+def origin_lines(rel):
     """How the outlines of each observer were made (proposals inflate agreement)."""
     origins = getattr(rel, "origins", None)
     if origins is None or origins.empty:
@@ -520,7 +521,7 @@ def html_report(result, *, figures=True, title="napari-pvm statistics", drawn=No
         body += ["<h2>Box plots by group</h2>", *boxes]
     if result.reliability is not None:
         body += ["<h2>Inter-observer reliability</h2>", _html_table(*reliability_rows(result))]
-        body += [f"<p>{e(line)}</p>" for line in _origin_lines(result.reliability)]
+        body += [f"<p>{e(line)}</p>" for line in origin_lines(result.reliability)]
         body += [_img(fig, caption) for name, caption, fig in drawn if name.startswith("bland_altman")]
     body += [f"<p>{e(line)}</p>" for line in _source_lines(result) if line]
     shown = set(result.logistic.warnings) if result.logistic is not None else set()
@@ -709,7 +710,7 @@ def reliability_text(result, *, file=None):  # noqa: C901 (one report, read top 
                      f"{attrs.get('n_flagged') or 0}")
     else:
         lines.append("rows with quality flags included (leave them out with --exclude-flagged)")
-    lines += _origin_lines(result)
+    lines += origin_lines(result)
     lines.append("")
 
     notes = {}
