@@ -88,6 +88,7 @@ class OutlineController:
         self._applying = False
         self._cancel = False
         self._scheduled = False
+        self._data_event_seen = False
         self._state = self.snapshot()
         for layer in (outlines, samples):
             layer.events.data.connect(self._on_event)
@@ -184,6 +185,8 @@ class OutlineController:
         action = str(getattr(event, "action", "") or "").lower().rsplit(".", 1)[-1]
         if action in ("adding", "removing", "changing"):
             return
+        if getattr(event, "type", "data") == "data":
+            self._data_event_seen = True
         self.schedule()
 
     def schedule(self, delay=0):
@@ -219,7 +222,9 @@ class OutlineController:
         if now.same_as(self._state):
             return
         snap = self._resolve(now)
-        if snap.same_as(now) and self._colors_ok():
+        seen, self._data_event_seen = self._data_event_seen, False
+        # a paste changes the layer without a data event: apply, so that data listeners hear of it
+        if seen and snap.same_as(now) and self._colors_ok():
             # nothing to correct: keep napari's selection (copy, move again …)
             self.undo_stack.append(self._state)
             del self.undo_stack[:-UNDO_DEPTH]
