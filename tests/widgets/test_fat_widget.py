@@ -76,3 +76,49 @@ def test_no_samples_or_one_class_gives_a_message(setup, qtbot):
     qtbot.waitUntil(lambda: widget._worker is None, timeout=30_000)
     assert "muscle" in widget.messages[-1][1].lower()
     assert widget.result is None
+
+
+def test_live_preview_follows_real_strokes_and_never_takes_the_brush(make_napari_viewer, qtbot, small_phantom,
+                                                                       canvas):
+    from napari_pvm._widgets.fat_widget import train_and_classify
+
+    ph = small_phantom
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1400, 900)
+    image = viewer.add_image(ph.data, name="mri", scale=ph.spacing)
+    step = list(viewer.dims.current_step)
+    step[0] = ph.l4_index
+    viewer.dims.current_step = tuple(step)
+    widget = FatClassifierWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.messages = []
+    widget.notify = lambda message, level="info": widget.messages.append((level, message))
+    layer, _ = _paint_samples(widget, ph)  # the phantom's samples as the first paint
+    widget.live_check.setChecked(True)
+    c = canvas(viewer)
+    layer = widget.start_painting(2)
+    layer.brush_size = 3
+    colours = {k: tuple(np.round(layer.colormap.map(k), 3).ravel()) for k in (1, 2)}
+    fat = np.asarray(next(s for s in ph.samples if s["class"] == "fat")["vertices"])
+    row = float(fat[:, 0].max()) + 3  # just outside the fat sample already painted, in the subcutaneous fat
+    cols = (float(fat[:, 1].min()) + 2, float(fat[:, 1].max()) - 2)
+
+    before = np.asarray(layer.data[ph.l4_index]).copy()
+    c.pixel_drag(image, (row, cols[0]), (row, cols[1]))  # a real brush stroke of fat
+    assert (np.asarray(layer.data[ph.l4_index]) != before).any(), "the stroke did not paint"
+    name = "mri fat map (preview)"
+    qtbot.waitUntil(lambda: name in viewer.layers and widget._worker is None, timeout=60_000)
+    assert viewer.layers.selection.active is layer and layer.mode == "paint"  # the preview did not take over
+    # the preview is the core's preview model on what is painted now (known answer, deterministic)
+    painted = np.array(layer.data[ph.l4_index])  # a copy: painting changes the layer in place
+    assert (painted == 2).sum() > (labels_from_samples(ph.samples, ph.l4.shape) == 2).sum()  # the stroke landed
+    expected, _, _ = train_and_classify(ph.l4.astype(np.float32), painted, None, widget.settings(), preview=True)
+    np.testing.assert_array_equal(viewer.layers[name].data[ph.l4_index].astype(bool), expected)
+
+    camera = (tuple(viewer.camera.center), viewer.camera.zoom)
+    c.pixel_drag(image, (row + 3, cols[0]), (row + 3, cols[1]))  # the next stroke paints, it does not pan
+    assert (np.asarray(layer.data[ph.l4_index]) != painted).any()
+    assert (tuple(viewer.camera.center), viewer.camera.zoom) == camera
+    qtbot.waitUntil(lambda: widget._worker is None and widget._pending is None, timeout=60_000)
+    assert {k: tuple(np.round(layer.colormap.map(k), 3).ravel()) for k in (1, 2)} == colours  # samples keep colours
+    assert widget.result is None and not widget.messages

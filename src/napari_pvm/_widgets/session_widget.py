@@ -18,7 +18,6 @@ Keys (on the canvas; the Measure dock adds its own, see ``docs/study.md``):
 
 import os
 import re
-import threading
 from datetime import datetime
 
 from qtpy.QtCore import QTimer
@@ -41,6 +40,7 @@ from qtpy.QtWidgets import (
 from ..core.errors import PvmError
 from ..core.session import DEFAULT_SESSION, ReadingSession, Study
 from . import _layers
+from .fat_widget import warm_up_in_background
 
 #: Layer roles (``metadata["napari_pvm"]["role"]``, contract 6) whose edits are saved at once.
 _WATCHED = ("outlines", "samples", "paint")
@@ -52,28 +52,6 @@ KEYS = {
 }
 #: Longest wait for the canvas to finish a pending draw before layers are swapped.
 _DRAW_WAIT_MS = 500
-_WARMED = threading.Event()
-
-
-def warm_up_in_background():
-    """Compile (or load from numba's cache) the classifier engine and import
-    the measuring modules in a daemon thread, once per process, so that the
-    first Train / Measure in a fresh napari does not stall the GUI."""
-    if _WARMED.is_set():
-        return
-    _WARMED.set()
-
-    def run():
-        try:
-            from ..core import classify, measure  # noqa: F401
-
-            classify.warm_up()
-        except Exception:  # noqa: BLE001 - warming is an optimisation; the real call reports errors
-            pass
-
-    threading.Thread(target=run, name="napari-pvm warm-up", daemon=True).start()
-
-
 def _read_case(path):
     """Read a case's image (in a worker thread): (data, layer kwargs)."""
     from .._reader import volume_layer_tuple
@@ -565,7 +543,7 @@ class SessionWidget(QWidget):
         return [
             layer
             for layer in self.viewer.layers
-            if _same(layer, image) or layer.metadata.get("image") == image.name
+            if _same(layer, image) or _layers.belongs_to(layer, image)
         ]
 
     def _clear_case(self):
