@@ -58,22 +58,35 @@ CLICK_SPREAD = 1.0
 #: Spatial prior of a click: 1 within PLATEAU half-axes, then a Gaussian of FALLOFF half-axes.
 PLATEAU = 0.6
 FALLOFF = 0.6
+#: Geodesic reach from a click: cost of crossing unlike tissue and edges, and
+#: the detour (mm) over which the spatial prior falls by e.
+GEODESIC = True
+GEO_UNLIKE = 4.0
+GEO_EDGE = 40.0
+EXCESS_MM = 10.0
+#: With a click, the example prior only scales the click's prior between this and 1.
+PRIOR_FLOOR = 0.5
 #: Blur (mm) of the example prior: registration is never exact.
 PRIOR_BLUR_MM = 3.0
 #: Floor of the intensity spread of a muscle (normalised units).
 MIN_SD = 0.08
 #: Radius (mm) of the grey opening that removes thin intramuscular fat streaks
 #: before intensities are compared (observers outline the fascia, streaks included).
-STREAK_MM = 1.5
+STREAK_MM = 3.0
 #: Background prior where no muscle is expected.
 BACKGROUND_FLOOR = 0.5
 #: Smoothing radius (mm) of each proposed region (observers trace smooth curves).
 SMOOTH_MM = 1.5
 #: Closing radius (mm): notches from intramuscular fat streaks are filled.
-CLOSE_MM = 3.5
+CLOSE_MM = 6.0
 #: Grid (mm) and cost evaluations of the example-to-slice alignment (speed).
 REGISTRATION_GRID_MM = 3.0
 REGISTRATION_EVALUATIONS = 150
+#: Without examples, an outline sits half-way between muscle and fat intensity
+#: (the half-maximum edge); with examples, where the observer put it on them.
+DEFAULT_LEVEL = 0.5
+#: Band (mm) around the random walker's border in which that level is applied.
+ADJUST_MM = 3.0
 #: Pixel size (mm) of the grid the random walker is solved on (speed).
 WORK_MM = 1.25
 
@@ -197,12 +210,12 @@ def _disk_mask(shape, centre, radius_mm, spacing):
 
 
 # --------------------------------------------------------- example priors
-def _register_example(target, target_smooth, t_body, t_spacing, ex_image, ex_spacing, ex_masks):
+def _register_example(target, target_smooth, t_body, t_spacing, ex_image, ex_spacing, ex_masks, ex_body):
     """Map each example mask onto the target grid; return ({key: soft mask}, score)."""
     from scipy import ndimage as ndi
     from scipy.optimize import minimize
 
-    e_body = _body_mask(ex_image, ex_spacing)
+    e_body = ex_body
 
     def moments(body, spacing):
         rr, cc = np.nonzero(body)
@@ -275,16 +288,52 @@ def _register_example(target, target_smooth, t_body, t_spacing, ex_image, ex_spa
     return warped, -float(best.fun)
 
 
-def _example_prior(image, body, spacing, examples, wanted):
-    """Average the aligned example masks: {key: probability map}, n per key."""
-    if not examples:
-        return {}, {}
+def _outline_level(image, spacing, masks, body):
+    """Where an observer's outline sits between muscle (0) and fat (1).
+
+    Measured on one outlined example: the median normalised intensity of the
+    pixels just inside and just outside the outline where it borders brighter
+    tissue (fat), averaged. Returns None when the example has no such border.
+    """
     from scipy import ndimage as ndi
 
-    sums, counts = {}, {}
+    union = np.zeros(image.shape, bool)
+    for m in masks.values():
+        union |= m
+    fat = float(np.percentile(image[body], 97))
+    rr, cc = np.nonzero(union)
+    pad = [int(np.ceil(10.0 / s)) for s in spacing]
+    box = np.s_[max(rr.min() - pad[0], 0) : rr.max() + pad[0] + 1, max(cc.min() - pad[1], 0) : cc.max() + pad[1] + 1]
+    image, union, body = image[box], union[box], body[box]
+    smooth = ndi.gaussian_filter(image, sigma=[0.6 / s for s in spacing])
+    muscle = float(np.median(smooth[union]))
+    if fat - muscle <= 0:
+        return None
+    norm = (smooth - muscle) / (fat - muscle)
+    inner = union & ~ndi.binary_erosion(union)
+    outer = ndi.binary_dilation(union) & ~union & body
+    # only borders with fat (not with bone, fluid or another muscle)
+    fatty = ndi.binary_dilation(norm > 0.8, structure=_disk_structure(2.5, spacing))
+    inner, outer = inner & fatty, outer & fatty
+    if inner.sum() < 20 or outer.sum() < 20:
+        return None
+    return 0.5 * (float(np.median(norm[inner])) + float(np.median(norm[outer])))
+
+
+def _example_prior(image, body, spacing, examples, wanted):
+    """Average the aligned example masks: ({key: probability map}, [outline levels])."""
+    if not examples:
+        return {}, []
+    from scipy import ndimage as ndi
+
+    sums, counts, levels = {}, {}, []
     smooth = ndi.gaussian_filter(image, 1.0 / min(spacing))
     for ex_image, ex_spacing, ex_masks in examples:
-        warped, score = _register_example(image, smooth, body, spacing, ex_image, ex_spacing, ex_masks)
+        ex_body = _body_mask(ex_image, ex_spacing)
+        level = _outline_level(ex_image, ex_spacing, ex_masks, ex_body)
+        if level is not None:
+            levels.append(level)
+        warped, score = _register_example(image, smooth, body, spacing, ex_image, ex_spacing, ex_masks, ex_body)
         for key, w in warped.items():
             if key not in wanted:
                 continue
@@ -292,11 +341,11 @@ def _example_prior(image, body, spacing, examples, wanted):
             counts[key] = counts.get(key, 0) + 1
     n = len(examples)
     # a muscle missing in some examples is absent there: average over all examples
-    return {k: v / n for k, v in sums.items()}, counts
+    return {k: v / n for k, v in sums.items()}, levels
 
 
 # ---------------------------------------------------------- segmentation
-def _segment(image, spacing, points, prior, wanted):
+def _segment(image, spacing, points, prior, wanted, *, level=None):
     """Multi-label random walker with priors, seeded at the clicks.
 
     Each label (background and every wanted muscle) has a prior probability
@@ -331,7 +380,7 @@ def _segment(image, spacing, points, prior, wanted):
             # flat within the typical ellipse around the click, falling off beyond it
             beyond = np.maximum(np.sqrt(d2) - PLATEAU, 0.0)
             near = np.exp(-0.5 * (beyond / FALLOFF) ** 2)
-            sp = near if sp is None else sp * (0.25 + 0.75 * near)
+            sp = near if sp is None else near * (PRIOR_FLOOR + (1.0 - PRIOR_FLOOR) * sp)
         spatial[k] = sp
     region = np.zeros(image.shape, bool)
     for k in keys:
@@ -348,7 +397,7 @@ def _segment(image, spacing, points, prior, wanted):
     # intensity likelihood of each muscle around its own level (from its click),
     # on an image whose thin bright streaks (intramuscular fat) are opened away
     opened = ndi.grey_opening(data, footprint=_disk_structure(STREAK_MM, spacing))
-    likelihood = {}
+    likelihood, levels = {}, {}
     for k in keys:
         if k in points:
             p = (points[k][0] - r0, points[k][1] - c0)
@@ -362,9 +411,29 @@ def _segment(image, spacing, points, prior, wanted):
             sd = 1.4826 * float(np.median(np.abs(vals - mu)))
         sd = max(sd, MIN_SD)
         likelihood[k] = np.exp(-0.5 * ((opened - mu) / sd) ** 2)
-    stack = [spatial[k][crop] * likelihood[k] for k in keys]
+        levels[k] = (mu, sd)
+    local = {k: spatial[k][crop] for k in keys}
+    if GEODESIC:
+        # a muscle continues only where it can be reached from its click without
+        # crossing edges or tissue unlike it: the detour over the straight
+        # distance lowers the spatial prior (a fat plane cuts off the next muscle)
+        from skimage.graph import MCP_Geometric
+
+        grad = ndi.gaussian_gradient_magnitude(opened, sigma=0.7)
+        flat = MCP_Geometric(np.ones(data.shape), sampling=spacing)
+        for k in keys:
+            if k not in points:
+                continue
+            start = [(int(round(points[k][0] - r0)), int(round(points[k][1] - c0)))]
+            mu, sd = levels[k]
+            unlike = 1.0 / (1.0 + np.exp(-2.0 * (np.abs(opened - mu) / sd - 3.0)))
+            cost = 1.0 + GEO_UNLIKE * unlike + GEO_EDGE * grad**2
+            geo = MCP_Geometric(cost, sampling=spacing).find_costs(start)[0]
+            base = flat.find_costs(start)[0]
+            local[k] = local[k] * np.exp(-np.maximum(geo - base, 0.0) / EXCESS_MM)
+    stack = [local[k] * likelihood[k] for k in keys]
     like_any = np.max(np.stack([likelihood[k] for k in keys]), axis=0)
-    spatial_sum = np.clip(sum(spatial[k][crop] for k in keys), 0, 1)
+    spatial_sum = np.clip(sum(local[k] for k in keys), 0, 1)
     # background: where no muscle is expected, or where nothing looks like the muscles
     background = np.maximum(BACKGROUND_FLOOR * (1.0 - spatial_sum), 1.0 - like_any)
     lam = np.stack([background] + stack)
@@ -397,12 +466,40 @@ def _segment(image, spacing, points, prior, wanted):
     labels = np.argmax(prob, axis=0) + 1
     labels[seeds > 0] = seeds[seeds > 0]
     local_points = {k: (p[0] - r0, p[1] - c0) for k, p in points.items()}
-    cleaned = _clean({k: labels == label_of[k] for k in keys}, local_points, spacing, body[crop])
+    found = {k: labels == label_of[k] for k in keys}
+    if level is not None and ADJUST_MM > 0:
+        found = _adjust_to_level(found, data, levels, level, spacing)
+    cleaned = _clean(found, local_points, spacing, body[crop])
     out = {}
     for k, m in cleaned.items():
         full = np.zeros(image.shape, bool)
         full[crop] = m
         out[k] = full
+    return out
+
+
+def _adjust_to_level(masks, data, levels, level, spacing):
+    """Move each muscle's border towards fat to where the observer puts it.
+
+    Within ADJUST_MM of the random walker's border, a pixel is inside when
+    its intensity lies below ``level`` on the scale from the muscle's own
+    level (0) to fat (1); pixels of other muscles are never taken.
+    """
+    from scipy import ndimage as ndi
+
+    near = _disk_structure(ADJUST_MM, spacing)
+    others_all = np.zeros(data.shape, bool)
+    for m in masks.values():
+        others_all |= m
+    out = {}
+    for k, m in masks.items():
+        mu = levels[k][0]
+        scaled = (data - mu) / max(1.0 - mu, 1e-6)
+        others = others_all & ~m
+        grown = ndi.binary_dilation(m, structure=near) & ~others
+        core = ndi.binary_erosion(m, structure=near)
+        band = grown & ~core
+        out[k] = core | (band & (scaled < level))
     return out
 
 
@@ -640,8 +737,9 @@ def propose_outlines(image, *, spacing, clicks=None, examples=(), rois=None):
         return {}
     body = _body_mask(image, spacing)
     _check_anatomy(points, body, spacing)
-    prior, _ = _example_prior(image, body, spacing, examples, wanted)
-    masks = _segment(image, spacing, points, prior, wanted)
+    prior, levels = _example_prior(image, body, spacing, examples, wanted)
+    level = float(np.clip(np.median(levels), 0.2, 0.9)) if levels else None
+    masks = _segment(image, spacing, points, prior, wanted, level=level)
     return _polygons(masks, image.shape)
 
 
