@@ -255,6 +255,7 @@ def test_a_clip_that_would_split_is_refused_at_its_place(measure_case):
     r, col = marker[0].data[0][-2:]
     assert 165 <= r <= 205 and (col < 150 or col > 156)
     assert "overlaps" in dock.outline_list.item(2, 1).text()
+    assert dock.problem_label.isVisible() and message in dock.problem_label.text()  # in full
     # the drawing layer is still the active one, in polygon mode
     assert dock.viewer.layers.selection.active is dock.outlines and dock.outlines.mode == "add_polygon"
     # measuring refuses; the progress bar does not say done
@@ -265,6 +266,7 @@ def test_a_clip_that_would_split_is_refused_at_its_place(measure_case):
     c.key("z", "ctrl")
     _settle(c)
     assert "ES_L" not in _rois(dock) and len(marker[0].data) == 0
+    assert not dock.problem_label.isVisible()
 
 
 @pytest.mark.real

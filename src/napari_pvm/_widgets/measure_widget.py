@@ -27,7 +27,6 @@ from qtpy.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
-    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
     QToolButton,
@@ -159,6 +158,10 @@ class MeasureWidget(QWidget):
         self.outline_list.itemSelectionChanged.connect(self._on_list_clicked)
         self.missing_label = QLabel()
         self.missing_label.setWordWrap(True)
+        # a refused clip, in full (a toast may be cut short), until it is resolved
+        self.problem_label = QLabel()
+        self.problem_label.setWordWrap(True)
+        self.problem_label.setVisible(False)
 
         self.propose_button = QPushButton("Propose (Shift-O)")
         self.propose_button.clicked.connect(lambda: self._run(self._propose_action))
@@ -228,6 +231,7 @@ class MeasureWidget(QWidget):
         layout.addLayout(grid)
         layout.addWidget(self.outline_list)
         self.missing_label.setVisible(False)  # the list shows what is missing; kept for scripts
+        layout.addWidget(self.problem_label)
         tools = QHBoxLayout()
         tools.addWidget(self.propose_button)
         tools.addWidget(self.undo_button)
@@ -260,7 +264,7 @@ class MeasureWidget(QWidget):
         files.addWidget(self.copy_button)
         layout.addLayout(files)
         layout.addStretch(1)
-        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
+
         self._select_row(self._target)
         self._update_list()
 
@@ -570,6 +574,9 @@ class MeasureWidget(QWidget):
                 text += "  ← next" if text.startswith("—") or key in SAMPLE_TARGETS else "  ← redraw"
             self.outline_list.item(i, 1).setText(text)
             self.outline_list.item(i, 1).setToolTip(ctrl.problems.get(key, "") if ctrl is not None else "")
+        problems = list(ctrl.problems.values()) if ctrl is not None else []
+        self.problem_label.setText("\n".join(f"⚠ {p}" for p in problems))
+        self.problem_label.setVisible(bool(problems))
         missing = [roi_label(k) for k in schema.ROI_KEYS if k not in states]
         self.missing_label.setText("missing: " + ", ".join(missing) if missing else "all six outlined")
 
