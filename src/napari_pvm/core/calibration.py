@@ -67,6 +67,8 @@ _FAT_WINDOW = 0.25
 #: Fewest lean-muscle and fat pixels the joint fit needs.
 _MIN_LEAN_PIXELS = 200
 _MIN_FAT_PIXELS = 30
+#: Most lean-muscle and fat values kept for the canvas.
+_MAX_TISSUE_VALUES = 2000
 
 
 # =====================================================================
@@ -100,6 +102,11 @@ class Calibration:
     shading_range : float
         Largest over smallest field value inside the outlines (1 without
         outlines or correction).
+    tissue_values : tuple or None
+        ``(lean, fat)``: normalised values ``x`` of up to
+        ``_MAX_TISSUE_VALUES`` lean-muscle pixels of the outlines and
+        subcutaneous-fat pixels the joint fit used (a fixed subsample); the
+        canvas is built from them. None without the outline fit.
     """
 
     shape: tuple
@@ -112,6 +119,7 @@ class Calibration:
     muscle_sample: float = float("nan")
     fat_sample_spread: float = float("nan")
     shading_range: float = 1.0
+    tissue_values: object = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def contrast(self):
@@ -287,9 +295,18 @@ def _calibrate_on_outlines(img, within, muscle, fat):
     field_coef[0] -= np.log(norm)
     field = field / norm
     m = float(np.median(img[rows, cols][lean] / field[lean]))
+    f = contrast * norm
+    rng = np.random.default_rng([CANVAS_SEED, 2])
+    lean_x = (img[rows, cols][lean] / field[lean] - m) / (f - m)
+    field_f = np.exp(design_f[is_fat] @ field_coef)
+    fat_x = (img[fr, fc][is_fat] / field_f - m) / (f - m)
+    values = tuple(
+        v if len(v) <= _MAX_TISSUE_VALUES else rng.choice(v, _MAX_TISSUE_VALUES, replace=False)
+        for v in (lean_x, fat_x)
+    )
     return Calibration(
-        shape=img.shape, muscle=m, fat=contrast * norm, coef=field_coef, box=box, source="outlines",
-        shading_range=float(field.max() / field.min()),
+        shape=img.shape, muscle=m, fat=f, coef=field_coef, box=box, source="outlines",
+        shading_range=float(field.max() / field.min()), tissue_values=values,
     )
 
 

@@ -404,7 +404,7 @@ class FatClassifier(_TrainedModel):
         x = self._sample_rows(img, rows, cols, y, cal, key=key)
         n_real = {"fat": int((lab == FAT).sum()), "muscle": int((lab == MUSCLE).sum())}
         if self.calibration:
-            cx, cy = self._canvas_rows(x, y, rng)
+            cx, cy = self._canvas_rows(x, y, rng, cal)
             x = np.concatenate([x, cx])
             y = np.concatenate([y, cy])
         self._forest = self._grow(x, y, self.n_trees, self.seed)
@@ -440,12 +440,18 @@ class FatClassifier(_TrainedModel):
             x, y, n_trees=n_trees, k_try=self.max_features, seed=seed, class_weight=cw, criterion=self.criterion
         )
 
-    def _canvas_rows(self, x, y, rng):
-        """Canvas feature rows built from the sampled pixels' normalised
-        intensities (feature 0, ``original``)."""
-        norm = x[:, 0]
-        is_fat = y == _TARGET[FAT]
-        image, cover = _cal.canvas(rng, norm[~is_fat], norm[is_fat])
+    def _canvas_rows(self, x, y, rng, cal):
+        """Canvas feature rows built from the patient's lean muscle and
+        subcutaneous fat as the calibration saw them (inside and beside the
+        outlines), else from the sampled pixels' normalised intensities
+        (feature 0, ``original``)."""
+        if cal.tissue_values is not None:
+            muscle_vals, fat_vals = cal.tissue_values
+        else:
+            norm = x[:, 0]
+            is_fat = y == _TARGET[FAT]
+            muscle_vals, fat_vals = norm[~is_fat], norm[is_fat]
+        image, cover = _cal.canvas(rng, muscle_vals, fat_vals)
         cx = _cal.canvas_features(image, self.preset)
         take = _cal.canvas_take(cover.ravel(), rng)
         return cx[take], (cover.ravel()[take] > 0.5).astype(np.int64)
@@ -473,7 +479,7 @@ class FatClassifier(_TrainedModel):
                 tx, ty, n_real = self._train
                 cx, cy = tx[n_real:], ty[n_real:]
             else:
-                cx, cy = self._canvas_rows(x, y, rng)
+                cx, cy = self._canvas_rows(x, y, rng, cal)
             take = rng.choice(len(cy), size=min(max_pixels, len(cy)), replace=False)
             x = np.concatenate([x, cx[take]])
             y = np.concatenate([y, cy[take]])

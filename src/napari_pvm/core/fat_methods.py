@@ -198,15 +198,18 @@ def _forest(img, lab, within, classifier, say):
 
 def _gmm_fat(x):
     """Three-component mixture on the corrected intensities ``x`` (0 muscle,
-    1 fat): fat where a pixel's component has its mean above ½."""
+    1 fat; the components settle on muscle, partial volume and fat). A
+    component's mean in these units is its tissue fat fraction, so a
+    pixel's expected fat fraction is the posterior-weighted mean of the
+    component means (clipped to 0..1); fat where it exceeds ½."""
     from sklearn.mixture import GaussianMixture
 
     data = np.asarray(x, np.float64).reshape(-1, 1)
     if len(data) < 3:
         return data[:, 0] > 0.5
     gmm = GaussianMixture(n_components=3, means_init=[[0.0], [0.5], [1.0]], random_state=_GMM_SEED)
-    comp = gmm.fit(data).predict(data)
-    return gmm.means_[comp, 0] > 0.5
+    post = gmm.fit(data).predict_proba(data)
+    return post @ np.clip(gmm.means_[:, 0], 0.0, 1.0) > 0.5
 
 
 def _dixon(img, lab, within, water, fat, say):
