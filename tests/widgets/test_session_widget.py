@@ -376,3 +376,106 @@ def test_next_marks_a_case_done_only_once_its_row_is_in_the_csv(make_dock, make_
     rows = read_rows(study.measurements_csv)
     assert list(rows.loc[rows["patient_id"] == second, "row_id"]) == [old_row, entry["row_id"]]
     assert widget.progress_label.text() == f"2 / {len(IDS)} done"
+
+
+# ------------------------------------------------------ 1920 × 1080 screen
+
+_LAYOUT_SCRIPT = r"""
+import json, sys
+import napari
+from qtpy.QtWidgets import QAbstractScrollArea, QApplication
+from napari_pvm._widgets.measure_widget import MeasureWidget
+from napari_pvm._widgets.session_widget import SessionWidget
+
+folder = sys.argv[1]
+viewer = napari.Viewer(show=True)
+window = viewer.window._qt_window
+screen = window.screen().availableGeometry()
+window.setGeometry(screen)  # no window manager under Xvfb: "maximised" by hand
+session = SessionWidget(viewer)
+viewer.window.add_dock_widget(session, name="Reading session", area="right")
+measure = MeasureWidget(viewer)
+viewer.window.add_dock_widget(measure, name="Measure", area="right")
+session.notify = measure.notify = lambda *a, **k: None
+session.folder_edit.setText(folder)
+session.observer_edit.setText("A")
+assert session.start() and session.wait_until_ready()
+step = list(viewer.dims.current_step); step[0] = 2; viewer.dims.current_step = tuple(step)
+measure.mark_level("L4")
+for _ in range(20):
+    QApplication.processEvents()
+docks = {}
+for name, widget in (("session", session), ("measure", measure)):
+    dock = widget.parentWidget()
+    while dock is not None and not dock.inherits("QDockWidget"):
+        dock = dock.parentWidget()
+    bars = [a.verticalScrollBar().isVisible() for a in widget.findChildren(QAbstractScrollArea)]
+    docks[name] = {"height": widget.height(), "needed": widget.minimumSizeHint().height(),
+                   "hint": widget.sizeHint().height(), "dock_visible": dock.isVisible(),
+                   "bottom": widget.mapTo(window, widget.rect().bottomLeft()).y(), "scrollbars": sum(bars)}
+print("LAYOUT " + json.dumps({"screen": [screen.width(), screen.height()], "window": [window.width(), window.height()],
+                              "docks": docks}))
+viewer.close()
+"""
+
+
+def test_the_reading_layout_fits_a_1920_by_1080_screen(tmp_path, study):
+    """Both docks of the reading layout, on a real 1920 × 1080 X screen
+    (its own Xvfb: pytest-xvfb's screen is smaller), without scrolling."""
+    import subprocess
+    import sys
+
+    if shutil.which("xvfb-run") is None:
+        pytest.skip("xvfb-run is not installed")
+    script = tmp_path / "layout.py"
+    script.write_text(_LAYOUT_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env["QT_QPA_PLATFORM"] = "xcb"
+    proc = subprocess.run(["xvfb-run", "-a", "-s", "-screen 0 1920x1080x24", sys.executable, str(script),
+                           str(study.folder)], capture_output=True, text=True, timeout=300, env=env)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("LAYOUT ")]
+    assert lines, proc.stderr[-2000:]
+    layout = json.loads(lines[-1][len("LAYOUT "):])
+    assert layout["screen"][1] <= 1080 and layout["window"][1] <= layout["screen"][1]
+    for name, dock in layout["docks"].items():
+        assert dock["dock_visible"], name
+        assert dock["height"] >= dock["hint"], f"the {name} dock is squeezed: {dock}"
+        assert dock["scrollbars"] == 0, f"the {name} dock scrolls: {dock}"
+        assert dock["bottom"] <= layout["window"][1], f"the {name} dock runs off the window: {dock}"
+
+
+# ------------------------------------------------------------ proposals
+
+
+def test_proposals_follow_study_json_and_learn_only_from_own_finished_cases(make_dock, study, phantom_files):
+    from napari_pvm.core.annotation import Annotation
+    from napari_pvm.core.errors import PvmError
+
+    truth = read_annotation(phantom_files["annotation"])
+    widget = make_dock(study)
+    dock = _hook_measure(widget)
+    _ready(widget, widget.start())
+    assert dock.example_provider is None and not dock.propose_button.isEnabled()  # default: off
+    with pytest.raises(PvmError, match="proposals are off"):
+        dock.propose()
+    widget.end()
+    info = json.loads(study.study_file.read_text())
+    study.study_file.write_text(json.dumps(dict(info, proposals=True)))
+
+    _ready(widget, widget.start())
+    assert callable(dock.example_provider) and dock.propose_button.isEnabled()
+    assert dock.example_provider() == []  # nothing finished yet (B outlined every case)
+    session = widget.session
+    first = session.current_id
+    two = {k: truth.rois[k] for k in ("PS_L", "PS_R")}  # A's outlines differ from B's six
+    session.save_annotation(Annotation(slice_index=2, rois=two, image_sha256=truth.image_sha256))
+    session.record_row({"row_id": "r1", "patient_id": first, "observer_id": "A", "session": "read1"})
+    widget.ask_unfinished = lambda why: pytest.fail(why)
+    _ready(widget, widget.next())
+    assert session.case_state(first) == "done"
+    examples = dock.example_provider()
+    assert len(examples) == 1
+    plane, spacing, rois = examples[0]
+    assert sorted(rois) == ["PS_L", "PS_R"] and spacing == pytest.approx((1.2, 1.2)) and plane.shape == (336, 336)
+    widget.end()
+    assert dock.example_provider is None and dock.propose_button.isEnabled()  # released with the session
