@@ -306,3 +306,16 @@ def test_implausible_spacing_is_refused_unless_allowed(phantom_files, tmp_path):
     allowed = run("measure", path, ann_path, "--json", "--allow-unusual-spacing")
     assert allowed.returncode == 0, allowed.stderr
     assert json.loads(allowed.stdout)["row_spacing_mm"] == pytest.approx(1e6)
+
+
+def test_zero_pixdim_gives_one_error_line_and_no_nibabel_log(phantom_files, tmp_path):
+    import nibabel as nib
+
+    path = tmp_path / "zero.nii"
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 3), np.float32), np.eye(4)), str(path))
+    raw = bytearray(path.read_bytes())
+    raw[80:84] = np.float32(0.0).tobytes()  # pixdim[1]: nibabel would log its own note on load
+    path.write_bytes(bytes(raw))
+    done = run("measure", path, phantom_files["annotation"])
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: ") and "pixdim" in done.stderr

@@ -257,7 +257,14 @@ def _read_nifti(path, *, allow_unusual_spacing=False):
     import nibabel as nib
 
     try:
-        img = nib.load(str(path))
+        # nibabel logs its own note on zero pixdims to stderr; the check below says it once, clearly
+        logger, was_disabled = nib.imageglobals.logger, nib.imageglobals.logger.disabled
+        logger.disabled = True
+        try:
+            img = nib.load(str(path))
+            affine = np.asarray(img.affine, dtype=float)
+        finally:
+            logger.disabled = was_disabled
     except Exception as exc:  # nibabel raises many types for a bad file
         raise ImageReadError(
             f"{path.name} is not a readable NIfTI file ({_short(exc)}); "
@@ -285,7 +292,6 @@ def _read_nifti(path, *, allow_unusual_spacing=False):
         raise ImageReadError(f"{path.name} contains NaN or infinite voxel values")
     # nibabel silently replaces zero pixdims by 1 on load: check the raw header
     _check_zooms(_raw_pixdim(path), path.name)
-    affine = np.asarray(img.affine, dtype=float)
     return _to_display(
         data,
         affine,
