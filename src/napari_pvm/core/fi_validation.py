@@ -56,12 +56,14 @@ __all__ = [
     "HELD_OUT_SEEDS",
     "MUSCLE_KEYS",
     "CaseImages",
+    "case_settings",
     "coil_sensitivity",
     "family_case",
     "fi_by_muscle",
     "infiltrate",
     "infiltration_cover",
     "is_held_out_slice",
+    "load_lpm_subject",
     "sample_placements",
     "subcutaneous_fat",
     "t2_like",
@@ -460,3 +462,31 @@ def family_case(water, fat, labels, *, contrast, target_fi_pct, seed, keep_out=N
         f_fat=f_fat,
         w_lean=w_lean,
     )
+
+
+def case_settings(slice_index, subject_index=0):
+    """Contrast and target FI% of a slice's family case: the contrasts
+    cycle with the slice, the levels every third slice, offset per subject,
+    so every contrast meets every level."""
+    k, s = int(slice_index), int(subject_index)
+    return FAMILY_CONTRASTS[(k + s) % len(FAMILY_CONTRASTS)], FAMILY_LEVELS[(k // 3 + s) % len(FAMILY_LEVELS)]
+
+
+def load_lpm_subject(folder, subject):
+    """Water, fat and label volumes of one LPM_Segmentator/MyoSegmenTUM
+    subject (``{subject}_water_img_img_L2-L5.nii.gz`` etc. in ``folder``),
+    as float64, float64 and int arrays of shape (X, Y, Z); slice ``k`` in
+    Contract 1 orientation is ``volume[:, :, k].T``. Test data only."""
+    import pathlib
+
+    import nibabel as nib
+
+    folder = pathlib.Path(folder)
+
+    def read(name):
+        return np.asarray(nib.load(folder / f"{subject}_{name}.nii.gz").dataobj)
+
+    water = read("water_img_img_L2-L5").astype(np.float64)
+    fat = read("fat_img_img_L2-L5").astype(np.float64)
+    labels = read("fat_manual_label_segmentation_L2-L5").astype(np.int16)
+    return water, fat, labels
