@@ -115,21 +115,17 @@ def child(condition, variant, folder):
         if condition == "open":
             out["stall_ms"] = _measure_stall(probe, lambda: viewer.add_image(data, **kwargs), lambda: True)
         elif condition == "next":
+            # the state napari-pvm's Next leaves before removing layers: the old image and
+            # two emptied Shapes layers (napari alone with Shapes layers holding polygons
+            # crashed in glDrawArrays here in some runs, before any removal)
             old = viewer.add_image(data, **dict(kwargs, name="old"))
-            a = viewer.add_shapes(shapes, shape_type="polygon", scale=volume.spacing, face_color="transparent")
-            b = viewer.add_shapes(samples, shape_type="polygon", scale=volume.spacing, face_color="transparent")
+            a = viewer.add_shapes(None, ndim=3, scale=volume.spacing, face_color="transparent")
+            b = viewer.add_shapes(None, ndim=3, scale=volume.spacing, face_color="transparent")
             _gui.process_events_for(1.0)
-
             removed = []
 
             def swap():
-                # napari-pvm's sequence: new image in, old shapes emptied, the old layers
-                # removed after a draw (removing Shapes layers that still hold polygons
-                # crashes napari alone on Mesa, see run_next_crash.py --napari-alone)
                 viewer.add_image(data, **dict(kwargs, name="new"))
-                for layer in (a, b):
-                    layer.selected_data = set(range(len(layer.data)))
-                    layer.remove_selected()
 
                 def remove():
                     for layer in (a, b, old):
