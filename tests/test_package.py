@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+REPO = Path(__file__).resolve().parents[1]  # the checkout (not imported from conftest: tests/widgets has one too)
 
 
 def test_manifest_is_the_one_npe2_loads_and_validates():
