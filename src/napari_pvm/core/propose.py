@@ -82,6 +82,9 @@ CLOSE_MM = 6.0
 #: Grid (mm) and cost evaluations of the example-to-slice alignment (speed).
 REGISTRATION_GRID_MM = 3.0
 REGISTRATION_EVALUATIONS = 150
+#: Weight of "each click lies in the inner half of its muscle on the example"
+#: against image similarity when an example is aligned (per 5 mm squared).
+CLICK_ALIGN = 1.0
 #: Without examples, an outline sits half-way between muscle and fat intensity
 #: (the half-maximum edge); with examples, where the observer put it on them.
 DEFAULT_LEVEL = 0.5
@@ -210,7 +213,7 @@ def _disk_mask(shape, centre, radius_mm, spacing):
 
 
 # --------------------------------------------------------- example priors
-def _register_example(target, target_smooth, t_body, t_spacing, ex_image, ex_spacing, ex_masks, ex_body):
+def _register_example(target, target_smooth, t_body, t_spacing, ex_image, ex_spacing, ex_masks, ex_body, points=None):
     """Map each example mask onto the target grid; return ({key: soft mask}, score)."""
     from scipy import ndimage as ndi
     from scipy.optimize import minimize
@@ -249,6 +252,33 @@ def _register_example(target, target_smooth, t_body, t_spacing, ex_image, ex_spa
         a = np.deg2rad(rot)
         return ct[0] + ty + np.cos(a) * dy - np.sin(a) * dx, ct[1] + tx + np.sin(a) * dy + np.cos(a) * dx
 
+    def inverse(params, y, x):
+        ty, tx, ly, lx, rot = params
+        sy, sx = scale0[0] * np.exp(ly), scale0[1] * np.exp(lx)
+        a = np.deg2rad(rot)
+        y, x = y - ct[0] - ty, x - ct[1] - tx
+        dy, dx = np.cos(a) * y + np.sin(a) * x, -np.sin(a) * y + np.cos(a) * x
+        return dy / sy + ce_body[0], dx / sx + ce_body[1]
+
+    # clicks: each should land in the inner half of its muscle on the example
+    anchors = []
+    for key, p in (points or {}).items():
+        if key not in ex_masks:
+            continue
+        dist = ndi.distance_transform_edt(ex_masks[key], sampling=ex_spacing)
+        inner = dist >= 0.5 * dist.max()
+        outside = ndi.distance_transform_edt(~inner, sampling=ex_spacing)
+        rr_in, cc_in = np.nonzero(inner)
+        centre = (rr_in.mean() * ex_spacing[0], cc_in.mean() * ex_spacing[1])
+        anchors.append((np.array([p[0] * t_spacing[0]]), np.array([p[1] * t_spacing[1]]), outside, centre))
+    start = np.zeros(5)
+    if anchors:
+        shifts = [
+            (a[0][0] - transform(start, np.array(a[3][0]), np.array(a[3][1]))[0], a[1][0] - transform(start, np.array(a[3][0]), np.array(a[3][1]))[1])
+            for a in anchors
+        ]
+        start[:2] = np.median(np.array(shifts, dtype=float), axis=0)
+
     def cost(params):
         y, x = transform(params, gy, gx)
         t_vals = ndi.map_coordinates(t_smooth, [y.ravel() / t_spacing[0], x.ravel() / t_spacing[1]], order=1, mode="nearest")
@@ -256,10 +286,15 @@ def _register_example(target, target_smooth, t_body, t_spacing, ex_image, ex_spa
         ncc = float(np.mean(t_vals * e_vals))
         # gentle pull towards the body-based start (the muscles do not move far)
         ty, tx, ly, lx, rot = params
-        return -ncc + 1e-4 * (ty**2 + tx**2) / 100.0 + 0.5 * (ly**2 + lx**2) + 1e-4 * rot**2
+        penalty = 0.0
+        for cy, cx, outside, _ in anchors:
+            ey, ex = inverse(params, cy, cx)
+            d = ndi.map_coordinates(outside, [ey / ex_spacing[0], ex / ex_spacing[1]], order=1, mode="nearest")[0]
+            penalty += CLICK_ALIGN * (d / 5.0) ** 2 / len(anchors)
+        return -ncc + penalty + 1e-6 * (ty**2 + tx**2) + 0.5 * (ly**2 + lx**2) + 1e-4 * rot**2
 
     best = None
-    for start in ([0, 0, 0, 0, 0],):
+    for start in (start,):
         res = minimize(cost, np.asarray(start, float), method="Powell",
                        options={"xtol": 0.1, "ftol": 1e-3, "maxfev": REGISTRATION_EVALUATIONS})
         if best is None or res.fun < best.fun:
@@ -320,7 +355,7 @@ def _outline_level(image, spacing, masks, body):
     return 0.5 * (float(np.median(norm[inner])) + float(np.median(norm[outer])))
 
 
-def _example_prior(image, body, spacing, examples, wanted):
+def _example_prior(image, body, spacing, examples, wanted, points=None):
     """Average the aligned example masks: ({key: probability map}, [outline levels])."""
     if not examples:
         return {}, []
@@ -333,7 +368,8 @@ def _example_prior(image, body, spacing, examples, wanted):
         level = _outline_level(ex_image, ex_spacing, ex_masks, ex_body)
         if level is not None:
             levels.append(level)
-        warped, score = _register_example(image, smooth, body, spacing, ex_image, ex_spacing, ex_masks, ex_body)
+        warped, score = _register_example(image, smooth, body, spacing, ex_image, ex_spacing, ex_masks, ex_body,
+                                          points=points)
         for key, w in warped.items():
             if key not in wanted:
                 continue
@@ -737,7 +773,7 @@ def propose_outlines(image, *, spacing, clicks=None, examples=(), rois=None):
         return {}
     body = _body_mask(image, spacing)
     _check_anatomy(points, body, spacing)
-    prior, levels = _example_prior(image, body, spacing, examples, wanted)
+    prior, levels = _example_prior(image, body, spacing, examples, wanted, points=points)
     level = float(np.clip(np.median(levels), 0.2, 0.9)) if levels else None
     masks = _segment(image, spacing, points, prior, wanted, level=level)
     return _polygons(masks, image.shape)
