@@ -243,7 +243,7 @@ ABLATIONS = {
 
 def ablation(seeds=(100, 101, 102, 103, 104, 105), classifier_seeds=(0, 1, 2), spacing=1.2, supersample=5):
     """FI% errors of variants of the defaults on the tuning phantoms."""
-    from napari_pvm.core import classify
+    from napari_pvm.core import calibration
     from napari_pvm.core.classify import FatClassifier, labels_from_samples
     from napari_pvm.core.phantom import make_phantom
 
@@ -258,11 +258,11 @@ def ablation(seeds=(100, 101, 102, 103, 104, 105), classifier_seeds=(0, 1, 2), s
           f"classifier seeds {classifier_seeds}; worst |bilateral| and |side| error over all, "
           "mean and RMS of bilateral errors")
     for name, (kw, internals) in ABLATIONS.items():
-        saved = {k: getattr(classify, k) for k in internals}
+        saved = {k: getattr(calibration, k) for k in internals}
         try:
             for k, v in internals.items():
-                setattr(classify, k, v)
-            classify._canvas_cover.cache_clear()
+                setattr(calibration, k, v)
+            calibration.canvas_cover.cache_clear()
             errs, wb, ws = [], 0.0, 0.0
             for cs in classifier_seeds:
                 for ph, lab, within in phantoms:
@@ -273,8 +273,8 @@ def ablation(seeds=(100, 101, 102, 103, 104, 105), classifier_seeds=(0, 1, 2), s
                     errs += [e[f"{g}_B"] for g in GROUPS]
         finally:
             for k, v in saved.items():
-                setattr(classify, k, v)
-            classify._canvas_cover.cache_clear()
+                setattr(calibration, k, v)
+            calibration.canvas_cover.cache_clear()
         errs = np.array(errs)
         rms = np.sqrt((errs**2).mean())
         print(f"  {name:42s} worst B {wb:6.2f}  worst side {ws:6.2f}  mean {errs.mean():+6.2f}  RMS {rms:5.2f}")
