@@ -12,7 +12,10 @@ test-only and never shipped. Conditions (issue 12, item 2):
 
 - ``click``: one click per muscle, no examples;
 - ``click+examples``: one click per muscle and 5 examples;
-- ``examples``: 5 examples, no clicks.
+- ``examples``: 5 examples, no clicks;
+- ``baseline``: the planning's method in the same run, scikit-image's
+  ``random_walker`` from one disk per click with bright-fat and far-away
+  background seeds (no priors, no examples).
 
 Clicks are drawn (seeded) from the inner half of each true muscle: pixels
 whose distance to the muscle's edge is at least half the largest such
@@ -164,6 +167,45 @@ def hd95(a, b, spacing):
     return float(np.percentile(np.concatenate([da, db]), 95))
 
 
+def baseline_random_walker(image, *, spacing, clicks, rois=None):
+    """The planning baseline: scikit-image's random walker seeded by one disk
+    per click and background where the image is bright fat (top 10 % of the
+    slice) or more than 60 mm from every click; no priors, no shape rules."""
+    from scipy import ndimage as ndi
+    from skimage.segmentation import random_walker
+
+    from napari_pvm.core.propose import mask_to_polygon
+
+    rr, cc = np.mgrid[: image.shape[0], : image.shape[1]]
+    seeds = np.zeros(image.shape, np.int32)
+    near = np.zeros(image.shape, bool)
+    keys = sorted(clicks)
+    for i, k in enumerate(keys):
+        d2 = ((rr - clicks[k][0]) * spacing[0]) ** 2 + ((cc - clicks[k][1]) * spacing[1]) ** 2
+        near |= d2 <= 60.0**2
+        seeds[d2 <= 2.5**2] = i + 2
+    smooth = ndi.gaussian_filter(image, 1.0)
+    seeds[(~near | (smooth > np.percentile(smooth, 90))) & (seeds == 0)] = 1
+    r, c = np.nonzero(near)
+    box = np.s_[r.min() : r.max() + 1, c.min() : c.max() + 1]
+    sub = seeds[box].copy()
+    sub[[0, -1], :] = np.where(sub[[0, -1], :] == 0, 1, sub[[0, -1], :])
+    sub[:, [0, -1]] = np.where(sub[:, [0, -1]] == 0, 1, sub[:, [0, -1]])
+    data = (smooth[box] - smooth[box].min()) / (np.ptp(smooth[box]) + 1e-9)
+    labels = np.zeros(image.shape, np.int32)
+    labels[box] = random_walker(data, sub, beta=130, mode="bf", spacing=spacing)
+    out = {}
+    for i, k in enumerate(keys):
+        lab, n = ndi.label(labels == i + 2)
+        if n:
+            sizes = np.bincount(lab.ravel())
+            sizes[0] = 0
+            v = mask_to_polygon(ndi.binary_fill_holes(lab == np.argmax(sizes)), tolerance=0.35)
+            if v is not None and len(v) >= 3:
+                out[k] = v
+    return out
+
+
 def evaluate(cases, condition, seed=SEED):
     rows = []
     for name, image, spacing, truth, examples in cases:
@@ -172,12 +214,15 @@ def evaluate(cases, condition, seed=SEED):
         )
         clicks = {k: inner_half_click(m, spacing, rng) for k, m in sorted(truth.items())}
         kwargs = {"spacing": spacing, "rois": list(truth)}
-        if condition in ("click", "click+examples"):
+        if condition in ("click", "click+examples", "baseline"):
             kwargs["clicks"] = clicks
         if condition in ("examples", "click+examples"):
             kwargs["examples"] = examples
         t0 = time.perf_counter()
-        out = propose_outlines(image, **kwargs)
+        if condition == "baseline":
+            out = baseline_random_walker(image, spacing=spacing, clicks=clicks)
+        else:
+            out = propose_outlines(image, **kwargs)
         seconds = time.perf_counter() - t0
         for key, m in truth.items():
             if key in out:
@@ -238,7 +283,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", choices=("phantom", "dixon", "musclemap", "default"), default="default")
     p.add_argument("--subset", choices=("tune", "holdout", "all"), default="all")
-    p.add_argument("--conditions", default="click,click+examples,examples")
+    p.add_argument("--conditions", default="baseline,click,click+examples,examples")
     p.add_argument("--speed", action="store_true")
     p.add_argument("--csv", help="write per-outline rows to this CSV")
     args = p.parse_args(argv)
