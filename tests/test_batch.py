@@ -215,6 +215,14 @@ def test_worklist_method_water_fat_columns_reach_measure(cohort, tmp_path, monke
     outcome = batch.measure_case(cases[0])
     assert outcome == {"status": "failed", "reason": "stop"}
     assert seen["method"] == "dixon" and seen["water"].data.shape == seen["fat"].data.shape
+    monkeypatch.undo()
+    # end to end: the worklist's method is the row's method, the others use the default
+    table["method"], table["water"], table["fat"] = ["threshold", "", ""], "", ""
+    table.to_csv(work / "worklist.csv", index=False, sep=";", encoding="utf-8-sig")
+    summary = run_batch(work / "worklist.csv", work / "out.csv", workers=2)
+    assert summary.measured == 3, summary
+    methods = read_rows(work / "out.csv").set_index("patient_id")["method"]
+    assert "threshold" in methods["P000"] and "threshold" not in methods["P001"]
 
 
 def test_progress_bar_prints_on_a_terminal_only():
