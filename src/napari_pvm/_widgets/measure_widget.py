@@ -339,8 +339,9 @@ class MeasureWidget(QWidget):
         ):
             _layers.set_mm_units(layer)  # napari renders units only when all layers agree
         self._refresh_images()
-        if layer is not None and any(_layers.same(layer, x) for x in _layers.image_layers(self.viewer)):
-            # the image just opened is the case being worked on
+        axial = _layers.image_meta(layer).get("plane") != "sagittal" if layer is not None else False
+        if axial and any(_layers.same(layer, x) for x in _layers.image_layers(self.viewer)):
+            # the (axial) image just opened is the case being worked on
             names = [x.name for x in _layers.image_layers(self.viewer)]
             if layer.name in names:
                 self.image_combo.setCurrentIndex(names.index(layer.name))
