@@ -31,7 +31,6 @@ choosing parameters.
 """
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -42,7 +41,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from napari_pvm.core import schema  # noqa: E402
 from napari_pvm.core.propose import propose_outlines  # noqa: E402
 from napari_pvm.core.rois import roi_mask  # noqa: E402
 
@@ -209,9 +207,7 @@ def baseline_random_walker(image, *, spacing, clicks, rois=None):
 def evaluate(cases, condition, seed=SEED):
     rows = []
     for name, image, spacing, truth, examples in cases:
-        rng = np.random.default_rng([seed, abs(hash(name)) % (2**31)]) if False else np.random.default_rng(
-            [seed] + [ord(ch) for ch in name]
-        )
+        rng = np.random.default_rng([seed] + [ord(ch) for ch in name])  # per case, reproducible
         clicks = {k: inner_half_click(m, spacing, rng) for k, m in sorted(truth.items())}
         kwargs = {"spacing": spacing, "rois": list(truth)}
         if condition in ("click", "click+examples", "baseline"):

@@ -2,28 +2,32 @@
 
 :func:`propose_outlines` proposes the psoas (PS), erector spinae (ES) and
 multifidus (MF) outlines of both sides on one axial slice. It learns only
-from what the observer supplies at run time:
+from what the observer supplies at run time (no network, no weights):
 
-- **clicks**: one point inside a muscle becomes a seed of a multi-label
-  random walker (Grady 2006, ``skimage.segmentation.random_walker``) on the
-  slice, together with background seeds where the image is clearly not that
-  muscle (large fat regions, air, everything beyond the largest distance a
-  muscle reaches from a point inside it);
+- **clicks**: one point inside a muscle seeds a multi-label random walker with
+  prior models (Grady 2005). Each muscle's prior is an anatomical ellipse of
+  typical size around its click, lowered where the click can only be reached
+  by crossing edges or tissue unlike it (a geodesic detour: a fat plane cuts
+  off the next muscle), times how much a pixel's intensity looks like the
+  click's neighbourhood after thin intramuscular fat streaks are opened away;
 - **examples**: the observer's own earlier outlined slices are aligned to the
-  slice (scale and translation from the body outline, then an intensity
-  refinement of translation, scale and rotation that maximises normalised
-  cross-correlation around the back muscles), their outlines are averaged
-  into a prior, and the prior's confident core and confident outside become
-  seeds of the same random walker, so the image decides the uncertain band.
+  slice (scale and translation from the body outline, then translation,
+  scale and rotation maximising normalised cross-correlation around the back
+  muscles, with every click pulled into the inner half of its muscle), their
+  outlines are averaged into a prior, and the intensity level at which this
+  observer puts an outline between muscle and fat is measured on them and
+  applied in a narrow band around each border.
 
-Each muscle's result is then one connected, hole-free, slightly smoothed
-region; pixels are never shared (contract 1 order), and each region is
-traced into a polygon whose pixel-centre rasterisation reproduces it.
+Each muscle then becomes one connected, hole-free, smooth region; pixels are
+never shared (contract 1 order) and each region is traced into a polygon
+whose pixel-centre rasterisation reproduces it. A muscle with neither a click
+nor an example is not proposed.
 
 What the code knows in advance is generic anatomy, written as parameters
-below with their source: the size a muscle can reach on a lumbar axial slice
-and where it lies relative to the midline and the other muscles. Nothing is
-fitted to any particular scan; see ``docs/proposals.md``.
+below with their sources: typical muscle sizes at L4, where muscles lie
+relative to the midline and to each other, and that outlines follow the
+fascia (intramuscular fat inside). Nothing is fitted to any particular scan;
+see ``docs/proposals.md``.
 """
 
 import numpy as np
@@ -38,11 +42,6 @@ class ProposalError(PvmError):
     """Clicks or examples cannot be used for a proposal."""
 
 
-#: Largest distance (mm) from a point inside a muscle to its far edge on an
-#: axial L4 slice, with a margin. Adult L4 cross-sectional areas are about
-#: PS 8–25 cm², ES 12–30 cm², MF 4–10 cm² (e.g. Fortin & Battié 2012;
-#: Si et al. 2023); ES is up to ~80 mm wide, MF ~45 mm deep, PS ~60 mm long.
-REACH_MM = {"PS": 60.0, "ES": 80.0, "MF": 50.0}
 #: Half-depth (anterior-posterior) and half-width (left-right) in mm of an
 #: average adult muscle at L4, as the ellipse of its typical cross-sectional
 #: area (ES ≈ 20 cm², MF ≈ 7 cm², PS ≈ 10 cm²; Fortin & Battié 2012, Si et al. 2023).
@@ -53,7 +52,7 @@ CLICK_SEED_MM = 2.5
 BETA = 60.0
 #: Weight of the priors against the image edges in the random walker.
 GAMMA = 0.05
-#: Spread of a click's spatial prior, as a share of the muscle's reach.
+#: Scale of the half-axes in a click's spatial prior.
 CLICK_SPREAD = 1.0
 #: Spatial prior of a click: 1 within PLATEAU half-axes, then a Gaussian of FALLOFF half-axes.
 PLATEAU = 0.6
@@ -85,10 +84,9 @@ REGISTRATION_EVALUATIONS = 150
 #: Weight of "each click lies in the inner half of its muscle on the example"
 #: against image similarity when an example is aligned (per 5 mm squared).
 CLICK_ALIGN = 1.0
-#: Without examples, an outline sits half-way between muscle and fat intensity
-#: (the half-maximum edge); with examples, where the observer put it on them.
-DEFAULT_LEVEL = 0.5
-#: Band (mm) around the random walker's border in which that level is applied.
+#: With examples, an outline is moved to the intensity level (between muscle
+#: and fat) at which the observer put it on them, within this band (mm) around
+#: the random walker's border. Without examples the border is left as found.
 ADJUST_MM = 3.0
 #: Pixel size (mm) of the grid the random walker is solved on (speed).
 WORK_MM = 1.25
@@ -293,12 +291,8 @@ def _register_example(target, target_smooth, t_body, t_spacing, ex_image, ex_spa
             penalty += CLICK_ALIGN * (d / 5.0) ** 2 / len(anchors)
         return -ncc + penalty + 1e-6 * (ty**2 + tx**2) + 0.5 * (ly**2 + lx**2) + 1e-4 * rot**2
 
-    best = None
-    for start in (start,):
-        res = minimize(cost, np.asarray(start, float), method="Powell",
-                       options={"xtol": 0.1, "ftol": 1e-3, "maxfev": REGISTRATION_EVALUATIONS})
-        if best is None or res.fun < best.fun:
-            best = res
+    best = minimize(cost, start, method="Powell",
+                    options={"xtol": 0.1, "ftol": 1e-3, "maxfev": REGISTRATION_EVALUATIONS})
     params = best.x
     # inverse map: for each target pixel, where is it in the example?
     ty, tx, ly, lx, rot = params
@@ -402,7 +396,6 @@ def _segment(image, spacing, points, prior, wanted, *, level=None):
     # where each muscle may be (mm-scaled spatial prior)
     spatial = {}
     for k in keys:
-        reach = REACH_MM[k.split("_")[0]]
         if k in prior:
             sp = ndi.gaussian_filter(prior[k].astype(float), sigma=[PRIOR_BLUR_MM / s for s in spacing])
         else:
