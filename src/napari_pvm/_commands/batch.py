@@ -20,7 +20,7 @@ def add_arguments(parser):
     parser.add_argument("--csv", required=True, help="shared measurements CSV to append to")
     parser.add_argument("--workers", type=int, help="local worker processes, one thread each (default: number of cores)")
     parser.add_argument("--scheduler", help="address of an existing dask.distributed scheduler, e.g. tcp://host:8786")
-    parser.add_argument("--method", help="FI% method of cases whose worklist line names none (default: forest)")
+    parser.add_argument("--method", help="FI%% method of cases whose worklist line names none (default: forest)")
     parser.add_argument("--preset", help="feature preset of the fat classifier")
     parser.add_argument("--trees", type=int, help="number of trees")
     parser.add_argument("--seed", type=int, help="seed of the random forest")
