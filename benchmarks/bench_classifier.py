@@ -250,13 +250,17 @@ def ablation(seeds=(100, 101, 102, 103, 104, 105), classifier_seeds=(0, 1, 2), s
     phantoms = []
     for seed in seeds:
         for lvl in (0.05, 0.15, 0.3, 0.45, 0.6):
-            ph = make_phantom(seed=seed, spacing=spacing, supersample=supersample,
-                              fat_fractions={"PS": lvl, "ES": lvl, "MF": lvl})
-            phantoms.append((ph, labels_from_samples(ph.samples, ph.l4.shape),
-                             np.logical_or.reduce(list(ph.masks.values()))))
-    print(f"\nablation: {len(seeds)} phantom seeds {seeds} x 5 FI levels, {spacing} mm, supersample {supersample}; "
-          f"classifier seeds {classifier_seeds}; worst |bilateral| and |side| error over all, "
-          "mean and RMS of bilateral errors")
+            ph = make_phantom(
+                seed=seed, spacing=spacing, supersample=supersample, fat_fractions={"PS": lvl, "ES": lvl, "MF": lvl}
+            )
+            phantoms.append(
+                (ph, labels_from_samples(ph.samples, ph.l4.shape), np.logical_or.reduce(list(ph.masks.values())))
+            )
+    print(
+        f"\nablation: {len(seeds)} phantom seeds {seeds} x 5 FI levels, {spacing} mm, supersample {supersample}; "
+        f"classifier seeds {classifier_seeds}; worst |bilateral| and |side| error over all, "
+        "mean and RMS of bilateral errors"
+    )
     for name, (kw, internals) in ABLATIONS.items():
         saved = {k: getattr(calibration, k) for k in internals}
         try:
@@ -286,22 +290,27 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=7, help="timed runs per method (medians are printed)")
     ap.add_argument("--accuracy", action="store_true", help="also measure FI%% accuracy on phantoms and Dixon data")
     ap.add_argument("--seeds", default="0,1,2", help="phantom seeds for --accuracy")
-    ap.add_argument("--ablation", action="store_true",
-                    help="also compare variants of the defaults on the tuning phantoms (~5 min)")
+    ap.add_argument(
+        "--ablation", action="store_true", help="also compare variants of the defaults on the tuning phantoms (~5 min)"
+    )
     args = ap.parse_args(argv)
 
     import numba
 
     from napari_pvm.core import classify
 
-    print(f"machine: {os.cpu_count()} cores, numba {numba.__version__} ({numba.get_num_threads()} threads), "
-          f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(
+        f"machine: {os.cpu_count()} cores, numba {numba.__version__} ({numba.get_num_threads()} threads), "
+        f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}"
+    )
     t0 = time.perf_counter()
     ph, labels, within, stroke = bench_inputs()
     img = ph.l4
-    print(f"phantom: {img.shape[0]}×{img.shape[1]} slice, {int((labels == 2).sum())} fat + "
-          f"{int((labels == 1).sum())} muscle sample pixels, {int(within.sum())} pixels inside the six outlines "
-          f"({time.perf_counter() - t0:.1f} s to render)")
+    print(
+        f"phantom: {img.shape[0]}×{img.shape[1]} slice, {int((labels == 2).sum())} fat + "
+        f"{int((labels == 1).sum())} muscle sample pixels, {int(within.sum())} pixels inside the six outlines "
+        f"({time.perf_counter() - t0:.1f} s to render)"
+    )
 
     t0 = time.perf_counter()
     classify.warm_up()
@@ -323,26 +332,40 @@ def main(argv=None):
     e_ours, e_base = fi_errors(ph, pred_ours), fi_errors(ph, pred_base)
     mem_ours = peak_mb(run_ours, img, labels, within)
     mem_base = peak_mb(run_baseline, img, labels, within)
-    print(f"settings: {clf.params['method']} preset={clf.preset} n_trees={clf.n_trees} "
-          f"max_features={clf.max_features} seed={clf.seed}")
-    print(f"cold  (features + fit + predict in outlines): median {1000 * med(cold):7.1f} ms  "
-          f"[{1000 * min(cold):.1f}–{1000 * max(cold):.1f}]  peak {mem_ours:.0f} MB")
-    print(f"baseline (skimage features + fit + predict):  median {1000 * med(base):7.1f} ms  "
-          f"[{1000 * min(base):.1f}–{1000 * max(base):.1f}]  peak {mem_base:.0f} MB")
-    print(f"ratio cold / baseline: {med(cold) / med(base):.2f}  (target ≤ 0.33); "
-          f"CPU time (all threads) {1000 * med(cold_cpu):.0f} ms / {1000 * med(base_cpu):.0f} ms = "
-          f"{med(cold_cpu) / med(base_cpu):.2f}")
-    print(f"warm  (new stroke, preview retrain + predict): median {1000 * med(warm):6.1f} ms  "
-          f"[{1000 * min(warm):.1f}–{1000 * max(warm):.1f}]  (target ≤ 150 ms)")
+    print(
+        f"settings: {clf.params['method']} preset={clf.preset} n_trees={clf.n_trees} "
+        f"max_features={clf.max_features} seed={clf.seed}"
+    )
+    print(
+        f"cold  (features + fit + predict in outlines): median {1000 * med(cold):7.1f} ms  "
+        f"[{1000 * min(cold):.1f}–{1000 * max(cold):.1f}]  peak {mem_ours:.0f} MB"
+    )
+    print(
+        f"baseline (skimage features + fit + predict):  median {1000 * med(base):7.1f} ms  "
+        f"[{1000 * min(base):.1f}–{1000 * max(base):.1f}]  peak {mem_base:.0f} MB"
+    )
+    print(
+        f"ratio cold / baseline: {med(cold) / med(base):.2f}  (target ≤ 0.33); "
+        f"CPU time (all threads) {1000 * med(cold_cpu):.0f} ms / {1000 * med(base_cpu):.0f} ms = "
+        f"{med(cold_cpu) / med(base_cpu):.2f}"
+    )
+    print(
+        f"warm  (new stroke, preview retrain + predict): median {1000 * med(warm):6.1f} ms  "
+        f"[{1000 * min(warm):.1f}–{1000 * max(warm):.1f}]  (target ≤ 150 ms)"
+    )
     print(f"warm, full 200-tree model (for reference):     median {1000 * med(warm_full):6.1f} ms")
     bo, so = worst(e_ours)
     bb, sb = worst(e_base)
-    print(f"FI% error on this phantom (worst |bilateral| / |side|): ours {bo:.2f} / {so:.2f}, "
-          f"baseline {bb:.2f} / {sb:.2f}")
+    print(
+        f"FI% error on this phantom (worst |bilateral| / |side|): ours {bo:.2f} / {so:.2f}, "
+        f"baseline {bb:.2f} / {sb:.2f}"
+    )
     print("  ours:     " + " ".join(f"{k} {v:+.1f}" for k, v in e_ours.items()))
     print("  baseline: " + " ".join(f"{k} {v:+.1f}" for k, v in e_base.items()))
-    print(f"peak RSS of this process: {_maxrss_mb():.0f} MB; load average after: "
-          f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(
+        f"peak RSS of this process: {_maxrss_mb():.0f} MB; load average after: "
+        f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}"
+    )
 
     if args.accuracy:
         seeds = [int(s) for s in args.seeds.split(",")]
@@ -360,14 +383,21 @@ def main(argv=None):
                 b1, s1 = worst(eo)
                 _, s2 = worst(eb)
                 wb, ws = max(wb, b1), max(ws, s1)
-                print(f"{seed:4d} {lvl:6.2f} {truth:12.1f} | " + " ".join(f"{eo[g + '_B']:+6.1f}" for g in GROUPS)
-                      + f" {s1:10.1f} | " + " ".join(f"{eb[g + '_B']:+6.1f}" for g in GROUPS) + f" {s2:10.1f}")
+                print(
+                    f"{seed:4d} {lvl:6.2f} {truth:12.1f} | "
+                    + " ".join(f"{eo[g + '_B']:+6.1f}" for g in GROUPS)
+                    + f" {s1:10.1f} | "
+                    + " ".join(f"{eb[g + '_B']:+6.1f}" for g in GROUPS)
+                    + f" {s2:10.1f}"
+                )
             print(f"ours: worst |bilateral| {wb:.2f}, worst |side| {ws:.2f}")
         if REAL.exists():
             print("\nDixon subjects (input W + F; reference: share of mask pixels with tissue fat fraction > 0.5)")
             for subject, ref, ours, base, n_fat, n_muscle in accuracy_dixon():
-                print(f"{subject}: reference {ref:.2f} %, ours {ours:.2f} % ({ours - ref:+.2f}), "
-                      f"baseline {base:.2f} % ({base - ref:+.2f}); samples {n_fat} fat, {n_muscle} muscle px")
+                print(
+                    f"{subject}: reference {ref:.2f} %, ours {ours:.2f} % ({ours - ref:+.2f}), "
+                    f"baseline {base:.2f} % ({base - ref:+.2f}); samples {n_fat} fat, {n_muscle} muscle px"
+                )
         else:
             print(f"\n{REAL} not found: Dixon subjects skipped")
     if args.ablation:

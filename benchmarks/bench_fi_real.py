@@ -73,8 +73,7 @@ def cases(folder, *, seed, plain):
                 continue
             contrast, level = V.case_settings(k, s_idx)
             keep = np.logical_or.reduce(list(muscles.values()))
-            case = V.family_case(w, f, lab, contrast=contrast, target_fi_pct=level, seed=seed * 1000 + k,
-                                 keep_out=keep)
+            case = V.family_case(w, f, lab, contrast=contrast, target_fi_pct=level, seed=seed * 1000 + k, keep_out=keep)
             yield subject, k, contrast, level, case.image, case.truth_fi, lab, fats, muscles
 
 
@@ -102,9 +101,16 @@ def run(folder, *, seed, plain, methods):
                     fat, flags, measured_contrast = res.fat, res.qc_flags, res.fat_muscle_contrast
                 fi = V.fi_by_muscle(fat & within, lab)
                 row = {
-                    "subject": subject, "slice": k, "held_out": V.is_held_out_slice(k), "contrast": contrast,
-                    "level": level, "fat_sample": fat_at, "muscle_sample": muscle_at, "method": method,
-                    "measured_contrast": measured_contrast, "qc_flags": ";".join(flags),
+                    "subject": subject,
+                    "slice": k,
+                    "held_out": V.is_held_out_slice(k),
+                    "contrast": contrast,
+                    "level": level,
+                    "fat_sample": fat_at,
+                    "muscle_sample": muscle_at,
+                    "method": method,
+                    "measured_contrast": measured_contrast,
+                    "qc_flags": ";".join(flags),
                 }
                 row.update({f"true_{key}": truth[key] for key in KEYS})
                 row.update({f"err_{key}": fi[key] - truth[key] for key in KEYS})
@@ -119,19 +125,30 @@ def summary(df):
     for method, g in df.groupby("method", sort=False):
         e = g["err_ESMF_B"]
         spread = g.groupby(["subject", "slice"])["err_ESMF_B"].agg(lambda x: x.max() - x.min())
-        out.append({
-            "method": method, "cases": len(g),
-            "ESMF p90": np.percentile(e.abs(), 90), "ESMF bias": e.mean(), "ESMF worst": e.abs().max(),
-            "ES p90": np.percentile(g["err_ES_B"].abs(), 90), "MF p90": np.percentile(g["err_MF_B"].abs(), 90),
-            "spread median": spread.median() if len(g) > len(spread) else np.nan,
-            "spread worst": spread.max() if len(g) > len(spread) else np.nan,
-        })
+        out.append(
+            {
+                "method": method,
+                "cases": len(g),
+                "ESMF p90": np.percentile(e.abs(), 90),
+                "ESMF bias": e.mean(),
+                "ESMF worst": e.abs().max(),
+                "ES p90": np.percentile(g["err_ES_B"].abs(), 90),
+                "MF p90": np.percentile(g["err_MF_B"].abs(), 90),
+                "spread median": spread.median() if len(g) > len(spread) else np.nan,
+                "spread worst": spread.max() if len(g) > len(spread) else np.nan,
+            }
+        )
     return pd.DataFrame(out).set_index("method").round(2)
 
 
 def by(df, column):
-    return df.pivot_table(index="method", columns=column, values="err_ESMF_B",
-                          aggfunc=lambda x: f"{x.mean():+.2f} / {np.percentile(x.abs(), 90):.2f}", sort=False)
+    return df.pivot_table(
+        index="method",
+        columns=column,
+        values="err_ESMF_B",
+        aggfunc=lambda x: f"{x.mean():+.2f} / {np.percentile(x.abs(), 90):.2f}",
+        sort=False,
+    )
 
 
 def flags_report(df, *, plain):
@@ -141,12 +158,16 @@ def flags_report(df, *, plain):
         flagged = g["qc_flags"] != ""
         good = worst <= 2.0
         bad = worst > 5.0
-        out.append({
-            "method": method,
-            "within 2 points": int(good.sum()), "of them flagged %": 100 * flagged[good].mean() if good.any() else 0,
-            "> 5 points off": int(bad.sum()), "of them flagged %": 100 * flagged[bad].mean() if bad.any() else 100,
-            "flags seen": ", ".join(sorted({f for s in g["qc_flags"] for f in s.split(";") if f})),
-        })
+        out.append(
+            {
+                "method": method,
+                "within 2 points": int(good.sum()),
+                "flagged of those %": 100 * flagged[good].mean() if good.any() else 0,
+                "> 5 points off": int(bad.sum()),
+                "flagged of these %": 100 * flagged[bad].mean() if bad.any() else 100,
+                "flags seen": ", ".join(sorted({f for s in g["qc_flags"] for f in s.split(";") if f})),
+            }
+        )
     return pd.DataFrame(out).set_index("method")
 
 
@@ -164,8 +185,10 @@ def main(argv=None):
     pd.set_option("display.width", 200)
     t0 = time.perf_counter()
     df = run(args.data, seed=args.seed, plain=args.plain, methods=args.methods.split(","))
-    print(f"\nload average {os.getloadavg()}, {time.perf_counter() - t0:.0f} s, seed {args.seed}, "
-          f"{'plain water + fat' if args.plain else 'validation family'}")
+    print(
+        f"\nload average {os.getloadavg()}, {time.perf_counter() - t0:.0f} s, seed {args.seed}, "
+        f"{'plain water + fat' if args.plain else 'validation family'}"
+    )
     for name, part in (("tuning slices", df[~df.held_out]), ("held-out slices", df[df.held_out]), ("all", df)):
         print(f"\n## {name}: FI% error in points (ES+MF bilateral unless named)\n{summary(part).to_string()}")
     if not args.plain:

@@ -348,8 +348,9 @@ def test_seed_changes_only_the_forest(small_phantom):
     np.testing.assert_array_equal(ca.coef, cb.coef)
     pa, pb = a.predict_proba(ph.l4, within), b.predict_proba(ph.l4, within)
     assert np.mean(pa[within] != pb[within]) > 0.05  # different trees, different votes
-    np.testing.assert_array_equal(pa, FatClassifier(n_trees=30, seed=1).fit(ph.l4, lab, within=within)
-                                  .predict_proba(ph.l4, within))
+    np.testing.assert_array_equal(
+        pa, FatClassifier(n_trees=30, seed=1).fit(ph.l4, lab, within=within).predict_proba(ph.l4, within)
+    )
 
 
 def _imbalanced(n_muscle=2000, n_fat=100, seed=0):
@@ -369,8 +370,15 @@ def test_class_balance_weights_the_rare_class_up():
     clf = FatClassifier(n_trees=60, class_balance=True)
     balanced = clf._grow(x, y, 60, 0)
     plain = FatClassifier(n_trees=60)._grow(x, y, 60, 0)
-    inverted = forest.grow(x, y, n_trees=60, k_try=2, seed=0, criterion="entropy",
-                           class_weight=(len(y) / (2.0 * 100), len(y) / (2.0 * 2000)))
+    inverted = forest.grow(
+        x,
+        y,
+        n_trees=60,
+        k_try=2,
+        seed=0,
+        criterion="entropy",
+        class_weight=(len(y) / (2.0 * 100), len(y) / (2.0 * 2000)),
+    )
     grid = np.linspace(0.0, 1.5, 31, dtype=np.float32)[:, None]  # the overlap
     p_bal, p_plain, p_inv = (f.proba(grid).mean() for f in (balanced, plain, inverted))
     assert p_bal > 2.5 * p_plain and p_plain > 2.5 * p_inv, (p_bal, p_plain, p_inv)
@@ -393,8 +401,9 @@ def test_compiled_forest_agrees_with_scikit_learn(small_phantom):
     held_out = clf._rows(ph.l4.astype(np.float32), rows, cols, clf.calibration_model)
     truth = ph.fat_share[rows, cols] > 0.5
     ours = clf._forest.proba(held_out)
-    ref = RandomForestClassifier(n_estimators=200, max_features=2, criterion="entropy", bootstrap=True,
-                                 random_state=0, n_jobs=1).fit(x, y)
+    ref = RandomForestClassifier(
+        n_estimators=200, max_features=2, criterion="entropy", bootstrap=True, random_state=0, n_jobs=1
+    ).fit(x, y)
     theirs = ref.predict_proba(held_out)[:, 1]
     acc_ours = np.mean((ours > 0.5) == truth)
     acc_theirs = np.mean((theirs > 0.5) == truth)

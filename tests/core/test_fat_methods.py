@@ -70,8 +70,7 @@ def test_bad_input_is_refused_clearly(phantom, kwargs, match):
 def test_single_class_samples_are_refused(phantom, method):
     ph, labels, within = phantom
     with pytest.raises(ClassifierError, match="no muscle sample"):
-        classify_fat(ph.l4, np.where(labels == 2, 2, 0).astype(np.uint8), within=within, spacing=SPACING,
-                     method=method)
+        classify_fat(ph.l4, np.where(labels == 2, 2, 0).astype(np.uint8), within=within, spacing=SPACING, method=method)
 
 
 def test_dixon_images_of_another_shape_are_refused(phantom):
@@ -89,8 +88,14 @@ def test_t2_methods_on_a_phantom(phantom, method):
     under-counts partial-volume fat (docs/classifier.md) and stays within
     16. The result says what it is."""
     ph, labels, within = phantom
-    res = classify_fat(ph.l4, labels, within=within, spacing=SPACING, method=method,
-                       classifier=FatClassifier(n_trees=60) if method == "forest" else None)
+    res = classify_fat(
+        ph.l4,
+        labels,
+        within=within,
+        spacing=SPACING,
+        method=method,
+        classifier=FatClassifier(n_trees=60) if method == "forest" else None,
+    )
     assert isinstance(res, FatResult) and res.method == METHOD_IDS[method]
     assert res.fat.dtype == bool and res.fat.shape == ph.l4.shape and not res.fat[~within].any()
     errors = {k: round(fi_error(ph, res.fat, k), 2) for k in ph.masks}

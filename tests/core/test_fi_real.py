@@ -62,12 +62,12 @@ def test_default_method_on_family_cases(subjects, subject, k):
     s_idx = ("TUM01", "TUM02").index(subject)
     contrast, level = V.case_settings(k, s_idx)
     fats, muscles = V.sample_placements(w, f, lab)
-    case = V.family_case(w, f, lab, contrast=contrast, target_fi_pct=level, seed=k,
-                         keep_out=np.logical_or.reduce(list(muscles.values())))
+    case = V.family_case(
+        w, f, lab, contrast=contrast, target_fi_pct=level, seed=k, keep_out=np.logical_or.reduce(list(muscles.values()))
+    )
     errors = []
     for name, fat_mask in fats.items():
-        res = classify_fat(case.image, labels_for(lab.shape, fat_mask, muscles["ES"]), within=lab > 0,
-                           spacing=SPACING)
+        res = classify_fat(case.image, labels_for(lab.shape, fat_mask, muscles["ES"]), within=lab > 0, spacing=SPACING)
         fi = V.fi_by_muscle(res.fat, lab)
         errors.append(fi["ESMF_B"] - case.truth_fi["ESMF_B"])
         assert res.qc_flags == (), (name, res.qc_flags)
@@ -84,8 +84,12 @@ def test_low_contrast_slice_is_flagged(subjects):
     fats, muscles = V.sample_placements(w, f, lab)
     f_fat, w_lean = V.tissue_references(w, f, lab > 0)
     truth = V.fi_by_muscle(V.tissue_fraction(w, f, f_fat=f_fat, w_lean=w_lean) > 0.5, lab)
-    res = classify_fat((w + f).astype(np.float32), labels_for(lab.shape, fats["midline"], muscles["ES"]),
-                       within=lab > 0, spacing=SPACING)
+    res = classify_fat(
+        (w + f).astype(np.float32),
+        labels_for(lab.shape, fats["midline"], muscles["ES"]),
+        within=lab > 0,
+        spacing=SPACING,
+    )
     fi = V.fi_by_muscle(res.fat, lab)
     assert max(abs(fi[k] - truth[k]) for k in fi) > 5.0  # the case is a real failure ...
     assert "low_contrast" in res.qc_flags and res.fat_muscle_contrast < 2.0  # ... and it is flagged

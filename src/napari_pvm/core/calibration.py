@@ -256,8 +256,12 @@ def _calibrate_on_outlines(img, within, muscle, fat):
     r0, r1, c0, c1 = int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
     # the outlines' box, extended by half its height posteriorly (Contract 1:
     # row 0 anterior) and half its width to each side: the back's fat
-    box = (r0, min(img.shape[0], r1 + (r1 - r0) // 2), max(0, c0 - (c1 - c0) // 2),
-           min(img.shape[1], c1 + (c1 - c0) // 2))
+    box = (
+        r0,
+        min(img.shape[0], r1 + (r1 - r0) // 2),
+        max(0, c0 - (c1 - c0) // 2),
+        min(img.shape[1], c1 + (c1 - c0) // 2),
+    )
     sub = ndi.binary_erosion(subcutaneous_fat(img, w, muscle=muscle, fat=fat))  # no partial-volume rim
     near = np.zeros_like(sub)
     near[box[0] : box[1], box[2] : box[3]] = True
@@ -278,10 +282,12 @@ def _calibrate_on_outlines(img, within, muscle, fat):
         is_fat = np.abs(np.exp(log_f - level_f) - 1.0) < _FAT_WINDOW
         if lean.sum() < _MIN_LEAN_PIXELS or is_fat.sum() < _MIN_FAT_PIXELS:
             return None
-        design = np.vstack([
-            np.hstack([design_m[lean], np.zeros((lean.sum(), 1))]),
-            np.hstack([design_f[is_fat], np.ones((is_fat.sum(), 1))]),
-        ])
+        design = np.vstack(
+            [
+                np.hstack([design_m[lean], np.zeros((lean.sum(), 1))]),
+                np.hstack([design_f[is_fat], np.ones((is_fat.sum(), 1))]),
+            ]
+        )
         coef = _robust_fit(design, np.concatenate([log_m[lean], log_f[is_fat]]))
         contrast = float(np.exp(coef[-1]))
         level_m = design_m @ coef[:-1]
@@ -301,12 +307,17 @@ def _calibrate_on_outlines(img, within, muscle, fat):
     field_f = np.exp(design_f[is_fat] @ field_coef)
     fat_x = (img[fr, fc][is_fat] / field_f - m) / (f - m)
     values = tuple(
-        v if len(v) <= _MAX_TISSUE_VALUES else rng.choice(v, _MAX_TISSUE_VALUES, replace=False)
-        for v in (lean_x, fat_x)
+        v if len(v) <= _MAX_TISSUE_VALUES else rng.choice(v, _MAX_TISSUE_VALUES, replace=False) for v in (lean_x, fat_x)
     )
     return Calibration(
-        shape=img.shape, muscle=m, fat=f, coef=field_coef, box=box, source="outlines",
-        shading_range=float(field.max() / field.min()), tissue_values=values,
+        shape=img.shape,
+        muscle=m,
+        fat=f,
+        coef=field_coef,
+        box=box,
+        source="outlines",
+        shading_range=float(field.max() / field.min()),
+        tissue_values=values,
     )
 
 

@@ -146,7 +146,6 @@ def labels_from_samples(samples, shape, painted=None):
     return out
 
 
-
 # =====================================================================
 # trained models
 # =====================================================================
@@ -296,9 +295,7 @@ class FatClassifier(_TrainedModel):
         cache=None,
     ):
         if preset not in _features.PRESETS:
-            raise ClassifierError(
-                f"unknown feature preset {preset!r}; choose one of {', '.join(_features.PRESETS)}"
-            )
+            raise ClassifierError(f"unknown feature preset {preset!r}; choose one of {', '.join(_features.PRESETS)}")
         for name, value, low in (("n_trees", n_trees, 1), ("seed", seed, 0), ("max_features", max_features, 1)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
                 raise ClassifierError(f"{name} must be an integer of at least {low}, got {value!r}")
@@ -397,8 +394,10 @@ class FatClassifier(_TrainedModel):
         if w is not None and w.any():  # one feature window for samples and outlines
             wr, wc = np.nonzero(w)
             window = (
-                int(min(rows.min(), wr.min())), int(max(rows.max(), wr.max())) + 1,
-                int(min(cols.min(), wc.min())), int(max(cols.max(), wc.max())) + 1,
+                int(min(rows.min(), wr.min())),
+                int(max(rows.max(), wr.max())) + 1,
+                int(min(cols.min(), wc.min())),
+                int(max(cols.max(), wc.max())) + 1,
             )
             self.cache.get(img, self.preset, window, key=key)
         x = self._sample_rows(img, rows, cols, y, cal, key=key)

@@ -104,8 +104,9 @@ class FatResult:
     fat_fraction: object = None
 
 
-def classify_fat(image, labels, *, within, spacing, method="forest", classifier=None, water=None, fat=None,
-                 progress=None):
+def classify_fat(
+    image, labels, *, within, spacing, method="forest", classifier=None, water=None, fat=None, progress=None
+):
     """Fat pixels inside the outlines by the chosen method.
 
     Parameters
@@ -145,8 +146,9 @@ def classify_fat(image, labels, *, within, spacing, method="forest", classifier=
     lab = _classify._check_labels(labels, img.shape)
     w = np.asarray(within)
     if w.shape != img.shape:
-        raise ClassifierError(f"the outline mask has shape {w.shape} but the slice is {img.shape}; "
-                              "use outlines of this slice")
+        raise ClassifierError(
+            f"the outline mask has shape {w.shape} but the slice is {img.shape}; use outlines of this slice"
+        )
     w = w.astype(bool)
     if not w.any():
         raise ClassifierError("no pixel lies inside the outlines; outline the muscles first")
@@ -156,8 +158,10 @@ def classify_fat(image, labels, *, within, spacing, method="forest", classifier=
     if method == "dixon":
         return _dixon(img, lab, w, water, fat, say)
     if water is not None or fat is not None:
-        raise ClassifierError(f"water and fat images are used only by the dixon method, not {method!r}; "
-                              "leave them out or choose --method dixon")
+        raise ClassifierError(
+            f"water and fat images are used only by the dixon method, not {method!r}; "
+            "leave them out or choose --method dixon"
+        )
     if method == "forest":
         return _forest(img, lab, w, classifier, say)
     say("calibrating intensities on the samples")
@@ -171,8 +175,9 @@ def classify_fat(image, labels, *, within, spacing, method="forest", classifier=
         is_fat = _gmm_fat(x)
     out = np.zeros(img.shape, bool)
     out[rows, cols] = is_fat
-    return FatResult(fat=out, method=METHOD_IDS[method], settings={}, fat_muscle_contrast=cal.contrast,
-                     qc_flags=_flags(cal))
+    return FatResult(
+        fat=out, method=METHOD_IDS[method], settings={}, fat_muscle_contrast=cal.contrast, qc_flags=_flags(cal)
+    )
 
 
 def _forest(img, lab, within, classifier, say):
@@ -192,8 +197,13 @@ def _forest(img, lab, within, classifier, say):
         "class_balance": clf.class_balance,
     }
     cal = clf.calibration_model
-    return FatResult(fat=fat, method=METHOD_IDS["forest"], settings=settings, fat_muscle_contrast=cal.contrast,
-                     qc_flags=_flags(cal, uncertainty=uncertainty))
+    return FatResult(
+        fat=fat,
+        method=METHOD_IDS["forest"],
+        settings=settings,
+        fat_muscle_contrast=cal.contrast,
+        qc_flags=_flags(cal, uncertainty=uncertainty),
+    )
 
 
 def _gmm_fat(x):
@@ -222,8 +232,10 @@ def _dixon(img, lab, within, water, fat, say):
     fa = np.asarray(fat, np.float64)
     for name, a in (("water", wat), ("fat", fa)):
         if a.shape != img.shape:
-            raise ClassifierError(f"the {name} image has shape {a.shape} but the slice is {img.shape}; "
-                                  "give water and fat images on the same grid as the image")
+            raise ClassifierError(
+                f"the {name} image has shape {a.shape} but the slice is {img.shape}; "
+                "give water and fat images on the same grid as the image"
+            )
         if not np.all(np.isfinite(a)):
             raise ClassifierError(f"the {name} image contains NaN or infinite values")
     say("calibrating the Dixon references on the samples")
@@ -253,16 +265,25 @@ def _dixon(img, lab, within, water, fat, say):
     t = np.divide(a, total, out=np.zeros_like(total), where=total > 0)
     fraction = np.where(within, t, np.nan)
     is_fat = within & (t > 0.5)
-    contrast = (cal.contrast if cal is not None else
-                float(np.median(img[rows_f, cols_f]) / max(float(np.median(img[rows_m, cols_m])), 1e-12)))
+    contrast = (
+        cal.contrast
+        if cal is not None
+        else float(np.median(img[rows_f, cols_f]) / max(float(np.median(img[rows_m, cols_m])), 1e-12))
+    )
     flags = []
     sample_t = t[rows_f, cols_f]
     if float(np.mean(sample_t < 0.5)) > 0.1:
         flags.append("fat_sample_inhomogeneous")
     if shading is None:
         flags.append("shading_out_of_range")
-    return FatResult(fat=is_fat, method=METHOD_IDS["dixon"], settings={}, fat_muscle_contrast=float(contrast),
-                     qc_flags=tuple(flags), fat_fraction=fraction)
+    return FatResult(
+        fat=is_fat,
+        method=METHOD_IDS["dixon"],
+        settings={},
+        fat_muscle_contrast=float(contrast),
+        qc_flags=tuple(flags),
+        fat_fraction=fraction,
+    )
 
 
 def _flags(cal, *, uncertainty=None):

@@ -173,18 +173,24 @@ def tissue_references(water, fat, muscles):
     sub = subcutaneous_fat(w, f, muscles)
     rows, cols = np.nonzero(muscles)
     height, width = rows.max() + 1 - rows.min(), cols.max() + 1 - cols.min()
-    box = (int(rows.min()), int(rows.max()) + 1 + height // 2,
-           int(cols.min()) - width // 2, int(cols.max()) + 1 + width // 2)
+    box = (
+        int(rows.min()),
+        int(rows.max()) + 1 + height // 2,
+        int(cols.min()) - width // 2,
+        int(cols.max()) + 1 + width // 2,
+    )
     near = np.zeros_like(sub)
     near[box[0] : box[1], max(0, box[2]) : box[3]] = True
     fr, fc = np.nonzero(sub & near)
     if len(fr) < 100:  # too little fat near the muscles: the raw medians
         return float(np.median(f[sub])), w_lean
     lr, lc = np.nonzero(lean)
-    design = np.vstack([
-        np.hstack([_quadratic_design(lr, lc, box), np.zeros((len(lr), 1))]),
-        np.hstack([_quadratic_design(fr, fc, box), np.ones((len(fr), 1))]),
-    ])
+    design = np.vstack(
+        [
+            np.hstack([_quadratic_design(lr, lc, box), np.zeros((len(lr), 1))]),
+            np.hstack([_quadratic_design(fr, fc, box), np.ones((len(fr), 1))]),
+        ]
+    )
     logv = np.log(np.maximum(np.concatenate([w[lr, lc], f[fr, fc]]), 1e-9))
     coef = np.linalg.lstsq(design, logv, rcond=None)[0]
     res = logv - design @ coef
@@ -360,8 +366,12 @@ def sample_placements(water, fat, labels):
     fat_samples = {}
     for name, c in centres.items():
         # an observer who finds little fat right there takes the nearest fat
-        for half, region, where in ((15, sub, posterior), (30, sub, posterior), (30, sub_wide, posterior),
-                                    (45, sub_wide, posterior_wide)):
+        for half, region, where in (
+            (15, sub, posterior),
+            (30, sub, posterior),
+            (30, sub_wide, posterior),
+            (45, sub_wide, posterior_wide),
+        ):
             band = np.zeros(shape, bool)
             band[:, max(0, c - half) : c + half + 1] = True
             fat_samples[name] = region & where & band

@@ -542,8 +542,21 @@ def grow(x, y, *, n_trees, k_try, seed, class_weight, criterion, max_bins=256):
     sizes = np.zeros(n_trees, np.int64)
     depths = np.zeros(n_trees, np.int64)
     eng["grow_forest"](
-        xb, nbins, cuts, y, cw, int(k_try), mode, table, _tree_seeds(seed, n_trees),
-        feat, thr, left, val, sizes, depths,
+        xb,
+        nbins,
+        cuts,
+        y,
+        cw,
+        int(k_try),
+        mode,
+        table,
+        _tree_seeds(seed, n_trees),
+        feat,
+        thr,
+        left,
+        val,
+        sizes,
+        depths,
     )
     top = int(sizes.max())
     return Forest(
@@ -553,5 +566,3 @@ def grow(x, y, *, n_trees, k_try, seed, class_weight, criterion, max_bins=256):
         val=np.ascontiguousarray(val[:, :top]),
         depth=depths,
     )
-
-
