@@ -209,7 +209,7 @@ class MeasureWidget(QWidget):
         browse = QPushButton("…")
         browse.setMaximumWidth(28)
         browse.clicked.connect(self._browse_csv)
-        self.export_button = QPushButton("Add to CSV")
+        self.export_button = QPushButton("Add to shared CSV")
         self.export_button.clicked.connect(lambda: self._run(self.add_to_csv))
         save = QPushButton("Save annotation…")
         load = QPushButton("Load annotation…")
