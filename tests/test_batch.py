@@ -242,3 +242,65 @@ def test_progress_bar_prints_on_a_terminal_only():
         bar.close()
     assert "3/3" in tty.getvalue() and "1 failed" in tty.getvalue()
     assert log.getvalue() == ""
+
+
+def _stop_at_measuring(monkeypatch):
+    """Cases then fail with the reason "stop" once every check before measuring passed."""
+    import napari_pvm.core.batch as batch
+    import napari_pvm.core.measure as measure
+
+    monkeypatch.setattr(batch, "_predicted_key", lambda *a: None)
+    monkeypatch.setattr(measure, "measure_annotation", lambda *a, **k: (_ for _ in ()).throw(PvmError("stop")))
+
+
+@pytest.mark.parametrize(
+    "slice_index, reason",
+    [("1", "stop"), ("1.0", "stop"), ("1,0", "stop"), ("2", "differs from the annotation's 1"),
+     ("1.5", "not a whole slice number"), ("one", "not a whole slice number")],
+)
+def test_worklist_slice_index_compared_as_a_number(cohort, monkeypatch, slice_index, reason):
+    import dataclasses
+
+    from napari_pvm.core.batch import measure_case
+
+    _stop_at_measuring(monkeypatch)
+    case = dataclasses.replace(read_worklist(cohort / "worklist.csv")[0], slice_index=slice_index)
+    outcome = measure_case(case)
+    assert outcome["status"] == "failed" and reason in outcome["reason"], outcome
+
+
+def test_version1_csv_refused_before_any_case(cohort, tmp_path, monkeypatch, capsys):
+    import napari_pvm.core.batch as batch
+    from napari_pvm.core import schema
+
+    measured = []
+    monkeypatch.setattr(batch, "measure_case", lambda *a, **k: measured.append(a) or {"status": "failed"})
+    out = tmp_path / "v1.csv"
+    out.write_text(",".join(schema.V1_COLUMNS) + "\n", encoding="utf-8")
+    before = out.read_bytes()
+    code = main(["batch", str(cohort / "worklist.csv"), "--csv", str(out), "--workers", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
+    assert "migrate-csv" in err
+    assert measured == [] and out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v1.csv"]
+
+
+def test_allow_unusual_spacing_reaches_image_and_dixon_reads(cohort, monkeypatch):
+    import dataclasses
+
+    import napari_pvm.core.batch as batch
+    import napari_pvm.core.io as io
+
+    monkeypatch.setattr(io, "PLAUSIBLE_PIXEL_MM", (0.05, 1.0))  # the phantoms' 1.2 mm pixels become unusual
+    _stop_at_measuring(monkeypatch)
+    case = read_worklist(cohort / "worklist.csv")[0]
+    dixon = dataclasses.replace(case, method="dixon", water=case.image, fat=case.image)
+    refused = batch.measure_case(dixon)
+    assert refused["status"] == "failed" and "--allow-unusual-spacing" in refused["reason"]
+    assert batch.measure_case(dixon, allow_unusual_spacing=True) == {"status": "failed", "reason": "stop"}
+    # the command's flag reaches run_batch
+    seen = {}
+    monkeypatch.setattr(batch, "run_batch", lambda *a, **k: seen.update(k) or batch.BatchSummary())
+    assert main(["batch", str(cohort / "worklist.csv"), "--csv", "out.csv", "--allow-unusual-spacing"]) == 0
+    assert seen["allow_unusual_spacing"] is True

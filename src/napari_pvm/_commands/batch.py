@@ -18,12 +18,19 @@ __all__ = ["ProgressBar", "add_arguments", "run"]
 def add_arguments(parser):
     parser.add_argument("worklist", help="worklist CSV: patient_id, image, annotation, … (paths relative to it)")
     parser.add_argument("--csv", required=True, help="shared measurements CSV to append to")
-    parser.add_argument("--workers", type=int, help="local worker processes, one thread each (default: number of cores)")
+    parser.add_argument(
+        "--workers", type=int, help="local worker processes, one thread each (default: number of cores)"
+    )
     parser.add_argument("--scheduler", help="address of an existing dask.distributed scheduler, e.g. tcp://host:8786")
     parser.add_argument("--method", help="FI%% method of cases whose worklist line names none (default: forest)")
     parser.add_argument("--preset", help="feature preset of the fat classifier")
     parser.add_argument("--trees", type=int, help="number of trees")
     parser.add_argument("--seed", type=int, help="seed of the random forest")
+    parser.add_argument(
+        "--allow-unusual-spacing",
+        action="store_true",
+        help="accept a pixel spacing outside the plausible range for MRI (checked against the header by default)",
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
@@ -37,8 +44,15 @@ def run(args):
     settings = {k: v for k, v in options if v is not None}
     bar = ProgressBar()
     try:
-        summary = run_batch(args.worklist, args.csv, workers=args.workers, scheduler=args.scheduler,
-                            settings=settings, progress=bar)
+        summary = run_batch(
+            args.worklist,
+            args.csv,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            settings=settings,
+            progress=bar,
+            allow_unusual_spacing=args.allow_unusual_spacing,
+        )
     finally:
         bar.close()
     data = summary.as_dict()

@@ -118,8 +118,11 @@ def read_worklist(path, *, columns=None, required=("patient_id", "image")):
     return cases
 
 
-def measure_case(case, settings=None, done_keys=frozenset()):
+def measure_case(case, settings=None, done_keys=frozenset(), *, allow_unusual_spacing=False):
     """Measure one case in a worker; never raises.
+
+    ``allow_unusual_spacing`` is passed to
+    :func:`napari_pvm.core.io.read_volume` for the image and the Dixon images.
 
     Returns
     -------
@@ -140,11 +143,11 @@ def measure_case(case, settings=None, done_keys=frozenset()):
         if not case.annotation:
             raise PvmError("no annotation given; batch mode measures saved annotations")
         with threadpool_limits(1):
-            volume = read_volume(case.image)
+            volume = read_volume(case.image, allow_unusual_spacing=allow_unusual_spacing)
             annotation = read_annotation(case.annotation)
             if case.level and annotation.level != case.level:
                 raise PvmError(f"worklist level {case.level} differs from the annotation's {annotation.level}")
-            if case.slice_index and str(annotation.slice_index) != case.slice_index:
+            if case.slice_index and _slice_number(case.slice_index) != annotation.slice_index:
                 raise PvmError(
                     f"worklist slice_index {case.slice_index} differs from the annotation's {annotation.slice_index}"
                 )
@@ -152,7 +155,14 @@ def measure_case(case, settings=None, done_keys=frozenset()):
             settings.pop("method", None)
             if bool(case.water) != bool(case.fat):
                 raise PvmError("give both water and fat images of a Dixon acquisition, or neither")
-            dixon = {"water": read_volume(case.water), "fat": read_volume(case.fat)} if case.water else {}
+            dixon = (
+                {
+                    "water": read_volume(case.water, allow_unusual_spacing=allow_unusual_spacing),
+                    "fat": read_volume(case.fat, allow_unusual_spacing=allow_unusual_spacing),
+                }
+                if case.water
+                else {}
+            )
             key = _predicted_key(case, volume, annotation, dict(settings, method=method))
             if key is not None and key in done_keys:
                 return {"status": "skipped", "reason": "already measured with the same image, annotation and settings"}
@@ -175,6 +185,24 @@ def measure_case(case, settings=None, done_keys=frozenset()):
         return {"status": "failed", "reason": _public(f"{exc.strerror or exc}: {exc.filename or ''}".strip())}
     except Exception as exc:  # a batch must go on; the reason is recorded
         return {"status": "failed", "reason": _public(f"unexpected {type(exc).__name__}: {exc}")}
+
+
+def _slice_number(text):
+    """A worklist's slice_index as a whole number; a spreadsheet may have
+    written ``2`` as ``2.0`` or ``2,0``.
+
+    Examples
+    --------
+    >>> _slice_number("2"), _slice_number("2.0"), _slice_number("2,0")
+    (2, 2, 2)
+    """
+    try:
+        value = float(text.replace(",", "."))
+    except ValueError:
+        value = float("nan")
+    if not value.is_integer():
+        raise PvmError(f"worklist slice_index {text!r} is not a whole slice number; write it like 12")
+    return int(value)
 
 
 #: Internal files a message must not name: the store's and our hidden
@@ -227,7 +255,9 @@ def _done_keys(csv_path):
     return frozenset(keys)
 
 
-def run_batch(worklist, csv_path, *, workers=None, scheduler=None, settings=None, progress=None):
+def run_batch(
+    worklist, csv_path, *, workers=None, scheduler=None, settings=None, progress=None, allow_unusual_spacing=False
+):
     """Measure every case of a worklist in parallel and append the rows.
 
     Parameters
@@ -247,12 +277,15 @@ def run_batch(worklist, csv_path, *, workers=None, scheduler=None, settings=None
         worklist line names none.
     progress : callable, optional
         ``progress(done, failed, skipped, total, eta_seconds)`` after each case.
+    allow_unusual_spacing : bool, optional
+        Read images whose pixel spacing is outside the plausible range
+        (:func:`napari_pvm.core.io.read_volume`).
 
     Returns
     -------
     BatchSummary
     """
-    from .store import append_rows
+    from .store import append_rows, check_appendable
 
     from .measure import classifier_for
 
@@ -267,6 +300,7 @@ def run_batch(worklist, csv_path, *, workers=None, scheduler=None, settings=None
     for method in {settings.get("method")} | {c.method for c in cases if c.method}:
         classifier_for({}, **dict(settings, method=method))
     _check_writable(csv_path)
+    check_appendable(csv_path)  # a file with another header (version 1: migrate-csv) is refused now, not per case
     errors_path = csv_path.with_name(csv_path.stem + ".errors.csv")
     done = _done_keys(csv_path)
     summary = BatchSummary(cases=len(cases), errors_csv=str(errors_path))
@@ -288,7 +322,7 @@ def run_batch(worklist, csv_path, *, workers=None, scheduler=None, settings=None
     started = time.perf_counter()
     finished = 0
     try:
-        for case, outcome in pool.map_unordered(todo, settings, done):
+        for case, outcome in pool.map_unordered(todo, settings, done, allow_unusual_spacing):
             if outcome["status"] == "measured":
                 try:
                     append_rows(csv_path, [outcome["row"]])
@@ -348,10 +382,13 @@ class _ForkPool:
         self.n_workers = n
         self._executor = ProcessPoolExecutor(max_workers=n, mp_context=context, initializer=_one_thread)
 
-    def map_unordered(self, cases, settings, done):
+    def map_unordered(self, cases, settings, done, allow_unusual_spacing=False):
         from concurrent.futures import as_completed
 
-        futures = {self._executor.submit(measure_case, case, settings, done): case for case in cases}
+        futures = {
+            self._executor.submit(measure_case, case, settings, done, allow_unusual_spacing=allow_unusual_spacing): case
+            for case in cases
+        }
         yield from _outcomes(futures, as_completed)
 
     def close(self):
@@ -366,15 +403,15 @@ class _DaskPool:
         self._client, self._cluster = _client(workers, scheduler)
         self.n_workers = len(self._client.scheduler_info().get("workers", {}))
 
-    def map_unordered(self, cases, settings, done):
+    def map_unordered(self, cases, settings, done, allow_unusual_spacing=False):
         from distributed import as_completed
 
         client = self._client
         # scatter once as one object (a bare set would be scattered element-wise)
         done_future = client.scatter([done], broadcast=True)[0] if done else done
         futures = {
-            client.submit(measure_case, case, settings, done_future, pure=False,
-                          key=f"case-{case.line}-{os.getpid()}"): case
+            client.submit(measure_case, case, settings, done_future, allow_unusual_spacing=allow_unusual_spacing,
+                          pure=False, key=f"case-{case.line}-{os.getpid()}"): case
             for case in cases
         }
         yield from _outcomes(futures, as_completed)
