@@ -41,6 +41,7 @@ from napari_pvm.core.schema import (
 from napari_pvm.core.store import (
     StoreWarning,
     append_rows,
+    check_appendable,
     expected_header,
     file_schema_version,
     latest_rows,
@@ -1186,3 +1187,42 @@ def test_version_2_rows_normalise_and_allow_empty_settings(path, no_warnings):
     )
     with pytest.raises(StoreError, match="ESMF_B_mean_ff_pct is .* area-"):
         validate_row(dict(dixon, ESMF_B_mean_ff_pct=dixon["ESMF_B_mean_ff_pct"] + 0.02))
+
+
+# --- careless input (reviewer's findings) --------------------------------
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc, a folder nobody can create files in")
+def test_an_impossible_folder_is_refused_at_once_not_as_a_held_lock():
+    # filelock retried creating /proc/m.csv.lock until the timeout and then blamed a held lock
+    for call in (lambda: check_appendable("/proc/m.csv"), lambda: append_rows("/proc/m.csv", make_example_row())):
+        with pytest.raises(StoreError, match=r"the folder /proc is not writable .*writable by every observer") as info:
+            call()
+        assert "lock" not in str(info.value).split(";")[0]
+
+
+def test_a_semicolon_table_is_named_briefly(path, no_warnings):
+    rows = [make_example_row(patient_id="P1"), make_example_row(patient_id="P2")]
+    append_rows(path, rows)
+    semi = path.with_name("semi.csv")
+    semi.write_bytes(path.read_bytes().replace(b",", b";"))
+    before = semi.read_bytes()
+    for call in (
+        lambda: read_rows(semi),
+        lambda: append_rows(semi, make_example_row()),
+        lambda: check_appendable(semi),
+    ):
+        with pytest.raises(
+            StoreError,
+            match=r"not a comma-separated napari-pvm muscle measurement table \(schema version \d+\): it uses se",
+        ):
+            call()
+    message = str(pytest.raises(StoreError, read_rows, semi).value)
+    assert len(message.replace(str(semi), "")) < 300 and "schema_version;" not in message
+    assert semi.read_bytes() == before
+
+
+def test_a_foreign_header_is_quoted_short(path):
+    path.write_text("x" * 500 + ",b\n1,2\n")
+    message = str(pytest.raises(StoreError, read_rows, path).value)
+    assert "column 1 is 'xxx" in message and len(message.replace(str(path), "")) < 250

@@ -34,6 +34,7 @@ import os
 import re
 import socket
 import statistics
+import tempfile
 import time
 import uuid
 import warnings
@@ -628,6 +629,11 @@ def _warn(message, stacklevel=3):
     warnings.warn(StoreWarning(message), stacklevel=stacklevel)
 
 
+def _short(text, limit=40):
+    """``text`` cut to ``limit`` characters for a one-line message."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _header_error(line, path, spec):
     text = line.decode("utf-8", "replace").rstrip("\n")
     names = text.lstrip("\ufeff").rstrip("\r").split(",")
@@ -638,7 +644,14 @@ def _header_error(line, path, spec):
                 f"pick the right file (table={other.name!r}). The file was "
                 "left untouched."
             )
-    got, want = names, list(spec.columns)
+    for sep, name in ((";", "semicolons"), ("\t", "tabs")):
+        if len(names) == 1 and sep in text:
+            return StoreError(
+                f"{path} is not a comma-separated napari-pvm {spec.what} (schema version {spec.version}): "
+                f"it uses {name}, as a spreadsheet's export does; use the original file, or export again "
+                "with commas as separators. The file was left untouched."
+            )
+    got, want = [_short(n) for n in names], list(spec.columns)
     i = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
     what = (
         f"column {i + 1} is {got[i] if i < len(got) else 'missing'!r} "
@@ -1088,6 +1101,28 @@ def _fsync_folder(path):
             os.close(folder)
 
 
+def _check_folder(path):
+    """Refuse a missing or unwritable folder at once: filelock would retry
+    creating ``<csv>.lock`` there until the timeout and then blame a held
+    lock. Writability is probed with a file removed at once, as permission
+    bits do not tell (root, network shares, /proc)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise StoreError(
+            f"the folder {folder} does not exist; create it or connect the network share. Nothing was written."
+        )
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".pvm-probe-")
+    except OSError as exc:
+        raise StoreError(
+            f"the folder {folder} is not writable ({exc.strerror}); the shared CSV, its .lock and its "
+            ".writer file live there, so it must be writable by every observer: pick a CSV in such a "
+            "folder or fix its permissions. Nothing was written."
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 def _precheck(path, spec):
     """Refuse a folder or a file with another header before taking the lock,
     so that a refused call leaves no lock file behind (checked again under
@@ -1124,11 +1159,7 @@ def check_appendable(csv_path, *, table="muscle"):
     """
     spec = _table(table)
     path = os.fspath(csv_path)
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise StoreError(
-            f"the folder {folder} does not exist; create it or connect the network share. Nothing was written."
-        )
+    _check_folder(path)
     _precheck(path, spec)
 
 
@@ -1203,11 +1234,7 @@ def append_rows(csv_path, rows, *, table="muscle", timeout=30.0):
         raise StoreError(f"row_id {max(ids, key=ids.count)!r} is given twice; row_ids are unique. Nothing was written.")
     if not checked:
         return []
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise StoreError(
-            f"the folder {folder} does not exist; create it or connect the network share. Nothing was written."
-        )
+    _check_folder(path)
     _precheck(path, spec)
     supplied = {r["row_id"] for r, raw in zip(checked, rows) if not _is_empty(raw.get("row_id"))}
     payload = "".join(_csv_line(row, spec) for row in checked).encode()
@@ -1271,6 +1298,7 @@ def locked(csv_path, *, timeout=30.0):
         be repaired.
     """
     path = os.fspath(csv_path)
+    _check_folder(path)
     with _exclusive(path, timeout) as writer:
         try:
             fd = os.open(path, os.O_RDWR | _BINARY)
