@@ -144,6 +144,33 @@ def test_phantom_command_json(tmp_path):
     assert Path(paths["truth"]).exists() and Path(paths["annotation"]).exists()
 
 
+@pytest.mark.parametrize("sagittal", [False, True])
+def test_phantom_refuses_to_overwrite_without_force(tmp_path, capsys, sagittal):
+    extra = ["--sagittal"] if sagittal else []
+    name = "sagittal.pvm.json" if sagittal else "phantom.pvm.json"
+    (tmp_path / name).write_text("the observer's own annotation")
+    capsys.readouterr()
+    assert main(["phantom", str(tmp_path), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ")
+    assert str(tmp_path / name) in err and "--force" in err
+    assert [p.name for p in tmp_path.iterdir()] == [name]  # nothing written
+    assert (tmp_path / name).read_text() == "the observer's own annotation"
+    assert main(["phantom", str(tmp_path), *extra, "--force", "--spacing", "1.2"]) == 0
+    assert json.loads((tmp_path / name).read_text())["image"]["sha256"]
+
+
+@pytest.mark.parametrize("below", ["", "sub"])
+def test_phantom_outdir_that_is_a_file_is_named(tmp_path, capsys, below):
+    file = tmp_path / "m1.json"
+    file.write_text("{}")
+    capsys.readouterr()
+    assert main(["phantom", str(file / below) if below else str(file)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{file} is a file, not a folder; give a folder" in err
+    assert [p.name for p in tmp_path.iterdir()] == ["m1.json"] and file.read_text() == "{}"
+
+
 # --- schema version 2, --method, --water/--fat (issue 13) ---------------------
 
 
@@ -280,7 +307,9 @@ def test_a_sagittal_image_is_refused_by_measure(phantom_files, tmp_path):
 
     paths = write_sagittal_phantom(tmp_path / "sag", seed=1)
     out = tmp_path / "m.csv"
-    done = run("measure", paths["image"], phantom_files["annotation"], "--patient", "P1", "--observer", "A", "--csv", out)
+    done = run(
+        "measure", paths["image"], phantom_files["annotation"], "--patient", "P1", "--observer", "A", "--csv", out
+    )
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1
     assert "sagittal image" in done.stderr and "axial" in done.stderr

@@ -45,7 +45,36 @@ def add_arguments(parser):
         default=None,
         help="sagittal only: peak-to-peak shading amplitude (default 0.15; 0 for none)",
     )
+    parser.add_argument("--force", action="store_true", help="replace phantom files that exist in OUTDIR")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+#: The files each phantom writes into OUTDIR.
+FILES = {
+    False: ("phantom.nii.gz", "phantom.pvm.json", "truth.json"),
+    True: ("sagittal.nii.gz", "sagittal.pvm.json", "sagittal_truth.json"),
+}
+
+
+def _check_outdir(outdir, *, sagittal, force):
+    """Refuse, before any work, an OUTDIR that is a file or holds the phantom's files (without --force)."""
+    from pathlib import Path
+
+    from ..core.errors import PvmError
+
+    outdir = Path(outdir)
+    for folder in (outdir, *outdir.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                where = f"{outdir} is a file" if folder == outdir else f"OUTDIR {outdir}: {folder} is a file"
+                raise PvmError(
+                    f"{where}, not a folder; give a folder to write the phantom into (it is created when missing)"
+                )
+            break
+    existing = [str(outdir / name) for name in FILES[sagittal] if (outdir / name).exists()]
+    if existing and not force:
+        verb = "exists" if len(existing) == 1 else "exist"
+        raise PvmError(f"{', '.join(existing)} {verb}; choose another OUTDIR or give --force to replace them")
 
 
 def run(args):
@@ -58,6 +87,9 @@ def run(args):
     ]
     if args.kyphosis != 12.0:
         sagittal_only.append("--kyphosis")
+    if sagittal_only and not args.sagittal:
+        raise PvmError(f"{', '.join(sagittal_only)} apply to the sagittal phantom only; add --sagittal")
+    _check_outdir(args.outdir, sagittal=args.sagittal, force=args.force)
     if args.sagittal:
         from ..core.phantom_sagittal import write_sagittal_phantom
 
@@ -70,8 +102,6 @@ def run(args):
             options["shading"] = args.shading
         paths = write_sagittal_phantom(args.outdir, seed=args.seed, **options)
     else:
-        if sagittal_only:
-            raise PvmError(f"{', '.join(sagittal_only)} apply to the sagittal phantom only; add --sagittal")
         from ..core.phantom import write_phantom
 
         spacing = args.spacing if args.spacing is not None else 0.78125
