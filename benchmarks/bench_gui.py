@@ -119,8 +119,8 @@ def child(condition, variant, folder):
             # two emptied Shapes layers (napari alone with Shapes layers holding polygons
             # crashed in glDrawArrays here in some runs, before any removal)
             old = viewer.add_image(data, **dict(kwargs, name="old"))
-            a = viewer.add_shapes(None, ndim=3, scale=volume.spacing, face_color="transparent")
-            b = viewer.add_shapes(None, ndim=3, scale=volume.spacing, face_color="transparent")
+            a = viewer.add_shapes(None, ndim=3, scale=volume.spacing, units=("mm",) * 3, face_color="transparent")
+            b = viewer.add_shapes(None, ndim=3, scale=volume.spacing, units=("mm",) * 3, face_color="transparent")
             _gui.process_events_for(1.0)
             removed = []
 
