@@ -247,6 +247,24 @@ def test_an_unknown_method_is_a_usage_error(phantom_files):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    "method, extra, named",
+    [
+        ("threshold", ["--trees", "50"], "--trees is a setting"),
+        ("gmm", ["--preset", "weka", "--seed", "3"], "--preset, --seed are settings"),
+        ("threshold", ["--class-balance", "false"], "--class-balance is a setting"),
+    ],
+)
+def test_forest_settings_with_another_method_are_refused(phantom_files, tmp_path, capsys, method, extra, named):
+    csv = tmp_path / "m.csv"
+    capsys.readouterr()
+    args = [str(phantom_files["image"]), str(phantom_files["annotation"]), "--method", method, *extra]
+    assert main(["measure", *args, "--patient", "P", "--observer", "A", "--csv", str(csv)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"error: {named} of the random-forest method, which --method {method}" in err
+    assert "use --method forest" in err and not csv.exists()
+
+
 def test_dixon_images_go_to_the_method_and_the_grid_is_checked(phantom_files, tmp_path, capsys, monkeypatch):
     """With a stand-in for the FI% methods module (fraction = F / (W + F))."""
     import dataclasses
@@ -348,3 +366,18 @@ def test_zero_pixdim_gives_one_error_line_and_no_nibabel_log(phantom_files, tmp_
     done = run("measure", path, phantom_files["annotation"])
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: ") and "pixdim" in done.stderr
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc, a folder nobody can create files in")
+def test_an_unwritable_csv_folder_is_refused_before_the_work(phantom_files, capsys, monkeypatch):
+    import napari_pvm.core.measure as core_measure
+
+    def never(*args, **kwargs):
+        raise AssertionError("measured although the CSV cannot be written")
+
+    monkeypatch.setattr(core_measure, "measure_annotation", never)
+    capsys.readouterr()
+    args = [str(phantom_files["image"]), str(phantom_files["annotation"]), "--patient", "P", "--observer", "A"]
+    assert main(["measure", *args, "--csv", "/proc/out.csv"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error: the folder /proc is not writable" in err and "held" not in err

@@ -41,6 +41,22 @@ def run(args):
     if args.method is not None and args.method not in available_methods():
         # checked here, not by argparse: listing the methods imports them, which every command would pay for
         raise PvmError(f"--method {args.method}: unknown FI% method; use one of {', '.join(available_methods())}")
+    forest_only = [
+        flag
+        for flag, value in (
+            ("--preset", args.preset),
+            ("--trees", args.trees),
+            ("--seed", args.seed),
+            ("--class-balance", args.class_balance),
+        )
+        if value is not None
+    ]
+    if forest_only and args.method not in (None, "forest"):
+        raise PvmError(
+            f"{', '.join(forest_only)} {'is a setting' if len(forest_only) == 1 else 'are settings'} of the "
+            f"random-forest method, which --method {args.method} does not use; leave "
+            f"{'it' if len(forest_only) == 1 else 'them'} out or use --method forest"
+        )
     if (args.water is None) != (args.fat is None):
         raise PvmError("give both --water and --fat (the Dixon images), or neither")
     if args.method == "dixon" and args.water is None:
