@@ -168,11 +168,7 @@ def child(condition, variant, folder):
             _gui.wait_until(lambda: widget.ready and widget.image_layer is not None, timeout=60)
             dock = widget.measure
             dock.notify = lambda message, level="info": None
-            path = study.annotation_path("A", widget.session.current_id)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            from napari_pvm.core.annotation import write_annotation
-
-            write_annotation(path, truth)
+            path = widget.session.save_annotation(truth)  # the observer's own outlines of this case
             dock.load_annotation(str(path))
             _gui.process_events_for(1.0)
             first = widget.image_layer
