@@ -215,3 +215,8 @@ def test_bad_options(capsys, two_observers, tmp_path):
     assert status == 2 and "no such column" in err and "PS_L_nonsense" in err
     status, _, err = run_cli(capsys, tmp_path / "absent.csv")
     assert status == 2 and err.startswith("error: ")
+    (tmp_path / "clinical.csv").write_text("patient_id,residual_lbp,age,bmi\n001,1,70,25\n")
+    status, out, err = run_cli(capsys, tmp_path / "clinical.csv")
+    assert status == 2 and out == "" and err.count("\n") == 1
+    assert "clinical.csv is not a napari-pvm measurement table (its header starts patient_id, residual_lbp, age, …)" in err
+    assert "written by napari-pvm measure, batch or spine" in err

@@ -208,6 +208,29 @@ def test_merge_with_the_shared_measurements(capsys, tmp_path):
     assert json.loads(out)["comparison"][0]["mean"][0] < ps["mean"][0]  # B reads lower
     line = fail(capsys, cpath, "--outcome", "lbp", "--merge", shared, "--observer", "Z")
     assert "observer 'Z'" in line
+    # a spreadsheet turned "007" into 7: the IDs do not match, and the message says why
+    clinical.assign(patient_id=range(10)).to_csv(cpath, index=False)
+    line = fail(capsys, cpath, "--outcome", "lbp", "--merge", shared, "--continuous", "ESMF_B_fi_pct")
+    assert "only by leading zeros (e.g. 0 vs 000)" in line and "format the patient_id column as text" in line
+    clinical.assign(patient_id=[f"X{i}" for i in range(10)]).to_csv(cpath, index=False)
+    line = fail(capsys, cpath, "--outcome", "lbp", "--merge", shared, "--continuous", "ESMF_B_fi_pct")
+    assert "no patient_id of shared.csv (e.g. 000) is in the clinical table (e.g. X0)" in line
+    # a clinical table given where the measurements belong
+    line = fail(capsys, cpath, "--outcome", "lbp", "--merge", cpath)
+    assert "clinical.csv is not a napari-pvm measurement table (its header starts patient_id, lbp, age)" in line
+
+
+def test_table_without_rows_is_named(capsys, tmp_path):
+    path = tmp_path / "clinical.csv"
+    path.write_text("patient_id,residual_lbp\n")
+    assert "clinical.csv has no rows" in fail(capsys, path, "--outcome", "residual_lbp")
+
+
+def test_unwritable_out_folder_is_one_error_line(capsys, tmp_path):
+    (tmp_path / "a_file").write_text("")
+    out_dir = tmp_path / "a_file" / "res"  # cannot be created, whoever runs the test
+    line = fail(capsys, COHORT, "--outcome", "residual_lbp", "--continuous", "age", "--out", out_dir)
+    assert f"cannot create or write the output folder {out_dir}" in line and "choose another folder" in line
 
 
 @pytest.mark.skipif(shutil.which("napari-pvm") is None and not (Path(sys.executable).parent / "napari-pvm").exists(),

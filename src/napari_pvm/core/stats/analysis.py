@@ -32,6 +32,7 @@ Examples
 """
 
 import dataclasses
+from pathlib import Path
 
 import pandas as pd
 
@@ -297,9 +298,11 @@ def analyse(
     """
     step = _stepper(progress)
     step("reading the table")
+    table_arg = table
     table = clean_text(table) if isinstance(table, pd.DataFrame) else load_table(table)
     if table.empty:
-        raise StatsInputError("the table has no rows")
+        name = "the table" if isinstance(table_arg, pd.DataFrame) else Path(table_arg).name
+        raise StatsInputError(f"{name} has no rows (only a header); add one row per patient")
     if outcome not in table.columns:
         _check_columns(table, [outcome], "--outcome")
     warnings = []

@@ -118,9 +118,17 @@ def read_measurements(path):
 
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
-            header = handle.readline().strip().split(",")
+            line = handle.readline().strip()
     except OSError:
-        header = []  # read_rows says what is wrong
+        line = ""  # read_rows says what is wrong
+    header = line.split(",")
+    if line and "schema_version" not in line:  # a re-saved measurement table is explained by read_rows
+        shown = ", ".join(c.strip() for c in header[:3]) + (", …" if len(header) > 3 else "")
+        raise StatsInputError(
+            f"{Path(path).name} is not a napari-pvm measurement table (its header starts {shown}); "
+            "give the shared CSV written by napari-pvm measure, batch or spine (its header starts "
+            "schema_version,row_id,patient_id); a clinical table is the TABLE of napari-pvm stats"
+        )
     return read_rows(path, table="spine" if "vbq" in header else "muscle")
 
 
@@ -571,6 +579,18 @@ def merge_measurements(table, measurements, *, observer="mean", level=None, sess
         known = set(left["patient_id"].dropna())
         only_table = [p for p in left["patient_id"].dropna() if p not in per_patient.index]
         only_meas = [p for p in per_patient.index if p not in known]
+        zeros = _leading_zero_pairs(only_table, only_meas)
+        if zeros:
+            raise StatsInputError(
+                f"{len(zeros)} patient_id(s) of the clinical table differ from those of {name} only by leading "
+                f"zeros (e.g. {zeros[0][0]} vs {zeros[0][1]}): a spreadsheet dropped them (007 became 7); "
+                "format the patient_id column as text and enter the IDs again, or export the table anew"
+            )
+        if known and len(only_table) == len(known):
+            raise StatsInputError(
+                f"no patient_id of {name} (e.g. {only_meas[0]}) is in the clinical table (e.g. {only_table[0]}); "
+                "write the IDs the same way in both (a spreadsheet may have dropped leading zeros: 007 became 7)"
+            )
         if only_table:
             notes.append(
                 f"{name}: {len(only_table)} patient(s) of the clinical table have no measurements "
@@ -584,6 +604,18 @@ def merge_measurements(table, measurements, *, observer="mean", level=None, sess
         left = left.merge(per_patient.reset_index(), on="patient_id", how="left")
         used.append((chosen, info))
     return left, used, notes
+
+
+def _leading_zero_pairs(table_ids, measured_ids):
+    """(clinical ID, measured ID) pairs that differ only by leading zeros.
+
+    Examples
+    --------
+    >>> _leading_zero_pairs(["7", "12"], ["007", "013"])
+    [('7', '007')]
+    """
+    measured = {str(m).lstrip("0"): m for m in measured_ids}
+    return [(t, measured[str(t).lstrip("0")]) for t in table_ids if str(t).lstrip("0") in measured]
 
 
 # --------------------------------------------------------------------------

@@ -553,8 +553,14 @@ def export_steps(result, out_dir):
     result : StatsResult or ReliabilityResult
     out_dir : str or Path
         Created when missing.
+
+    Raises
+    ------
+    PvmError
+        The folder cannot be created or written (the message suggests another).
     """
     from .._json import dumps
+    from ..errors import PvmError
     from .plots import figure_png
     from .reliability import ReliabilityResult
 
@@ -584,14 +590,20 @@ def export_steps(result, out_dir):
         contents[f"{_file_name(name)}.png"] = figure_png(fig)
     if notes:
         contents["figures_not_drawn.txt"] = "\n".join(notes) + "\n"
-    out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, data in contents.items():
         path = out_dir / name
-        if isinstance(data, bytes):
-            path.write_bytes(data)
-        else:
-            path.write_text(data, encoding="utf-8")
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            if isinstance(data, bytes):
+                path.write_bytes(data)
+            else:
+                path.write_text(data, encoding="utf-8")
+        except OSError as exc:
+            raise PvmError(
+                f"cannot create or write the output folder {out_dir} ({exc.strerror or exc}); "
+                "choose another folder, one you can write to (in your home folder, say)"
+            ) from None
         written.append(path)
         if not name.endswith(".png"):
             done = min(total, done + 1)
