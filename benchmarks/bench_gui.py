@@ -128,8 +128,9 @@ def child(condition, variant, folder):
                 viewer.add_image(data, **dict(kwargs, name="new"))
 
                 def remove():
-                    for layer in (a, b, old):
-                        viewer.layers.remove(layer)
+                    with viewer.layers.batched_update():  # napari's own way to remove several layers
+                        for layer in (a, b, old):
+                            viewer.layers.remove(layer)
                     removed.append(True)
 
                 from qtpy.QtCore import QTimer

@@ -527,9 +527,12 @@ class SessionWidget(QWidget):
         still there the viewer's dimensions do not change, so napari does not
         redraw the canvas in the middle of a removal."""
         image = [layer for layer in layers if _is_session_image(layer)]
-        for layer in [x for x in layers if x not in image] + image:
-            if layer in self.viewer.layers:
-                self.viewer.layers.remove(layer)
+        # one batch: napari then collects garbage and rebuilds its scene graph once,
+        # not once per layer (each costs a full gc.collect on the GUI thread)
+        with self.viewer.layers.batched_update():
+            for layer in [x for x in layers if x not in image] + image:
+                if layer in self.viewer.layers:
+                    self.viewer.layers.remove(layer)
 
     def _show_slice(self, index):
         step = list(self.viewer.dims.current_step)
