@@ -99,3 +99,35 @@ def test_help_lists_the_command():
     exe = str(Path(sys.executable).with_name("napari-pvm"))
     result = subprocess.run([exe, "migrate-csv", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "v1.bak" in result.stdout
+
+
+def test_a_torn_last_line_is_a_plain_note(tmp_path):
+    # a real process, so that Python and logging print as they would for a user
+    import subprocess
+
+    path = write_v1(tmp_path / "m.csv", [v1_row("001"), v1_row("002")[:-30]])
+    exe = str(Path(sys.executable).with_name("napari-pvm"))
+    done = subprocess.run([exe, "migrate-csv", str(path)], capture_output=True, text=True)
+    assert done.returncode == 0 and "from schema version 1 to 2: 1 rows kept" in done.stdout
+    (note,) = done.stderr.splitlines()
+    assert note.startswith("note: ") and "torn final line" in note and "quarantine" in note
+    assert "Warning" not in done.stderr and ".py:" not in done.stderr
+    assert (tmp_path / "m.csv.quarantine").read_text().splitlines()[-1] == v1_row("002")[:-30]
+
+
+def test_plain_notes_prints_each_notice_once_and_nothing_on_a_refusal(capsys):
+    import logging
+    import warnings
+
+    from napari_pvm._commands._notes import plain_notes
+    from napari_pvm.core.store import StoreWarning
+
+    with plain_notes():
+        logging.getLogger("napari_pvm.core.store").warning("moved %d bytes", 7)
+        warnings.warn(StoreWarning("moved 7 bytes"), stacklevel=1)
+        warnings.warn(StoreWarning("removed a record"), stacklevel=1)
+    assert capsys.readouterr().err == "note: moved 7 bytes\nnote: removed a record\n"
+    with pytest.raises(ValueError), plain_notes():
+        warnings.warn(StoreWarning("moved 7 bytes"), stacklevel=1)
+        raise ValueError("refused")
+    assert capsys.readouterr().err == ""

@@ -93,8 +93,10 @@ def run(args):
     row = result.row
     if args.csv:
         from ..core.store import append_rows
+        from ._notes import plain_notes
 
-        (row_id,) = append_rows(args.csv, [row])
+        with plain_notes():
+            (row_id,) = append_rows(args.csv, [row])
         row["row_id"] = row_id
     return Outcome(row, format_row(row))
 

@@ -21,8 +21,10 @@ def run(args):
     import dataclasses
 
     from ..core.migrate import migrate_csv
+    from ._notes import plain_notes
 
-    result = migrate_csv(args.csv, timeout=args.timeout)
+    with plain_notes():  # a torn last line moved to the quarantine is a note, not Python's warning text
+        result = migrate_csv(args.csv, timeout=args.timeout)
     if result.migrated:
         text = (
             f"migrated {result.path} from schema version {result.from_version} to "
