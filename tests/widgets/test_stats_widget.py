@@ -373,6 +373,28 @@ def test_an_unexpected_error_is_a_notification(dock, qtbot, cohort, monkeypatch)
     assert dock.result is None and "No result" in res.roc_canvas.message
 
 
+def test_export_errors_are_notifications(dock, qtbot, monkeypatch, tmp_path):
+    import napari_pvm.core.stats.report as report
+
+    small = tmp_path / "small.csv"  # few variables: few figures to draw
+    pd.read_csv(COHORT, usecols=["patient_id", "residual_lbp", "age"], dtype=str).to_csv(small, index=False)
+    assert dock.load_table(small)
+    _run(qtbot, dock)
+    (tmp_path / "a_file").write_text("")
+    assert dock.export(tmp_path / "a_file" / "out", wait=True) == []
+    level, message = dock.messages[-1]
+    assert level == "warning" and "cannot create or write the output folder" in message
+
+    def broken(result, out_dir):
+        yield 0, 1, "start"
+        raise RuntimeError("boom")  # a generator worker would take it for an aborted thread
+
+    monkeypatch.setattr(report, "export_steps", broken)
+    assert dock.export(tmp_path / "out", wait=True) == []
+    assert dock.messages[-1] == ("error", "export failed (RuntimeError: boom)")
+    assert dock.export_button.isEnabled()
+
+
 def _luminance(rgb):
     def lin(c):
         c = c / 255

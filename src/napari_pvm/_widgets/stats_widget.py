@@ -524,7 +524,7 @@ class StatsWidget(QWidget):
         """
         from napari.qt.threading import create_worker
 
-        from ..core.stats.report import export_size, export_steps
+        from ..core.stats.report import export_size
 
         result = self.result if self.result is not None else self.results.reliability_result
         if result is None or self._worker is not None:
@@ -535,13 +535,13 @@ class StatsWidget(QWidget):
         if not out_dir:
             return [] if wait else None
         out_dir = Path(out_dir)
-        worker = create_worker(export_steps, result, out_dir, _progress={"total": export_size(result), "desc": "export"},
-                               _ignore_errors=True)
+        worker = create_worker(_export_steps, result, out_dir,
+                               _progress={"total": export_size(result), "desc": "export"}, _ignore_errors=True)
         written = []
         worker.yielded.connect(self._on_export_step)
         worker.returned.connect(lambda files: (written.extend(files or []),
                                                self.notify(f"wrote {len(files or [])} files to {out_dir}", "info")))
-        worker.errored.connect(lambda exc: self.notify(f"export failed: {exc}", "error"))
+        worker.errored.connect(self._on_export_error)
         worker.finished.connect(self._on_finished)
         self._worker = worker
         self._set_running(True, "exporting…")
@@ -553,6 +553,15 @@ class StatsWidget(QWidget):
         while self._worker is worker:
             QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
         return written
+
+    def _on_export_error(self, exc):
+        if isinstance(exc, _Failed):
+            exc = exc.__cause__
+        if isinstance(exc, PvmError):
+            self.notify(f"export failed: {gui_message(str(exc))}", "warning")
+        else:  # a bug: say so, log the traceback, never a dialog
+            _log.error("export failed", exc_info=exc)
+            self.notify(f"export failed ({type(exc).__name__}: {exc})", "error")
 
     def _on_export_step(self, step):
         self._on_step(step, "exporting")
@@ -612,6 +621,17 @@ def _steps(func, kwargs):
     if error is not None:
         raise error
     return outcome["result"]
+
+
+def _export_steps(result, out_dir):
+    """Generator worker around :func:`~napari_pvm.core.stats.report.export_steps`;
+    a RuntimeError inside is carried as :class:`_Failed` (see :func:`_steps`)."""
+    from ..core.stats.report import export_steps
+
+    try:
+        return (yield from export_steps(result, out_dir))
+    except RuntimeError as exc:
+        raise _Failed(exc) from exc
 
 
 class _Failed(Exception):
