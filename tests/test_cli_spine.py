@@ -139,3 +139,21 @@ def test_phantom_flags_of_the_sagittal_phantom_need_sagittal(tmp_path, capsys):
     code = main(["phantom", str(tmp_path / "x"), "--col-spacing", "1.2"])
     assert code == 2 and "--sagittal" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_a_vbq_from_one_level_warns_in_text_and_json(sagittal_files, tmp_path, capsys):
+    obj = json.loads(sagittal_files["annotation"].read_text())
+    obj["excluded"] = [{"level": lv, "reason": "fracture"} for lv in ("L2", "L3", "L4")]
+    one = tmp_path / "one.pvm.json"
+    one.write_text(json.dumps(obj))
+    capsys.readouterr()
+    assert main(["spine", str(sagittal_files["image"]), str(one), "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["vbq_levels"] == "L1" and row["vbq"] is not None
+    assert any("only 1 vertebra left in VBQ (L1)" in w for w in row["warnings"])
+    assert main(["spine", str(sagittal_files["image"]), str(one)]) == 0
+    assert "warning: only 1 vertebra left in VBQ (L1); the score rests on one level" in capsys.readouterr().out
+    obj["excluded"] = [{"level": "L2", "reason": "fracture"}]  # three levels: no such warning
+    one.write_text(json.dumps(obj))
+    assert main(["spine", str(sagittal_files["image"]), str(one), "--json"]) == 0
+    assert not any("vertebra left" in w for w in json.loads(capsys.readouterr().out)["warnings"])

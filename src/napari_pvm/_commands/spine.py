@@ -1,8 +1,9 @@
 """Measure the spine on a sagittal image: VBQ score and local kyphotic angle (contract 8).
 
 Reads a sagittal MRI (NIfTI or DICOM) or a lateral radiograph and a
-napari-pvm.spine/1 annotation, prints the row of the spine table and, with
---csv, appends it to the shared spine CSV.
+napari-pvm.spine/1 annotation, prints the row of the spine table with its
+warnings (with --json under "warnings") and, with --csv, appends the row to
+the shared spine CSV.
 """
 
 from . import Outcome
@@ -49,10 +50,13 @@ def run(args):
         if not row["observer_id"]:
             raise PvmError("--csv needs an observer ID: give --observer ID or set observer_id in the annotation")
         from ..core.store import append_rows
+        from ._notes import plain_notes
 
-        (row_id,) = append_rows(args.csv, [row], table="spine")
+        with plain_notes():
+            (row_id,) = append_rows(args.csv, [row], table="spine")
         row["row_id"] = row_id
-    return Outcome(row, format_row(row, result))
+    # the warnings (e.g. a VBQ from one level) are not columns of the table, so --json carries them beside the row
+    return Outcome({**row, "warnings": list(result.warnings)}, format_row(row, result))
 
 
 def format_row(row, result):
