@@ -261,16 +261,23 @@ def speed(repeats=3):
     examples = [(p.l4, p.spacing[1:], p.rois) for p in (make_phantom(seed=200 + i, n_slices=1) for i in range(10))]
     rng = np.random.default_rng(SEED)
     clicks = {k: inner_half_click(m, target.spacing[1:], rng) for k, m in target.masks.items()}
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = propose_outlines(target.l4, spacing=target.spacing[1:], clicks=clicks, examples=examples)
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     t0 = time.perf_counter()
+    baseline_random_walker(target.l4, spacing=target.spacing[1:], clicks=clicks)
+    baseline = time.perf_counter() - t0
+    t0, c0 = time.perf_counter(), time.process_time()
     propose_outlines(target.l4, spacing=target.spacing[1:], clicks=clicks)
-    clicks_only = time.perf_counter() - t0
+    clicks_only, clicks_cpu = time.perf_counter() - t0, time.process_time() - c0
     print(f"\n== speed: 512×512 slice, {len(out)} outlines, 6 clicks, 10 examples")
-    print(f"first call {times[0]:.2f} s, median of {repeats} {np.median(times):.2f} s; clicks only {clicks_only:.2f} s")
+    print(f"wall: first call {times[0]:.2f} s, median of {repeats} {np.median(times):.2f} s; "
+          f"clicks only {clicks_only:.2f} s; baseline random walker {baseline:.2f} s "
+          f"(ratio clicks only / baseline {clicks_only / baseline:.2f})")
+    print(f"CPU time of this process: first call {cpu[0]:.2f} s, median {np.median(cpu):.2f} s; clicks only {clicks_cpu:.2f} s")
     print(f"load average: {open('/proc/loadavg').read().strip() if os.path.exists('/proc/loadavg') else 'n/a'}")
     return times
 

@@ -48,6 +48,8 @@ class ProposalError(PvmError):
 HALF_AXES_MM = {"PS": (15.0, 21.0), "ES": (19.0, 34.0), "MF": (20.0, 11.0)}
 #: Radius (mm) of the seed disk placed at a click.
 CLICK_SEED_MM = 2.5
+#: Radius (mm) around a click whose darker 60 % describe the muscle's tissue.
+CLICK_TISSUE_MM = 5.0
 #: Random-walker edge sensitivity on the image normalised to muscle 0, fat 1.
 BETA = 60.0
 #: Weight of the priors against the image edges in the random walker.
@@ -430,7 +432,10 @@ def _segment(image, spacing, points, prior, wanted, *, level=None):
     for k in keys:
         if k in points:
             p = (points[k][0] - r0, points[k][1] - c0)
-            vals = opened[_disk_mask(data.shape, p, CLICK_SEED_MM + 1.5, spacing)]
+            # the lean tissue around the click: a click may land on intramuscular
+            # fat, and fat is the brighter tissue, so the darker part is kept
+            vals = opened[_disk_mask(data.shape, p, CLICK_TISSUE_MM, spacing)]
+            vals = vals[vals <= np.percentile(vals, 60)]
             mu = float(np.median(vals))
             sd = 1.4826 * float(np.median(np.abs(vals - mu)))
         else:  # no click: the muscle's level where the examples agree it lies
@@ -453,9 +458,15 @@ def _segment(image, spacing, points, prior, wanted, *, level=None):
         for k in keys:
             if k not in points:
                 continue
-            start = [(int(round(points[k][0] - r0)), int(round(points[k][1] - c0)))]
             mu, sd = levels[k]
-            unlike = 1.0 / (1.0 + np.exp(-2.0 * (np.abs(opened - mu) / sd - 3.0)))
+            z = np.abs(opened - mu) / sd
+            # start from the muscle-like pixels of the seed disk (not from a fat blob)
+            p = (points[k][0] - r0, points[k][1] - c0)
+            disk = _disk_mask(data.shape, p, CLICK_SEED_MM, spacing)
+            start = np.argwhere(disk & (z < 2.5))
+            if not len(start):
+                start = [(int(round(p[0])), int(round(p[1])))]
+            unlike = 1.0 / (1.0 + np.exp(-2.0 * (z - 3.0)))
             cost = 1.0 + GEO_UNLIKE * unlike + GEO_EDGE * grad**2
             geo = MCP_Geometric(cost, sampling=spacing).find_costs(start)[0]
             base = flat.find_costs(start)[0]
