@@ -213,3 +213,35 @@ def test_real_dixon_slices_with_clicks(real_data):
             scores.append(d)
     print("TUM02 slices 11, 13, 15, click only: Dice", np.round(scores, 3))
     assert np.mean(scores) >= 0.65
+
+
+MUSCLEMAP_LABELS = {"MF_R": 1, "MF_L": 2, "ES_R": 3, "ES_L": 4, "PS_R": 5, "PS_L": 6}
+
+
+@pytest.mark.real
+def test_real_musclemap_slices_with_clicks(real_data):
+    """The MuscleMap scan (test-only, held out of all tuning), slices 14, 16
+    and 18 at L4, all six muscles, one inner-half click each. Figures are
+    printed here only (never in the docs); the floor is below the issue's
+    target, see docs/proposals.md."""
+    from napari_pvm.core.io import read_volume
+
+    folder = real_data / "musclemap_lumbar_axial"
+    image = read_volume(folder / "image.nii.gz")
+    labels = read_volume(folder / "image_dseg_musclemap_pred.nii.gz")
+    spacing = image.pixel_spacing
+    rng = np.random.default_rng(12)
+    scores = {}
+    for k in (14, 16, 18):
+        truth = {key: labels.slice(k) == v for key, v in MUSCLEMAP_LABELS.items()}
+        clicks = {key: inner_click(m, spacing, rng) for key, m in truth.items()}
+        out = propose_outlines(image.slice(k), spacing=spacing, clicks=clicks)
+        masks = outline_masks(out, truth["PS_L"].shape)
+        for key, m in truth.items():
+            d = dice(masks[key], m) if key in masks else 0.0
+            if key in masks:  # never another muscle or side
+                assert all(dice(masks[key], truth[o]) < d for o in truth if o != key), (k, key)
+            scores.setdefault(key[:2], []).append(d)
+    print("MuscleMap slices 14, 16, 18, click only: mean Dice",
+          {m: round(float(np.mean(v)), 3) for m, v in scores.items()})
+    assert np.mean([d for v in scores.values() for d in v]) >= 0.6

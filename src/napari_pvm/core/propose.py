@@ -90,6 +90,9 @@ CLICK_ALIGN = 1.0
 #: and fat) at which the observer put it on them, within this band (mm) around
 #: the random walker's border. Without examples the border is left as found.
 ADJUST_MM = 3.0
+#: Body outline: brighter than this share of the brightest tissue (fat) after
+#: smoothing; air is near 0, lean muscle on fat-bright images above 5 %.
+BODY_LEVEL = 0.05
 #: Pixel size (mm) of the grid the random walker is solved on (speed).
 WORK_MM = 1.25
 
@@ -171,20 +174,25 @@ def _check_spacing(spacing, what):
 
 # ------------------------------------------------------------- image model
 def _body_mask(image, spacing):
-    """The patient's cross-section: bright enough anywhere, holes filled."""
+    """The patient's cross-section: the large bright regions, filled in."""
     from scipy import ndimage as ndi
 
     smooth = ndi.gaussian_filter(image, sigma=[1.5 / s for s in spacing])
     high = np.percentile(smooth, 99.5)
-    body = smooth > 0.12 * high
+    body = smooth > BODY_LEVEL * high
     lab, n = ndi.label(body)
     if n == 0:
         return np.ones(image.shape, bool)
     sizes = np.bincount(lab.ravel())
     sizes[0] = 0
-    body = lab == np.argmax(sizes)
-    body = ndi.binary_closing(body, iterations=3)
-    return ndi.binary_fill_holes(body)
+    # every large bright part (dark organs can split the body's bright tissue)
+    body = sizes[lab] >= 0.05 * sizes.max()
+    # fill between the outermost body pixels of every row and every column: dark
+    # tissue inside (psoas on T1, bowel gas) is body even where the field of
+    # view cuts the body and a hole would touch the image border
+    rows = np.maximum.accumulate(body, axis=1) & np.maximum.accumulate(body[:, ::-1], axis=1)[:, ::-1]
+    cols = np.maximum.accumulate(body, axis=0) & np.maximum.accumulate(body[::-1], axis=0)[::-1]
+    return rows & cols
 
 
 def _levels(image, body, points, spacing):
@@ -265,19 +273,21 @@ def _register_example(target, target_smooth, t_body, t_spacing, ex_image, ex_spa
     for key, p in (points or {}).items():
         if key not in ex_masks:
             continue
-        dist = ndi.distance_transform_edt(ex_masks[key], sampling=ex_spacing)
-        inner = dist >= 0.5 * dist.max()
-        outside = ndi.distance_transform_edt(~inner, sampling=ex_spacing)
-        rr_in, cc_in = np.nonzero(inner)
-        centre = (rr_in.mean() * ex_spacing[0], cc_in.mean() * ex_spacing[1])
-        anchors.append((np.array([p[0] * t_spacing[0]]), np.array([p[1] * t_spacing[1]]), outside, centre))
+        # the inner half as a disk: centre and radius from the muscle's mask
+        # (cheap: no distance transform of the example per click)
+        rr_m, cc_m = np.nonzero(ex_masks[key])
+        centre = (rr_m.mean() * ex_spacing[0], cc_m.mean() * ex_spacing[1])
+        radius = 0.5 * np.sqrt(len(rr_m) * ex_spacing[0] * ex_spacing[1] / np.pi)
+        anchors.append((p[0] * t_spacing[0], p[1] * t_spacing[1], radius, centre))
     start = np.zeros(5)
     if anchors:
-        shifts = [
-            (a[0][0] - transform(start, np.array(a[3][0]), np.array(a[3][1]))[0], a[1][0] - transform(start, np.array(a[3][0]), np.array(a[3][1]))[1])
-            for a in anchors
-        ]
+        mapped = [transform(start, a[3][0], a[3][1]) for a in anchors]
+        shifts = [(a[0] - m[0], a[1] - m[1]) for a, m in zip(anchors, mapped)]
         start[:2] = np.median(np.array(shifts, dtype=float), axis=0)
+    anchor_y = np.array([a[0] for a in anchors])
+    anchor_x = np.array([a[1] for a in anchors])
+    anchor_r = np.array([a[2] for a in anchors])
+    anchor_c = np.array([a[3] for a in anchors]).reshape(-1, 2)
 
     def cost(params):
         y, x = transform(params, gy, gx)
@@ -287,10 +297,10 @@ def _register_example(target, target_smooth, t_body, t_spacing, ex_image, ex_spa
         # gentle pull towards the body-based start (the muscles do not move far)
         ty, tx, ly, lx, rot = params
         penalty = 0.0
-        for cy, cx, outside, _ in anchors:
-            ey, ex = inverse(params, cy, cx)
-            d = ndi.map_coordinates(outside, [ey / ex_spacing[0], ex / ex_spacing[1]], order=1, mode="nearest")[0]
-            penalty += CLICK_ALIGN * (d / 5.0) ** 2 / len(anchors)
+        if len(anchors):
+            ey, ex = inverse(params, anchor_y, anchor_x)
+            d = np.maximum(np.hypot(ey - anchor_c[:, 0], ex - anchor_c[:, 1]) - anchor_r, 0.0)
+            penalty = CLICK_ALIGN * float(np.mean((d / 5.0) ** 2))
         return -ncc + penalty + 1e-6 * (ty**2 + tx**2) + 0.5 * (ly**2 + lx**2) + 1e-4 * rot**2
 
     best = minimize(cost, start, method="Powell",
