@@ -181,10 +181,12 @@ def subcutaneous_fat(image, within, *, muscle, fat):
     """
     img = np.asarray(image, np.float64)
     body = body_mask(img, muscle)
-    near_skin = body & ~ndi.binary_erosion(body, iterations=20)
-    cand = (img > 0.5 * (muscle + fat)) & ndi.binary_erosion(body, iterations=3)
+    # taxicab distance to the skin (= repeated erosion with the cross, in one pass)
+    depth = ndi.distance_transform_cdt(np.pad(body, 1), metric="taxicab")[1:-1, 1:-1]
+    near_skin = body & (depth <= 20)
+    cand = (img > 0.5 * (muscle + fat)) & (depth > 3)
     if within is not None:
-        cand &= ~ndi.binary_dilation(within, iterations=3)
+        cand &= ndi.distance_transform_cdt(~np.asarray(within, bool), metric="taxicab") > 3
     lbl, n = ndi.label(cand)
     if n == 0:
         return cand
