@@ -107,7 +107,7 @@ def _fmt(s):
     return f"{float(s):.1f}"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _layout(preset):
     """Names, intensity powers and offset coefficients of a preset's maps."""
     spec = _spec(preset)
