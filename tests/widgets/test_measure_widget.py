@@ -47,7 +47,7 @@ def test_mark_level_creates_contract_6_layers(dock):
     assert dock.missing_label.text() == "missing: PS L, PS R, ES L, ES R, MF L, MF R"
     # units in mm for the scale bar (all layers agree) and the axes named
     assert all(str(u) == "millimeter" for layer in dock.viewer.layers for u in layer.units)
-    assert dock.viewer.scale_bar.visible
+    assert dock.viewer.canvas.overlays.scale_bar.visible
     assert "mm" in dock.viewer.dims.axis_labels[-1]
 
 

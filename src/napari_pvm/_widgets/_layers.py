@@ -238,10 +238,12 @@ def show_in_mm(viewer, image):
     for layer in viewer.layers:
         if same(layer, image) or (layer.ndim >= 2 and np.allclose(np.asarray(layer.scale[-2:], float), pixel)):
             set_mm_units(layer)
-    viewer.scale_bar.visible = True
+    canvas = getattr(viewer, "canvas", None)  # napari >= 0.9 keeps overlays on the canvas
+    scale_bar = canvas.overlays.scale_bar if hasattr(canvas, "overlays") else viewer.scale_bar
+    scale_bar.visible = True
     if not hasattr(image, "units"):  # older napari: the unit is the scale bar's
         try:
-            viewer.scale_bar.unit = "mm"
+            scale_bar.unit = "mm"
         except Exception:
             pass
     labels = ("slice (I→S)", "row (A→P) mm", "column (R→L) mm")[-image.ndim :]
