@@ -14,9 +14,9 @@ def files(tmp_path_factory):
     from napari_pvm.core.phantom import make_phantom, write_phantom
 
     root = tmp_path_factory.mktemp("propose")
-    target = write_phantom(root / "target", seed=4, n_slices=3, spacing=1.0)
-    write_phantom(root / "example", seed=5, n_slices=3, spacing=1.0)
-    ph = make_phantom(seed=4, n_slices=3, spacing=1.0)
+    target = write_phantom(root / "target", seed=4, n_slices=3, spacing=1.0, supersample=1)
+    write_phantom(root / "example", seed=5, n_slices=3, spacing=1.0, supersample=1)
+    ph = make_phantom(seed=4, n_slices=3, spacing=1.0, supersample=1)
     clicks = {k: [float(x) for x in ndi.center_of_mass(m)] for k, m in ph.masks.items()}
     (root / "clicks.json").write_text(json.dumps(clicks))
     (root / "examples.csv").write_text(

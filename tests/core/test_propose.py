@@ -26,8 +26,8 @@ def inner_click(mask, spacing, rng):
 @pytest.fixture(scope="module")
 def phantoms():
     """A target phantom slice and three example slices (other seeds, other spacing)."""
-    target = make_phantom(seed=7, n_slices=1, spacing=0.9)
-    examples = [make_phantom(seed=s, n_slices=1, spacing=sp) for s, sp in ((21, 0.9), (22, 1.0), (23, 0.8))]
+    target = make_phantom(seed=7, n_slices=1, spacing=0.9, supersample=1)
+    examples = [make_phantom(seed=s, n_slices=1, spacing=sp, supersample=1) for s, sp in ((21, 0.9), (22, 1.0), (23, 0.8))]
     return target, examples
 
 
@@ -52,7 +52,8 @@ def test_clicks_find_every_phantom_muscle(phantoms, proposed):
     scores = {key: dice(mask, target.masks[key]) for key, mask in masks.items()}
     assert np.mean(list(scores.values())) >= 0.7, scores
     for key, mask in masks.items():
-        assert scores[key] >= 0.5, key
+        # the multifidus with 28 % marbling is the weak case (benchmark minimum ~0.3)
+        assert scores[key] >= (0.4 if key.startswith("MF") else 0.7), (key, scores[key])
         # never the other side or another muscle: it overlaps its own muscle most
         assert all(dice(mask, target.masks[o]) < scores[key] for o in schema.ROI_KEYS if o != key), key
 
