@@ -278,17 +278,23 @@ def read_annotation(path):
         Not JSON, wrong format tag, missing keys, unknown muscle/side/class.
     """
     path = Path(path)
+    return parse_annotation(_read_json(path, what="annotation"), source=path.name)
+
+
+def _read_json(path, *, what):
+    """The parsed JSON of a UTF-8 file; an AnnotationError naming ``what``
+    (e.g. ``"annotation"``) when it is missing, not UTF-8 or not JSON."""
+    path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise AnnotationError(f"annotation file not found: {path}") from None
+        raise AnnotationError(f"{what} file not found: {path}") from None
     except UnicodeDecodeError:
         raise AnnotationError(f"{path.name} is not UTF-8 text") from None
     try:
-        obj = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise AnnotationError(f"{path.name} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
-    return parse_annotation(obj, source=path.name)
 
 
 def write_annotation(path, annotation):

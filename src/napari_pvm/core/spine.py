@@ -20,12 +20,12 @@ anterior. The annotation file format is ``napari-pvm.spine/1``.
 
 import dataclasses
 import datetime
-import json
 from pathlib import Path
 
 import numpy as np
 
 from . import schema
+from .annotation import _read_json, _vertices
 from .errors import AnnotationError
 
 __all__ = [
@@ -194,16 +194,6 @@ def _level_order(level):
     return VBQ_LEVELS.index(level) if level in VBQ_LEVELS else len(VBQ_LEVELS)
 
 
-def _array(value, what):
-    try:
-        v = np.asarray(value, dtype=float)
-    except (TypeError, ValueError):
-        raise AnnotationError(f"{what}: vertices must be [row, col] numbers") from None
-    if v.ndim != 2 or v.shape[1] != 2 or not np.all(np.isfinite(v)):
-        raise AnnotationError(f"{what}: vertices must be a list of finite [row, col] pairs")
-    return v
-
-
 def _slice_value(value, what):
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise AnnotationError(f"{what}: slice_index must be a non-negative integer, got {value!r}")
@@ -211,7 +201,7 @@ def _slice_value(value, what):
 
 
 def _check_line(value, what):
-    line = _array(value, what)
+    line = _vertices(value, what)
     if line.shape != (2, 2):
         raise AnnotationError(f"{what}: a line is two points [[row, col], [row, col]], got {len(line)} points")
     if np.allclose(line[0], line[1], rtol=0, atol=1e-9):
@@ -262,7 +252,7 @@ def parse_spine_annotation(obj, *, source="spine annotation"):
             )
         if level in vertebrae:
             raise AnnotationError(f"{source}: {level} has two ROIs; keep one")
-        vertebrae[level] = _array(item["vertices"], f"{source}: {level} ROI")
+        vertebrae[level] = _vertices(item["vertices"], f"{source}: {level} ROI")
         if item.get("slice_index") is not None:
             roi_slices[level] = _slice_value(item["slice_index"], f"{source}: {level} ROI")
     csf = obj.get("csf")
@@ -272,7 +262,7 @@ def parse_spine_annotation(obj, *, source="spine annotation"):
         level = csf.get("level") or "L3"
         if level not in CSF_LEVELS:
             raise AnnotationError(f"{source}: the CSF ROI's level is {level!r}; use L3 (or L2, L1 when L3 is obscured)")
-        csf = {"level": level, "vertices": _array(csf["vertices"], f"{source}: CSF ROI")}
+        csf = {"level": level, "vertices": _vertices(csf["vertices"], f"{source}: CSF ROI")}
         if obj["csf"].get("slice_index") is not None:
             roi_slices["csf"] = _slice_value(obj["csf"]["slice_index"], f"{source}: CSF ROI")
     excluded = {}
@@ -339,17 +329,7 @@ def parse_spine_annotation(obj, *, source="spine annotation"):
 def read_spine_annotation(path):
     """Read and check a ``napari-pvm.spine/1`` file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise AnnotationError(f"spine annotation file not found: {path}") from None
-    except UnicodeDecodeError:
-        raise AnnotationError(f"{path.name} is not UTF-8 text") from None
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise AnnotationError(f"{path.name} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
-    return parse_spine_annotation(obj, source=path.name)
+    return parse_spine_annotation(_read_json(path, what="spine annotation"), source=path.name)
 
 
 def write_spine_annotation(path, annotation):
