@@ -187,11 +187,17 @@ def subcutaneous_fat(image, within, *, muscle, fat):
     cand = (img > 0.5 * (muscle + fat)) & (depth > 3)
     if within is not None:
         cand &= ndi.distance_transform_cdt(~np.asarray(within, bool), metric="taxicab") > 3
-    lbl, n = ndi.label(cand)
+    return _regions_reaching(cand, near_skin)
+
+
+def _regions_reaching(candidates, near_skin, *, min_pixels=30):
+    """The connected regions of ``candidates`` of at least ``min_pixels``
+    pixels that overlap ``near_skin`` (shared with ``fi_validation``)."""
+    lbl, n = ndi.label(candidates)
     if n == 0:
-        return cand
+        return candidates
     idx = np.arange(1, n + 1)
-    big = ndi.sum(cand, lbl, idx) >= 30
+    big = ndi.sum(candidates, lbl, idx) >= min_pixels
     touches = ndi.maximum(near_skin, lbl, idx) > 0
     return np.isin(lbl, idx[big & touches])
 

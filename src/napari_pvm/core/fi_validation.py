@@ -50,6 +50,8 @@ import dataclasses
 import numpy as np
 from scipy import ndimage as ndi
 
+from .calibration import _regions_reaching
+
 __all__ = [
     "FAMILY_CONTRASTS",
     "FAMILY_LEVELS",
@@ -130,13 +132,7 @@ def subcutaneous_fat(water, fat, muscles):
     cand = (sff > _SUBCUT_SIGNAL_FRACTION) & ndi.binary_erosion(body, iterations=3)
     cand &= ~ndi.binary_dilation(muscles, iterations=3)
     near_skin = body & ~ndi.binary_erosion(body, iterations=20)
-    lbl, n = ndi.label(cand)
-    if n == 0:
-        return cand
-    idx = np.arange(1, n + 1)
-    big = ndi.sum(cand, lbl, idx) >= 30
-    touches = ndi.maximum(near_skin, lbl, idx) > 0
-    return np.isin(lbl, idx[big & touches])
+    return _regions_reaching(cand, near_skin)
 
 
 def _quadratic_design(rows, cols, box):
