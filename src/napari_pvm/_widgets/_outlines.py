@@ -180,10 +180,7 @@ class OutlineController:
 
     # ---------------------------------------------------------- events
     def _on_event(self, event=None):
-        if self._applying:
-            return
-        action = str(getattr(event, "action", "") or "").lower().rsplit(".", 1)[-1]
-        if action in ("adding", "removing", "changing"):
+        if self._applying or _in_progress(event):
             return
         if getattr(event, "type", "data") == "data":
             self._data_event_seen = True
@@ -398,6 +395,13 @@ class OutlineController:
                     emitter.disconnect(self._on_event)
                 except (TypeError, ValueError, RuntimeError):
                     pass
+
+
+def _in_progress(event):
+    """Whether a layer event announces a change still under way (napari's
+    ``adding``/``removing``/``changing``); the finished event follows."""
+    action = str(getattr(event, "action", "") or "").lower().rsplit(".", 1)[-1]
+    return action in ("adding", "removing", "changing")
 
 
 def _set_layer(layer, vertices, features, colors):

@@ -37,6 +37,7 @@ from qtpy.QtWidgets import (
 
 from ..core.errors import PvmError
 from ..core.spine import CSF_LEVELS, EXCLUSION_REASONS, VBQ_LEVELS
+from ._outlines import _in_progress
 
 #: What can be drawn, in the order the dock proposes them.
 ROI_PARTS = (*VBQ_LEVELS, "CSF")
@@ -383,10 +384,7 @@ class SpineWidget(QWidget):
         return shapes, self.excluded()
 
     def _on_event(self, event=None):
-        if self._applying:
-            return
-        action = str(getattr(event, "action", "") or "").lower().rsplit(".", 1)[-1]
-        if action in ("adding", "removing", "changing"):
+        if self._applying or _in_progress(event):
             return
         if not self._scheduled:
             self._scheduled = True
