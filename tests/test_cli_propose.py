@@ -27,9 +27,21 @@ def files(tmp_path_factory):
 
 def test_propose_writes_a_proposed_annotation(files, tmp_path, capsys):
     out = tmp_path / "case.pvm.json"
-    code = main(["propose", str(files["image"]), "--slice", str(files["slice"]),
-                 "--clicks", str(files["root"] / "clicks.json"),
-                 "--examples", str(files["root"] / "examples.csv"), "--out", str(out), "--json"])
+    code = main(
+        [
+            "propose",
+            str(files["image"]),
+            "--slice",
+            str(files["slice"]),
+            "--clicks",
+            str(files["root"] / "clicks.json"),
+            "--examples",
+            str(files["root"] / "examples.csv"),
+            "--out",
+            str(out),
+            "--json",
+        ]
+    )
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     assert result["proposed"] == ["PS_L", "PS_R", "ES_L", "ES_R", "MF_L", "MF_R"]
@@ -75,8 +87,18 @@ def test_bad_input_exits_2_and_writes_nothing(files, tmp_path, capsys, extra, me
 def test_existing_output_is_not_replaced(files, tmp_path, capsys):
     out = tmp_path / "case.pvm.json"
     out.write_text("{}")
-    code = main(["propose", str(files["image"]), "--slice", str(files["slice"]),
-                 "--clicks", str(files["root"] / "clicks.json"), "--out", str(out)])
+    code = main(
+        [
+            "propose",
+            str(files["image"]),
+            "--slice",
+            str(files["slice"]),
+            "--clicks",
+            str(files["root"] / "clicks.json"),
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 2 and "exists" in capsys.readouterr().err
     assert out.read_text() == "{}"
 
@@ -85,7 +107,39 @@ def test_examples_worklist_without_annotations_is_refused(files, tmp_path, capsy
     wl = tmp_path / "wl.csv"
     wl.write_text(f"patient_id,image\nP1,{files['image']}\n")
     out = tmp_path / "case.pvm.json"
-    code = main(["propose", str(files["image"]), "--slice", str(files["slice"]),
-                 "--examples", str(wl), "--out", str(out)])
+    code = main(
+        ["propose", str(files["image"]), "--slice", str(files["slice"]), "--examples", str(wl), "--out", str(out)]
+    )
     assert code == 2 and "annotation" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_sagittal_image_is_refused(files, tmp_path, capsys):
+    from napari_pvm.core.phantom_sagittal import write_sagittal_phantom
+
+    sagittal = write_sagittal_phantom(tmp_path / "sag", seed=2)
+    out = tmp_path / "case.pvm.json"
+    code = main(["propose", str(sagittal["image"]), "--slice", "1", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "sagittal image" in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_an_unwritable_out_folder_is_refused_before_the_work(files, tmp_path, capsys, monkeypatch):
+    import tempfile
+
+    from napari_pvm.core import propose
+
+    def no_probe(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("proposed although --out cannot be written")
+
+    monkeypatch.setattr(tempfile, "mkstemp", no_probe)
+    monkeypatch.setattr(propose, "propose_outlines", must_not_run)
+    out = tmp_path / "case.pvm.json"
+    code = main(["propose", str(files["image"]), "--slice", str(files["slice"]), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "not writable" in err and ".tmp" not in err
     assert not out.exists()

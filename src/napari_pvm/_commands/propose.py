@@ -5,14 +5,24 @@ from . import Outcome
 
 def add_arguments(parser):
     parser.add_argument("image", help="NIfTI file, DICOM file or DICOM series folder")
-    parser.add_argument("--slice", type=int, required=True, dest="slice_index",
-                        help="axial slice index (inferior → superior, 0-based) to outline, e.g. the L4 slice")
+    parser.add_argument(
+        "--slice",
+        type=int,
+        required=True,
+        dest="slice_index",
+        help="axial slice index (inferior → superior, 0-based) to outline, e.g. the L4 slice",
+    )
     parser.add_argument("--clicks", help='JSON file {"PS_L": [row, col], ...}: one point inside each muscle')
     parser.add_argument("--examples", help="worklist CSV (image + annotation columns) of earlier outlined cases")
     parser.add_argument("--out", required=True, help="annotation file to write (*.pvm.json)")
     parser.add_argument("--level", default="L4", help="vertebral level of the slice (default L4)")
     parser.add_argument("--series", help="which series or slab of a DICOM folder holding several")
     parser.add_argument("--force", action="store_true", help="replace --out if it exists")
+    parser.add_argument(
+        "--allow-unusual-spacing",
+        action="store_true",
+        help="accept a pixel spacing outside the plausible range for MRI (checked against the header by default)",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -23,7 +33,7 @@ def run(args):
     from ..core import schema
     from ..core.annotation import parse_annotation, write_json_atomic
     from ..core.errors import PvmError
-    from ..core.io import read_volume
+    from ..core.io import read_volume, require_plane
     from ..core.propose import propose_outlines
 
     out = Path(args.out)
@@ -31,10 +41,16 @@ def run(args):
         raise PvmError(f"{out} exists; choose another --out or give --force to replace it")
     if not out.parent.is_dir():
         raise PvmError(f"the folder of --out does not exist: {out.parent}")
-    volume = read_volume(args.image, series=args.series)
+    _check_writable(out.parent)  # before the work, and never naming the temporary file of the atomic write
+    volume = read_volume(args.image, series=args.series, allow_unusual_spacing=args.allow_unusual_spacing)
+    require_plane(volume, "axial", what="proposing muscle outlines")
     image = volume.slice(args.slice_index)
     clicks = _read_clicks(args.clicks) if args.clicks else None
-    examples, used = (_read_examples(args.examples, volume.sha256) if args.examples else ([], []))
+    examples, used = (
+        _read_examples(args.examples, volume.sha256, allow_unusual_spacing=args.allow_unusual_spacing)
+        if args.examples
+        else ([], [])
+    )
     t0 = time.perf_counter()
     rois = propose_outlines(image, spacing=volume.pixel_spacing, clicks=clicks, examples=examples)
     seconds = time.perf_counter() - t0
@@ -44,9 +60,14 @@ def run(args):
         "slice_index": int(args.slice_index),
         "level": args.level,
         "rois": [
-            {"muscle": key.split("_")[0], "side": key.split("_")[1], "origin": "proposed",
-             "vertices": [[float(r), float(c)] for r, c in rois[key]]}
-            for key in schema.ROI_KEYS if key in rois
+            {
+                "muscle": key.split("_")[0],
+                "side": key.split("_")[1],
+                "origin": "proposed",
+                "vertices": [[float(r), float(c)] for r, c in rois[key]],
+            }
+            for key in schema.ROI_KEYS
+            if key in rois
         ],
         "samples": [],
     }
@@ -90,13 +111,32 @@ def _read_clicks(path):
     for key, value in obj.items():
         if key not in schema.ROI_KEYS:
             raise PvmError(f"{path.name}: unknown outline {key!r}; use {', '.join(schema.ROI_KEYS)}")
-        if (not isinstance(value, (list, tuple)) or len(value) != 2
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        if (
+            not isinstance(value, (list, tuple))
+            or len(value) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        ):
             raise PvmError(f"{path.name}: {key} must be [row, col] numbers, got {value!r}")
     return obj
 
 
-def _read_examples(path, target_sha256):
+def _check_writable(folder):
+    import os
+    import tempfile
+
+    from ..core.errors import PvmError
+
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".pvm-probe-")
+    except OSError as exc:
+        raise PvmError(
+            f"the folder of --out, {folder}, is not writable ({exc.strerror}); choose --out in a folder you can write to"
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _read_examples(path, target_sha256, *, allow_unusual_spacing=False):
     """(examples, names) from a worklist; cases without an annotation or of
     the target image itself are left out (an example of the same image would
     copy its own answer)."""
@@ -110,14 +150,16 @@ def _read_examples(path, target_sha256):
     cases = read_worklist(path)
     examples, used = [], []
     if not any(c.annotation for c in cases):
-        raise PvmError(f"{Path(path).name} names no annotation; examples need an annotation column with earlier outlines")
+        raise PvmError(
+            f"{Path(path).name} names no annotation; examples need an annotation column with earlier outlines"
+        )
     for case in cases:
         if not case.annotation:
             continue
         annotation = read_annotation(case.annotation)
         if not annotation.rois:
             continue
-        volume = read_volume(case.image)
+        volume = read_volume(case.image, allow_unusual_spacing=allow_unusual_spacing)
         if annotation.image_sha256 and annotation.image_sha256.lower() != volume.sha256:
             raise PvmError(
                 f"{Path(path).name} line {case.line}: the annotation {Path(case.annotation).name} was drawn "
