@@ -107,15 +107,7 @@ def _write_new(path, data, mode_from):
     """Write ``data`` to a temporary file beside ``path``; return its name."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".migrating")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        shutil.copymode(mode_from, tmp)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    _fill(fd, tmp, data, mode_from)
     return tmp
 
 
@@ -132,14 +124,20 @@ def _keep_backup(path, data, backup):
             f"it away (it may be the only copy of an older {os.path.basename(path)}), "
             "then migrate again. Nothing was changed."
         ) from None
+    _fill(fd, backup, data, path)
+
+
+def _fill(fd, name, data, mode_from):
+    """Write ``data`` through ``fd``, the new file ``name``, to disk (fsync)
+    with the permissions of ``mode_from``; on any failure remove ``name``."""
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        shutil.copymode(path, backup)
+        shutil.copymode(mode_from, name)
     except BaseException:
-        os.unlink(backup)
+        os.unlink(name)
         raise
 
 
