@@ -705,19 +705,27 @@ def file_schema_version(csv_path, *, table="muscle"):
     """
     spec = _table(table)
     path = os.fspath(csv_path)
+    head = _read_csv_bytes(path, len(spec.header()) + 1024, missing_hint="check the path")
+    end = head.find(b"\n") + 1
+    return _header_version(head[:end] or head, path, spec)
+
+
+def _read_csv_bytes(path, size=-1, *, missing_hint):
+    """The first ``size`` bytes of the CSV file ``path`` (all with -1); a
+    StoreError when it is missing (with ``missing_hint``), a folder,
+    unreadable or empty."""
     try:
         with open(path, "rb") as handle:
-            head = handle.read(len(spec.header()) + 1024)
+            data = handle.read(size)
     except FileNotFoundError:
-        raise StoreError(f"{path} does not exist; check the path") from None
+        raise StoreError(f"{path} does not exist; {missing_hint}") from None
     except IsADirectoryError:
         raise StoreError(f"{path} is a folder, not a CSV file") from None
     except OSError as exc:
         raise StoreError(f"cannot read {path}: {exc.strerror}") from None
-    if not head:
+    if not data:
         raise StoreError(f"{path} is empty (0 bytes), so it has no header; pick the right file, or delete this one")
-    end = head.find(b"\n") + 1
-    return _header_version(head[:end] or head, path, spec)
+    return data
 
 
 def _parse(body, path, ncols):
@@ -804,17 +812,7 @@ def read_rows(csv_path, latest=False, *, table="muscle"):
     """
     spec = _table(table)
     path = os.fspath(csv_path)
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except FileNotFoundError:
-        raise StoreError(f"{path} does not exist; check the path and that the network share is connected") from None
-    except IsADirectoryError:
-        raise StoreError(f"{path} is a folder, not a CSV file") from None
-    except OSError as exc:
-        raise StoreError(f"cannot read {path}: {exc.strerror}") from None
-    if not data:
-        raise StoreError(f"{path} is empty (0 bytes), so it has no header; pick the right file, or delete this one")
+    data = _read_csv_bytes(path, missing_hint="check the path and that the network share is connected")
     end = data.find(b"\n") + 1
     if not end and any(spec.header(v).startswith(data) for v in spec.columns_by_version):
         _warn(f"{path}: its header line is torn (a writer died creating it)")
