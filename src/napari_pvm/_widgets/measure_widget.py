@@ -8,7 +8,6 @@ measures and stores. Every control has a method of the same meaning
 
 import dataclasses
 import threading
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +36,7 @@ from qtpy.QtWidgets import (
 from ..core import schema
 from ..core.errors import AnnotationError, PvmError
 from . import _layers
+from ._dock import RefusingDock
 from ._outlines import OutlineController
 from ._style import ROI_COLORS, SAMPLE_COLORS, roi_label
 
@@ -73,7 +73,7 @@ KEYS = {
 }
 
 
-class MeasureWidget(QWidget):
+class MeasureWidget(RefusingDock, QWidget):
     """Outline PS/ES/MF on the L4 slice, classify fat, measure and export.
 
     Contract 6 methods: :meth:`mark_level`, :meth:`choose`, :meth:`measure`,
@@ -298,17 +298,6 @@ class MeasureWidget(QWidget):
         }
         for key, action in actions.items():
             self.viewer.bind_key(key, _key_handler(self, action), overwrite=True)
-
-    def _run(self, action, *args):
-        """Run a control's action; a refusal is shown, not raised, from a button or key."""
-        try:
-            return action(*args)
-        except PvmError:
-            return None  # already notified
-
-    def _refuse(self, message, level="warning"):
-        self.notify(message, level)
-        raise PvmError(message)
 
     # ------------------------------------------------------------ image
     def _refresh_images(self, event=None):
@@ -1012,20 +1001,9 @@ class MeasureWidget(QWidget):
         return self._run(self.add_to_csv, csv_path)
 
     def _append(self, csv_path, row):
-        from ..core.store import StoreWarning, append_rows
-
         row = dict(row)
         row.pop("row_id", None)
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", StoreWarning)
-                # a short lock timeout: the GUI waits at most a few seconds for another writer
-                (row_id,) = append_rows(csv_path, [row], timeout=5.0)
-        except (PvmError, OSError) as exc:
-            self._refuse(str(exc), "error")
-        for warning in caught:
-            if issubclass(warning.category, StoreWarning):
-                self.notify(str(warning.message), "warning")
+        row_id = self._append_row(csv_path, row)
         self._row_id = row_id
         row["row_id"] = row_id
         self.progress.setFormat("row added")

@@ -37,6 +37,7 @@ from qtpy.QtWidgets import (
 
 from ..core.errors import PvmError
 from ..core.spine import CSF_LEVELS, EXCLUSION_REASONS, VBQ_LEVELS
+from ._dock import RefusingDock
 from ._outlines import _in_progress
 
 #: What can be drawn, in the order the dock proposes them.
@@ -73,7 +74,7 @@ KEYS = {
 }
 
 
-class SpineWidget(QWidget):
+class SpineWidget(RefusingDock, QWidget):
     """Measure VBQ and the local kyphotic angle on the mid-sagittal slice."""
 
     def __init__(self, napari_viewer):
@@ -207,16 +208,6 @@ class SpineWidget(QWidget):
         layout.addLayout(files)
         layout.addStretch(1)
         self._update_missing()
-
-    def _run(self, action, *args):
-        try:
-            return action(*args)
-        except PvmError:
-            return None  # already notified
-
-    def _refuse(self, message, level="warning"):
-        self.notify(message, level)
-        raise PvmError(message)
 
     # ------------------------------------------------------------ image
     def _image_layers(self):
@@ -801,7 +792,6 @@ class SpineWidget(QWidget):
     def add_to_csv(self, path=None):
         """Measure and append the row to the shared spine CSV; returns its row_id."""
         from ..core.annotation import check_identifier
-        from ..core.store import StoreWarning, append_rows
 
         path = path or self.csv_edit.text().strip()
         if not path:
@@ -814,15 +804,7 @@ class SpineWidget(QWidget):
         self.measure()
         row = dict(self.row)
         row.pop("row_id", None)
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", StoreWarning)
-                (row_id,) = append_rows(path, [row], table="spine", timeout=5.0)
-        except (PvmError, OSError) as exc:
-            self._refuse(str(exc), "error")
-        for warning in caught:
-            if issubclass(warning.category, StoreWarning):
-                self.notify(str(warning.message), "warning")
+        row_id = self._append_row(path, row, table="spine")
         self.row = {**row, "row_id": row_id}
         self.notify(f"spine row for patient {row['patient_id']} added to {Path(path).name}", "info")
         return row_id
