@@ -822,16 +822,22 @@ class MeasureWidget(RefusingDock, QWidget):
         worker.yielded.connect(self._on_stage)
         worker.returned.connect(lambda result: self._on_measured(result, sha, then, outcome))
         worker.errored.connect(lambda exc: self._on_error(exc, outcome))
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
-        worker.start()
+        self._start(worker, wait=wait)
         if not wait:
             return worker
-        _wait_for(worker, lambda: self._worker is None)
         if "error" in outcome:
             exc = outcome["error"]
             raise exc if isinstance(exc, PvmError) else PvmError(f"measurement failed: {exc}")
         return self.results()
+
+    def _start(self, worker, *, wait):
+        """Start ``worker`` (it ends in :meth:`_on_finished`); with ``wait``,
+        return only once it has finished."""
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        worker.start()
+        if wait:
+            _wait_for(worker, lambda: self._worker is None)
 
     def _set_busy(self, busy, text=""):
         for button in (self.measure_button, self.measure_add_button, self.export_button):
@@ -1076,12 +1082,9 @@ class MeasureWidget(RefusingDock, QWidget):
         worker.yielded.connect(self._on_stage)
         worker.returned.connect(lambda result: self._on_proposed(result, outcome))
         worker.errored.connect(lambda exc: self._on_propose_error(exc, outcome))
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
-        worker.start()
+        self._start(worker, wait=wait)
         if not wait:
             return worker
-        _wait_for(worker, lambda: self._worker is None)
         if "error" in outcome:
             raise outcome["error"] if isinstance(outcome["error"], PvmError) else PvmError(str(outcome["error"]))
         return outcome.get("added", [])
