@@ -153,7 +153,7 @@ def startup(repeats):
     folder = WORK / "startup"
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(2):
-        subprocess.run([exe, "phantom", str(folder / f"c{i}"), "--seed", str(i + 1)], check=True, capture_output=True)
+        subprocess.run([exe, "phantom", str(folder / f"c{i}"), "--seed", str(i + 1), "--force"], check=True, capture_output=True)
     (folder / "wl.csv").write_text("patient_id,observer_id,image,annotation\n" + "".join(
         f"P{i},A,c{i}/phantom.nii.gz,c{i}/phantom.pvm.json\n" for i in range(2)))
     batch, measure, inside = [], [], []

@@ -19,7 +19,7 @@ PVM=.venv/bin/napari-pvm
 OUT=${PVM_DEMO_DIR:-pvm-demo}
 mkdir -p "$OUT"
 if [ $# -lt 2 ]; then
-    "$PVM" phantom "$OUT" --seed 0 >/dev/null
+    "$PVM" phantom "$OUT" --seed 0 --force >/dev/null
     IMAGE="$OUT/phantom.nii.gz"; ANNOTATION="$OUT/phantom.pvm.json"
 fi
 "$PVM" measure "$IMAGE" "$ANNOTATION" --patient "${PVM_PATIENT:-PHANTOM}" --observer "${PVM_OBSERVER:-demo}" \
