@@ -114,6 +114,9 @@ def test_measure_add_results_and_csv_agree(dock, qtbot, tmp_path, phantom_files)
     assert f"{dock.image.name} fat map" in dock.viewer.layers
     assert dock.viewer.layers.selection.active is dock.outlines  # the fat map did not take it
     assert len(dock.table_text().splitlines()) == 1 + 12
+    # the classification's quality is shown beside the table, as stored in the row
+    assert f"fat:muscle contrast {row['fat_muscle_contrast']:.2f}" in dock.quality_label.text()
+    assert ("no quality flags" in dock.quality_label.text()) == (not row["qc_flags"])
     added = []
     dock.row_added.connect(added.append)
     csv = tmp_path / "shared.csv"

@@ -202,6 +202,10 @@ class MeasureWidget(RefusingDock, QWidget):
         self.table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.table.setFixedHeight(_ROW_PX * len(_RESULT_GROUPS) + self.table.horizontalHeader().sizeHint().height() + 8)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        # the fat classification's quality beside the numbers it qualifies (contrast, qc_flags)
+        self.quality_label = QLabel("")
+        self.quality_label.setWordWrap(True)
+        self.quality_label.setVisible(False)  # shown with a result
         self.copy_button = QPushButton("Copy table")
         self.copy_button.clicked.connect(self.copy_table)
         self.csv_edit = QLineEdit()
@@ -253,6 +257,7 @@ class MeasureWidget(RefusingDock, QWidget):
         layout.addLayout(run)
         layout.addWidget(self.progress)
         layout.addWidget(self.table)
+        layout.addWidget(self.quality_label)
         csv_row = QHBoxLayout()
         csv_row.addWidget(self.csv_edit, 1)
         csv_row.addWidget(browse)
@@ -671,6 +676,8 @@ class MeasureWidget(RefusingDock, QWidget):
         self._row = None
         self._measured_sha = None
         self.table.clearContents()
+        self.quality_label.setText("")
+        self.quality_label.setVisible(False)
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self.progress.setFormat("")
@@ -864,6 +871,8 @@ class MeasureWidget(RefusingDock, QWidget):
                 value = result.row.get(f"{group}_{side}_{measure}")
                 text = "" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.2f}"
                 self.table.setItem(i, j, QTableWidgetItem(text))
+        self.quality_label.setText(quality_text(result.row))
+        self.quality_label.setVisible(True)
         self.progress.setValue(len(_MEASURE_STAGES))
         self.progress.setFormat("measured")
         image = self.image
@@ -886,6 +895,8 @@ class MeasureWidget(RefusingDock, QWidget):
         self.result = None
         self._row = None
         self.table.clearContents()
+        self.quality_label.setText("")
+        self.quality_label.setVisible(False)
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self.progress.setFormat("not measured: see the message")
@@ -1252,3 +1263,18 @@ def _swatch(hex_color, size=12):
     painter.drawRect(0, 0, size - 1, size - 1)
     painter.end()
     return QIcon(pixmap)
+
+
+def quality_text(row):
+    """One line on the fat classification's quality: contrast and flags.
+
+    >>> quality_text({"fat_muscle_contrast": 3.21, "qc_flags": ""})
+    'fat:muscle contrast 3.21 · no quality flags'
+    >>> quality_text({"fat_muscle_contrast": 1.7, "qc_flags": "low_contrast"})
+    'fat:muscle contrast 1.70 · ⚠ check before trusting FI%: low_contrast'
+    """
+    contrast = row.get("fat_muscle_contrast")
+    parts = [] if contrast is None else [f"fat:muscle contrast {contrast:.2f}"]
+    flags = [f for f in str(row.get("qc_flags") or "").split(";") if f]
+    parts.append(f"⚠ check before trusting FI%: {', '.join(flags)}" if flags else "no quality flags")
+    return " · ".join(parts)
