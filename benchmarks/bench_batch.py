@@ -51,8 +51,12 @@ def make_cases(n):
     with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         folders = list(pool.map(_make_case, range(n)))
     rows = [
-        {"patient_id": f"B{i:03d}", "observer_id": "bench", "image": f"{f.name}/phantom.nii.gz",
-         "annotation": f"{f.name}/phantom.pvm.json"}
+        {
+            "patient_id": f"B{i:03d}",
+            "observer_id": "bench",
+            "image": f"{f.name}/phantom.nii.gz",
+            "annotation": f"{f.name}/phantom.pvm.json",
+        }
         for i, f in enumerate(folders)
     ]
     worklist = WORK / f"worklist_{n}.csv"
@@ -103,12 +107,18 @@ def ours(worklist, n_workers):
     out = WORK / f"out_{n_workers}w_{time.time_ns()}.csv"
     t0 = time.perf_counter()
     # the same worker environment as `napari-pvm batch` (see core.batch._client)
-    with dask.config.set({"distributed.worker.daemon": False,
-                          "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
-        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                               host="127.0.0.1", silence_logs=40,
-                               env={"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-                                    "NUMBA_NUM_THREADS": "1"})
+    with dask.config.set(
+        {"distributed.worker.daemon": False, "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+    ):
+        cluster = LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            host="127.0.0.1",
+            silence_logs=40,
+            env={"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"},
+        )
     client = Client(cluster)
     # warm each worker (imports, compiled kernels) so that the clock measures cases, not start-up
     client.run(_warm_up)
@@ -153,26 +163,48 @@ def startup(repeats):
     folder = WORK / "startup"
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(2):
-        subprocess.run([exe, "phantom", str(folder / f"c{i}"), "--seed", str(i + 1), "--force"], check=True, capture_output=True)
-    (folder / "wl.csv").write_text("patient_id,observer_id,image,annotation\n" + "".join(
-        f"P{i},A,c{i}/phantom.nii.gz,c{i}/phantom.pvm.json\n" for i in range(2)))
+        subprocess.run(
+            [exe, "phantom", str(folder / f"c{i}"), "--seed", str(i + 1), "--force"], check=True, capture_output=True
+        )
+    (folder / "wl.csv").write_text(
+        "patient_id,observer_id,image,annotation\n"
+        + "".join(f"P{i},A,c{i}/phantom.nii.gz,c{i}/phantom.pvm.json\n" for i in range(2))
+    )
     batch, measure, inside = [], [], []
     for _ in range(repeats):
         for f in folder.glob("out*.csv"):
             f.unlink()
         t = time.perf_counter()
-        out = subprocess.run([exe, "batch", str(folder / "wl.csv"), "--csv", str(folder / "out.csv"),
-                              "--workers", "2", "--json"], check=True, capture_output=True, text=True)
+        out = subprocess.run(
+            [exe, "batch", str(folder / "wl.csv"), "--csv", str(folder / "out.csv"), "--workers", "2", "--json"],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         batch.append(time.perf_counter() - t)
         inside.append(json.loads(out.stdout)["startup_seconds"])
         t = time.perf_counter()
-        subprocess.run([exe, "measure", str(folder / "c0/phantom.nii.gz"), str(folder / "c0/phantom.pvm.json"),
-                        "--patient", "P0", "--observer", "A"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                exe,
+                "measure",
+                str(folder / "c0/phantom.nii.gz"),
+                str(folder / "c0/phantom.pvm.json"),
+                "--patient",
+                "P0",
+                "--observer",
+                "A",
+            ],
+            check=True,
+            capture_output=True,
+        )
         measure.append(time.perf_counter() - t)
     med = statistics.median
     print(f"batch --workers 2 (2 cases): median {med(batch):.2f} s; measure (1 case): median {med(measure):.2f} s")
-    print(f"fixed start-up = difference of medians: {med(batch) - med(measure):.2f} s (target <= 1 s); "
-          f"start-up reported by run_batch: median {med(inside):.2f} s")
+    print(
+        f"fixed start-up = difference of medians: {med(batch) - med(measure):.2f} s (target <= 1 s); "
+        f"start-up reported by run_batch: median {med(inside):.2f} s"
+    )
 
 
 def main():
@@ -200,8 +232,9 @@ def main():
 
     print()
     print(f"{'method':<34}{'cases/min':>10}{'start-up s':>12}{'peak MB/worker':>16}{'max |ΔFI| pp':>14}")
-    print(f"{'scikit-image baseline (sequential)':<34}{per_min(base_s):>10.1f}{'-':>12}{'-':>16}"
-          f"{max(base[0][1]):>14.2f}")
+    print(
+        f"{'scikit-image baseline (sequential)':<34}{per_min(base_s):>10.1f}{'-':>12}{'-':>16}{max(base[0][1]):>14.2f}"
+    )
     for n, rs in runs.items():
         s = statistics.median(r["batch_s"] for r in rs)
         up = statistics.median(r["startup_s"] for r in rs)

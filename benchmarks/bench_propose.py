@@ -225,13 +225,31 @@ def evaluate(cases, condition, seed=SEED):
                 p = roi_mask(out[key], image.shape)
                 # swap check: the proposal overlaps its own muscle more than any other
                 swapped = any(dice(p, truth[o]) > dice(p, m) for o in truth if o != key)
-                rows.append(dict(case=name, condition=condition, roi=key, dice=dice(p, m),
-                                 hd95_mm=hd95(p, m, spacing),
-                                 area_err_pct=100.0 * (p.sum() - m.sum()) / m.sum(),
-                                 swapped=swapped, seconds=seconds))
+                rows.append(
+                    dict(
+                        case=name,
+                        condition=condition,
+                        roi=key,
+                        dice=dice(p, m),
+                        hd95_mm=hd95(p, m, spacing),
+                        area_err_pct=100.0 * (p.sum() - m.sum()) / m.sum(),
+                        swapped=swapped,
+                        seconds=seconds,
+                    )
+                )
             else:
-                rows.append(dict(case=name, condition=condition, roi=key, dice=0.0, hd95_mm=float("nan"),
-                                 area_err_pct=-100.0, swapped=False, seconds=seconds))
+                rows.append(
+                    dict(
+                        case=name,
+                        condition=condition,
+                        roi=key,
+                        dice=0.0,
+                        hd95_mm=float("nan"),
+                        area_err_pct=-100.0,
+                        swapped=False,
+                        seconds=seconds,
+                    )
+                )
     return rows
 
 
@@ -242,9 +260,13 @@ def summarise(rows, label):
     df["muscle"] = df["roi"].str[:2]
     df["abs_area_err_pct"] = df["area_err_pct"].abs()
     g = df.groupby(["condition", "muscle"]).agg(
-        n=("dice", "size"), dice_mean=("dice", "mean"), dice_min=("dice", "min"),
-        hd95_mm_mean=("hd95_mm", "mean"), abs_area_err_pct=("abs_area_err_pct", "mean"),
-        swaps=("swapped", "sum"), missing=("dice", lambda d: int((d == 0).sum())),
+        n=("dice", "size"),
+        dice_mean=("dice", "mean"),
+        dice_min=("dice", "min"),
+        hd95_mm_mean=("hd95_mm", "mean"),
+        abs_area_err_pct=("abs_area_err_pct", "mean"),
+        swaps=("swapped", "sum"),
+        missing=("dice", lambda d: int((d == 0).sum())),
     )
     print(f"\n== {label}")
     print(g.round(3).to_string())
@@ -274,10 +296,14 @@ def speed(repeats=3):
     propose_outlines(target.l4, spacing=target.spacing[1:], clicks=clicks)
     clicks_only, clicks_cpu = time.perf_counter() - t0, time.process_time() - c0
     print(f"\n== speed: 512×512 slice, {len(out)} outlines, 6 clicks, 10 examples")
-    print(f"wall: first call {times[0]:.2f} s, median of {repeats} {np.median(times):.2f} s; "
-          f"clicks only {clicks_only:.2f} s; baseline random walker {baseline:.2f} s "
-          f"(ratio clicks only / baseline {clicks_only / baseline:.2f})")
-    print(f"CPU time of this process: first call {cpu[0]:.2f} s, median {np.median(cpu):.2f} s; clicks only {clicks_cpu:.2f} s")
+    print(
+        f"wall: first call {times[0]:.2f} s, median of {repeats} {np.median(times):.2f} s; "
+        f"clicks only {clicks_only:.2f} s; baseline random walker {baseline:.2f} s "
+        f"(ratio clicks only / baseline {clicks_only / baseline:.2f})"
+    )
+    print(
+        f"CPU time of this process: first call {cpu[0]:.2f} s, median {np.median(cpu):.2f} s; clicks only {clicks_cpu:.2f} s"
+    )
     print(f"load average: {open('/proc/loadavg').read().strip() if os.path.exists('/proc/loadavg') else 'n/a'}")
     return times
 

@@ -15,8 +15,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 COHORT = HERE.parent / "tests" / "data" / "paper_table2_cohort.csv"
 OUT = HERE / "images" / "stats-dock.png"
-LOGISTIC = ["fascia_injury", "vbq", "kyphosis_post", "cement_diffused", "ps_muscle_area", "ps_total_area",
-            "esmf_fi_pct"]
+LOGISTIC = [
+    "fascia_injury",
+    "vbq",
+    "kyphosis_post",
+    "cement_diffused",
+    "ps_muscle_area",
+    "ps_total_area",
+    "esmf_fi_pct",
+]
 ROC = ["ps_total_area", "esmf_fi_pct"]
 
 

@@ -20,15 +20,34 @@ def cohort(tmp_path_factory):
     rows = []
     for i in range(3):
         write_phantom(root / f"case{i}", seed=20 + i, spacing=1.2, n_slices=3)
-        rows.append({"patient_id": f"P{i:03d}", "observer_id": "obsA",
-                     "image": f"case{i}/phantom.nii.gz", "annotation": f"case{i}/phantom.pvm.json"})
+        rows.append(
+            {
+                "patient_id": f"P{i:03d}",
+                "observer_id": "obsA",
+                "image": f"case{i}/phantom.nii.gz",
+                "annotation": f"case{i}/phantom.pvm.json",
+            }
+        )
     pd.DataFrame(rows).to_csv(root / "worklist.csv", index=False)
     return root
 
 
 def _measure_cli(cohort, case, capsys):
-    assert main(["measure", str(cohort / case["image"]), str(cohort / case["annotation"]),
-                 "--patient", case["patient_id"], "--observer", case["observer_id"], "--json"]) == 0
+    assert (
+        main(
+            [
+                "measure",
+                str(cohort / case["image"]),
+                str(cohort / case["annotation"]),
+                "--patient",
+                case["patient_id"],
+                "--observer",
+                case["observer_id"],
+                "--json",
+            ]
+        )
+        == 0
+    )
     return json.loads(capsys.readouterr().out)
 
 
@@ -57,11 +76,23 @@ def test_failures_and_duplicates_reported_rest_completes(cohort, tmp_path):
     shutil.copytree(cohort, work)
     (work / "broken.pvm.json").write_text("{oops")
     table = pd.read_csv(work / "worklist.csv", dtype=str)
-    extra = pd.DataFrame([
-        {"patient_id": "P900", "observer_id": "obsA", "image": "missing.nii.gz", "annotation": "case0/phantom.pvm.json"},
-        {"patient_id": "P901", "observer_id": "obsA", "image": "case1/phantom.nii.gz", "annotation": "broken.pvm.json"},
-        table.iloc[0].to_dict(),
-    ])
+    extra = pd.DataFrame(
+        [
+            {
+                "patient_id": "P900",
+                "observer_id": "obsA",
+                "image": "missing.nii.gz",
+                "annotation": "case0/phantom.pvm.json",
+            },
+            {
+                "patient_id": "P901",
+                "observer_id": "obsA",
+                "image": "case1/phantom.nii.gz",
+                "annotation": "broken.pvm.json",
+            },
+            table.iloc[0].to_dict(),
+        ]
+    )
     pd.concat([table, extra]).to_csv(work / "worklist.csv", index=False)
     out = work / "out.csv"
     code = main(["batch", str(work / "worklist.csv"), "--csv", str(out), "--workers", "1", "--json"])
@@ -188,7 +219,8 @@ def test_reasons_never_name_internal_temporary_files():
     for internal in ("/data/study/.out.csv.lock", "/data/.out.errors.csv.tmp", "/tmp/dask-scratch-space/worker-1x2y"):
         assert internal not in _public(f"cannot write {internal}: disk full")
     assert _public("No such file or directory: /data/study/case1.nii.gz") == (
-        "No such file or directory: /data/study/case1.nii.gz")
+        "No such file or directory: /data/study/case1.nii.gz"
+    )
 
 
 def test_worklist_method_water_fat_columns_reach_measure(cohort, tmp_path, monkeypatch):
@@ -210,8 +242,11 @@ def test_worklist_method_water_fat_columns_reach_measure(cohort, tmp_path, monke
         run_batch(work / "worklist.csv", work / "out.csv", workers=1)
     seen = {}
     monkeypatch.setattr(batch, "_predicted_key", lambda *a: None)
-    monkeypatch.setattr(measure, "measure_annotation",
-                        lambda volume, annotation, **kw: seen.update(kw) or (_ for _ in ()).throw(PvmError("stop")))
+    monkeypatch.setattr(
+        measure,
+        "measure_annotation",
+        lambda volume, annotation, **kw: seen.update(kw) or (_ for _ in ()).throw(PvmError("stop")),
+    )
     outcome = batch.measure_case(cases[0])
     assert outcome == {"status": "failed", "reason": "stop"}
     assert seen["method"] == "dixon" and seen["water"].data.shape == seen["fat"].data.shape
@@ -255,8 +290,14 @@ def _stop_at_measuring(monkeypatch):
 
 @pytest.mark.parametrize(
     "slice_index, reason",
-    [("1", "stop"), ("1.0", "stop"), ("1,0", "stop"), ("2", "differs from the annotation's 1"),
-     ("1.5", "not a whole slice number"), ("one", "not a whole slice number")],
+    [
+        ("1", "stop"),
+        ("1.0", "stop"),
+        ("1,0", "stop"),
+        ("2", "differs from the annotation's 1"),
+        ("1.5", "not a whole slice number"),
+        ("one", "not a whole slice number"),
+    ],
 )
 def test_worklist_slice_index_compared_as_a_number(cohort, monkeypatch, slice_index, reason):
     import dataclasses

@@ -14,8 +14,19 @@ FI = "ESMF_B_fi_pct"
 CONST = "MF_L_fi_pct"  # no fat drawn in the multifidus: constant 0
 
 #: Keys the issue names for every measure object.
-ISSUE_KEYS = {"measure", "n", "icc2_1", "icc2_1_ci", "icc3_1", "icc3_1_ci", "bias", "loa_low",
-              "loa_high", "sem", "mdc95"}
+ISSUE_KEYS = {
+    "measure",
+    "n",
+    "icc2_1",
+    "icc2_1_ci",
+    "icc3_1",
+    "icc3_1_ci",
+    "bias",
+    "loa_low",
+    "loa_high",
+    "sem",
+    "mdc95",
+}
 
 
 def _rect(shape, top, left, height, width):
@@ -144,8 +155,7 @@ def test_json_has_the_issue_keys(capsys, two_observers):
     # A constant measure: null values and a note, never NaN.
     const = by_measure[CONST]
     assert "constant" in const["note"]
-    for key in ("icc2_1", "icc2_1_ci", "icc3_1", "icc3_1_ci", "bias", "loa_low", "loa_high",
-                "sem", "mdc95"):
+    for key in ("icc2_1", "icc2_1_ci", "icc3_1", "icc3_1_ci", "bias", "loa_low", "loa_high", "sem", "mdc95"):
         assert const[key] is None
 
 
@@ -190,11 +200,14 @@ def test_intra_observer(capsys, tmp_path):
     ("rows", "message"),
     [
         (lambda: measurement_rows(("A",)), "only observer 'A'"),
-        (lambda: measurement_rows(("A",)) + [
-            {**r, "patient_id": "X" + r["patient_id"]} for r in measurement_rows(("B",))
-         ], "no patient was measured by both"),
-        (lambda: measurement_rows(session="read2") + measurement_rows(("A",), seed=4),
-         "only observer 'A'"),
+        (
+            lambda: (
+                measurement_rows(("A",))
+                + [{**r, "patient_id": "X" + r["patient_id"]} for r in measurement_rows(("B",))]
+            ),
+            "no patient was measured by both",
+        ),
+        (lambda: measurement_rows(session="read2") + measurement_rows(("A",), seed=4), "only observer 'A'"),
     ],
     ids=["one-observer", "no-common-patient", "one-observer-in-read1"],
 )
@@ -218,5 +231,7 @@ def test_bad_options(capsys, two_observers, tmp_path):
     (tmp_path / "clinical.csv").write_text("patient_id,residual_lbp,age,bmi\n001,1,70,25\n")
     status, out, err = run_cli(capsys, tmp_path / "clinical.csv")
     assert status == 2 and out == "" and err.count("\n") == 1
-    assert "clinical.csv is not a napari-pvm measurement table (its header starts patient_id, residual_lbp, age, …)" in err
+    assert (
+        "clinical.csv is not a napari-pvm measurement table (its header starts patient_id, residual_lbp, age, …)" in err
+    )
     assert "written by napari-pvm measure, batch or spine" in err

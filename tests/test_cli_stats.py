@@ -40,11 +40,23 @@ def cohort_json():
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        status = main([
-            "stats", str(COHORT), "--outcome", "residual_lbp",
-            "--continuous", "age,bmi,vbq,esmf_fi_pct", "--categorical", "sex_male,trauma_severity,alcohol",
-            "--logistic", TABLE3, "--roc", "ps_total_area,esmf_fi_pct", "--json",
-        ])
+        status = main(
+            [
+                "stats",
+                str(COHORT),
+                "--outcome",
+                "residual_lbp",
+                "--continuous",
+                "age,bmi,vbq,esmf_fi_pct",
+                "--categorical",
+                "sex_male,trauma_severity,alcohol",
+                "--logistic",
+                TABLE3,
+                "--roc",
+                "ps_total_area,esmf_fi_pct",
+                "--json",
+            ]
+        )
     assert status == 0
     return json.loads(buf.getvalue())
 
@@ -100,8 +112,18 @@ def test_json_logistic_and_roc(cohort_json):
 
 def test_text_output_has_the_three_tables(capsys):
     status, out, err = run(
-        capsys, COHORT, "--outcome", "residual_lbp", "--continuous", "vbq,cement_volume",
-        "--categorical", "fascia_injury", "--logistic", "vbq,kyphosis_post", "--roc", "esmf_fi_pct",
+        capsys,
+        COHORT,
+        "--outcome",
+        "residual_lbp",
+        "--continuous",
+        "vbq,cement_volume",
+        "--categorical",
+        "fascia_injury",
+        "--logistic",
+        "vbq,kyphosis_post",
+        "--roc",
+        "esmf_fi_pct",
     )
     assert status == 0 and err == ""
     assert "Group comparison (Table 2)" in out and "Binary logistic regression (Table 3)" in out
@@ -114,19 +136,39 @@ def test_text_output_has_the_three_tables(capsys):
 def test_out_writes_csv_and_self_contained_html(capsys, tmp_path):
     out_dir = tmp_path / "report"
     status, out, _ = run(
-        capsys, COHORT, "--outcome", "residual_lbp", "--continuous", "age,ps_total_area",
-        "--categorical", "sex_male", "--logistic", "vbq", "--roc", "ps_total_area", "--out", out_dir, "--json",
+        capsys,
+        COHORT,
+        "--outcome",
+        "residual_lbp",
+        "--continuous",
+        "age,ps_total_area",
+        "--categorical",
+        "sex_male",
+        "--logistic",
+        "vbq",
+        "--roc",
+        "ps_total_area",
+        "--out",
+        out_dir,
+        "--json",
     )
     assert status == 0
     files = json.loads(out)["files"]
     names = {Path(f).name for f in files}
-    assert {"comparison.csv", "comparison_levels.csv", "logistic.csv", "roc.csv", "roc_coordinates.csv",
-            "results.json", "report.html"} <= names
+    assert {
+        "comparison.csv",
+        "comparison_levels.csv",
+        "logistic.csv",
+        "roc.csv",
+        "roc_coordinates.csv",
+        "results.json",
+        "report.html",
+    } <= names
     table = pd.read_csv(out_dir / "comparison.csv")
     assert {"variable", "student_t", "welch_df", "mannwhitney_u", "chi2", "fisher_p"} <= set(table.columns)
     html = (out_dir / "report.html").read_text(encoding="utf-8")
     assert html.count("data:image/png;base64,") >= 2  # ROC curves and box plots
-    assert "<script" not in html and "src=\"http" not in html
+    assert "<script" not in html and 'src="http' not in html
 
 
 def test_event_for_text_outcome(capsys, tmp_path):
@@ -149,8 +191,11 @@ def test_event_for_text_outcome(capsys, tmp_path):
         (lambda t: t.assign(residual_lbp=np.arange(len(t)) % 3), (), "exactly two"),
         (lambda t: t.assign(residual_lbp=1), (), "one class only"),
         (lambda t: t.head(3), (), "too few patients"),
-        (lambda t: t.assign(vbq=t["vbq"].astype(str).where(t.index != 4, "2,5")), ("--continuous", "vbq"),
-         "non-numeric value.*'2,5' \\(patient P005\\)"),
+        (
+            lambda t: t.assign(vbq=t["vbq"].astype(str).where(t.index != 4, "2,5")),
+            ("--continuous", "vbq"),
+            "non-numeric value.*'2,5' \\(patient P005\\)",
+        ),
         (lambda t: t.assign(const=1.0), ("--continuous", "const"), "no variance"),
         (lambda t: t, ("--roc", "nope"), "no such column"),
         (lambda t: t, ("--event", "7"), "not a value of residual_lbp"),
@@ -190,12 +235,24 @@ def test_merge_with_the_shared_measurements(capsys, tmp_path):
             rows.append(measurement_row(f"{i:03d}", obs, (1 + 0.05 * i) * bias, 1 + 0.02 * i, "2024-01-01T10:00:00Z"))
     shared = tmp_path / "shared.csv"
     append_rows(shared, rows)
-    clinical = pd.DataFrame({"patient_id": [f"{i:03d}" for i in range(10)], "lbp": [0, 1] * 5,
-                             "age": np.linspace(60, 80, 10)})
+    clinical = pd.DataFrame(
+        {"patient_id": [f"{i:03d}" for i in range(10)], "lbp": [0, 1] * 5, "age": np.linspace(60, 80, 10)}
+    )
     cpath = tmp_path / "clinical.csv"
     clinical.to_csv(cpath, index=False)
-    status, out, _ = run(capsys, cpath, "--outcome", "lbp", "--merge", shared, "--continuous",
-                         "PS_B_total_area_cm2,age", "--json", "--out", tmp_path / "o")
+    status, out, _ = run(
+        capsys,
+        cpath,
+        "--outcome",
+        "lbp",
+        "--merge",
+        shared,
+        "--continuous",
+        "PS_B_total_area_cm2,age",
+        "--json",
+        "--out",
+        tmp_path / "o",
+    )
     assert status == 0
     d = json.loads(out)
     ps = next(r for r in d["comparison"] if r["variable"] == "PS_B_total_area_cm2")
@@ -203,8 +260,19 @@ def test_merge_with_the_shared_measurements(capsys, tmp_path):
     assert d["reliability"] is not None
     html = (tmp_path / "o" / "report.html").read_text(encoding="utf-8")
     assert "Bland–Altman" in html
-    status, out, _ = run(capsys, cpath, "--outcome", "lbp", "--merge", shared, "--observer", "B",
-                         "--continuous", "PS_B_total_area_cm2", "--json")
+    status, out, _ = run(
+        capsys,
+        cpath,
+        "--outcome",
+        "lbp",
+        "--merge",
+        shared,
+        "--observer",
+        "B",
+        "--continuous",
+        "PS_B_total_area_cm2",
+        "--json",
+    )
     assert json.loads(out)["comparison"][0]["mean"][0] < ps["mean"][0]  # B reads lower
     line = fail(capsys, cpath, "--outcome", "lbp", "--merge", shared, "--observer", "Z")
     assert "observer 'Z'" in line
@@ -233,12 +301,18 @@ def test_unwritable_out_folder_is_one_error_line(capsys, tmp_path):
     assert f"cannot create or write the output folder {out_dir}" in line and "choose another folder" in line
 
 
-@pytest.mark.skipif(shutil.which("napari-pvm") is None and not (Path(sys.executable).parent / "napari-pvm").exists(),
-                    reason="console script not installed")
+@pytest.mark.skipif(
+    shutil.which("napari-pvm") is None and not (Path(sys.executable).parent / "napari-pvm").exists(),
+    reason="console script not installed",
+)
 def test_console_script(tmp_path):
     exe = shutil.which("napari-pvm") or str(Path(sys.executable).parent / "napari-pvm")
-    proc = subprocess.run([exe, "stats", str(COHORT), "--outcome", "residual_lbp", "--continuous", "vbq", "--json"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [exe, "stats", str(COHORT), "--outcome", "residual_lbp", "--continuous", "vbq", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert round(json.loads(proc.stdout)["comparison"][0]["student_t"], 3) == -10.533
     proc = subprocess.run([exe, "stats", str(COHORT), "--outcome", "age"], capture_output=True, text=True, timeout=120)

@@ -58,8 +58,18 @@ def test_no_qt_binding_in_required_dependencies():
     required = [r for r in requires("napari-pvm") if "extra ==" not in r]
     names = {r.split(";")[0].split("[")[0].split(">")[0].split("=")[0].strip().lower() for r in required}
     assert not names & {"pyqt5", "pyqt6", "pyside2", "pyside6"}
-    assert {"napari", "magicgui", "qtpy", "nibabel", "pydicom", "numpy", "scipy", "scikit-image",
-            "pandas", "tqdm"} <= names
+    assert {
+        "napari",
+        "magicgui",
+        "qtpy",
+        "nibabel",
+        "pydicom",
+        "numpy",
+        "scipy",
+        "scikit-image",
+        "pandas",
+        "tqdm",
+    } <= names
 
 
 def _pyproject_dependencies():
@@ -90,8 +100,16 @@ def test_core_exports_the_public_api_lazily():
     assert out.stdout.startswith("[] [] "), out.stdout  # nothing heavy on import; every name resolves
     import napari_pvm.core as core
 
-    for name in ("FatClassifier", "measure_annotation", "append_rows", "read_rows", "read_volume",
-                 "propose_outlines", "analyse", "read_table"):
+    for name in (
+        "FatClassifier",
+        "measure_annotation",
+        "append_rows",
+        "read_rows",
+        "read_volume",
+        "propose_outlines",
+        "analyse",
+        "read_table",
+    ):
         assert name in core.__all__
     with pytest.raises(AttributeError):
         core.no_such_name  # noqa: B018
@@ -106,8 +124,13 @@ def test_demo_takes_paths_relative_to_the_callers_folder(tmp_path):
     write_phantom(tmp_path / "case", seed=3, n_slices=3, spacing=1.2)
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     env.update(PVM_SKIP_SETUP="1", PVM_DEMO_DIR="demo-out", PVM_PATIENT="P7")
-    result = subprocess.run(["bash", str(REPO / "scripts" / "demo.sh"), "case/phantom.nii.gz", "case/phantom.pvm.json"],
-                            cwd=tmp_path, env=env, capture_output=True, text=True)
+    result = subprocess.run(
+        ["bash", str(REPO / "scripts" / "demo.sh"), "case/phantom.nii.gz", "case/phantom.pvm.json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     rows = read_rows(tmp_path / "demo-out" / "measurements.csv")
     assert list(rows["patient_id"]) == ["P7"]

@@ -27,7 +27,9 @@ def inner_click(mask, spacing, rng):
 def phantoms():
     """A target phantom slice and three example slices (other seeds, other spacing)."""
     target = make_phantom(seed=7, n_slices=1, spacing=0.9, supersample=1)
-    examples = [make_phantom(seed=s, n_slices=1, spacing=sp, supersample=1) for s, sp in ((21, 0.9), (22, 1.0), (23, 0.8))]
+    examples = [
+        make_phantom(seed=s, n_slices=1, spacing=sp, supersample=1) for s, sp in ((21, 0.9), (22, 1.0), (23, 0.8))
+    ]
     return target, examples
 
 
@@ -243,6 +245,8 @@ def test_real_musclemap_slices_with_clicks(real_data):
             if key in masks:  # never another muscle or side
                 assert all(dice(masks[key], truth[o]) < d for o in truth if o != key), (k, key)
             scores.setdefault(key[:2], []).append(d)
-    print("MuscleMap slices 14, 16, 18, click only: mean Dice",
-          {m: round(float(np.mean(v)), 3) for m, v in scores.items()})
+    print(
+        "MuscleMap slices 14, 16, 18, click only: mean Dice",
+        {m: round(float(np.mean(v)), 3) for m, v in scores.items()},
+    )
     assert np.mean([d for v in scores.values() for d in v]) >= 0.6

@@ -81,9 +81,7 @@ def pg(monkeypatch):
 
 def pingouin_icc(pg, x, nan_policy="raise"):
     n, k = x.shape
-    long = pd.DataFrame(
-        [(i, j, x[i, j]) for i in range(n) for j in range(k)], columns=["t", "r", "y"]
-    )
+    long = pd.DataFrame([(i, j, x[i, j]) for i in range(n) for j in range(k)], columns=["t", "r", "y"])
     return pg.intraclass_corr(long, "t", "r", "y", nan_policy=nan_policy).set_index("Type")
 
 
@@ -124,8 +122,7 @@ def test_anova_mean_squares_by_hand():
     assert r["icc2_1_ci"] == pytest.approx((low, high))
     # ICC(A,k) bounds, McGraw & Wong's own form.
     assert r["icc2_k_ci"] == pytest.approx(
-        (n * (msr - fs * mse) / (fs * (msc - mse) + n * msr),
-         n * (fs2 * msr - mse) / (msc - mse + n * fs2 * msr))
+        (n * (msr - fs * mse) / (fs * (msc - mse) + n * msr), n * (fs2 * msr - mse) / (msc - mse + n * fs2 * msr))
     )
 
 
@@ -146,8 +143,7 @@ def test_icc_matches_pingouin(pg, n, k, seed):
     x = SHROUT_FLEISS if seed is None else simulated(n, k, seed)
     mine = rel.icc(x)
     theirs = pingouin_icc(pg, x)
-    for form, label in (("icc2_1", "ICC(A,1)"), ("icc3_1", "ICC(C,1)"),
-                        ("icc2_k", "ICC(A,k)"), ("icc3_k", "ICC(C,k)")):
+    for form, label in (("icc2_1", "ICC(A,1)"), ("icc3_1", "ICC(C,1)"), ("icc2_k", "ICC(A,k)"), ("icc3_k", "ICC(C,k)")):
         assert mine[form] == pytest.approx(theirs.at[label, "ICC"], abs=1e-12)
         assert mine[f"{form}_ci"] == pytest.approx(tuple(theirs.at[label, "CI95"]), abs=1e-10)
     assert mine["f"] == pytest.approx(theirs.at["ICC(A,1)", "F"], rel=1e-12)
@@ -245,8 +241,7 @@ def test_bland_altman_exact_limits_have_nominal_error_rates():
     assert below(c_high) == pytest.approx(0.025, abs=1e-6)
     assert 1 - below(c_low) == pytest.approx(0.025, abs=1e-6)
     # The lower limit mirrors the upper one.
-    assert r["loa_low_ci"] == pytest.approx((2 * bias - r["loa_high_ci"][1],
-                                             2 * bias - r["loa_high_ci"][0]))
+    assert r["loa_low_ci"] == pytest.approx((2 * bias - r["loa_high_ci"][1], 2 * bias - r["loa_high_ci"][0]))
     # At small n the exact interval lies further out than the symmetric approximation...
     approx = rel.bland_altman(a, b, loa_ci="approximate")
     assert r["loa_high_ci"][0] > approx["loa_high_ci"][0]
@@ -268,9 +263,7 @@ def test_proportional_bias_matches_linregress():
     assert r["prop_bias_slope"] == pytest.approx(fit.slope, rel=1e-10)
     assert r["prop_bias_p"] == pytest.approx(fit.pvalue, rel=1e-8)
     t = stats.t.ppf(0.975, 28)
-    assert r["prop_bias_slope_ci"] == pytest.approx(
-        (fit.slope - t * fit.stderr, fit.slope + t * fit.stderr), rel=1e-10
-    )
+    assert r["prop_bias_slope_ci"] == pytest.approx((fit.slope - t * fit.stderr, fit.slope + t * fit.stderr), rel=1e-10)
     assert r["prop_bias_p"] < 0.001
 
 
@@ -289,11 +282,36 @@ def test_bland_altman_refuses_bad_input():
 
 
 REQUIRED = (
-    "measure", "n", "n_observers", "n_missing", "icc2_1", "icc2_1_ci_low", "icc2_1_ci_high",
-    "icc2_1_rating", "icc3_1", "icc3_1_ci_low", "icc3_1_ci_high", "icc3_1_rating", "icc2_k",
-    "icc2_k_ci_low", "icc2_k_ci_high", "observer_a", "observer_b", "bias", "bias_ci_low",
-    "bias_ci_high", "loa_low", "loa_low_ci_low", "loa_low_ci_high", "loa_high",
-    "loa_high_ci_low", "loa_high_ci_high", "sem", "mdc95", "prop_bias_slope", "prop_bias_p",
+    "measure",
+    "n",
+    "n_observers",
+    "n_missing",
+    "icc2_1",
+    "icc2_1_ci_low",
+    "icc2_1_ci_high",
+    "icc2_1_rating",
+    "icc3_1",
+    "icc3_1_ci_low",
+    "icc3_1_ci_high",
+    "icc3_1_rating",
+    "icc2_k",
+    "icc2_k_ci_low",
+    "icc2_k_ci_high",
+    "observer_a",
+    "observer_b",
+    "bias",
+    "bias_ci_low",
+    "bias_ci_high",
+    "loa_low",
+    "loa_low_ci_low",
+    "loa_low_ci_high",
+    "loa_high",
+    "loa_high_ci_low",
+    "loa_high_ci_high",
+    "sem",
+    "mdc95",
+    "prop_bias_slope",
+    "prop_bias_p",
     "note",
 )
 
@@ -307,11 +325,13 @@ def test_table_matches_pingouin_and_hand_sem(pg):
     assert row["n"] == 20 and row["n_observers"] == 2 and row["n_missing"] == 0
     assert row["icc2_1"] == pytest.approx(theirs.at["ICC(A,1)", "ICC"], abs=1e-12)
     assert (row["icc2_1_ci_low"], row["icc2_1_ci_high"]) == pytest.approx(
-        tuple(theirs.at["ICC(A,1)", "CI95"]), abs=1e-10)
+        tuple(theirs.at["ICC(A,1)", "CI95"]), abs=1e-10
+    )
     assert row["icc3_1"] == pytest.approx(theirs.at["ICC(C,1)", "ICC"], abs=1e-12)
     assert row["icc2_k"] == pytest.approx(theirs.at["ICC(A,k)", "ICC"], abs=1e-12)
     assert (row["icc2_k_ci_low"], row["icc2_k_ci_high"]) == pytest.approx(
-        tuple(theirs.at["ICC(A,k)", "CI95"]), abs=1e-10)
+        tuple(theirs.at["ICC(A,k)", "CI95"]), abs=1e-10
+    )
     assert row["icc2_1_rating"] == rel.koo_li_rating(row["icc2_1_ci_low"], row["icc2_1_ci_high"])
     # bias = first minus second observer in sorted ID order: obs1 − obs2.
     assert (row["observer_a"], row["observer_b"]) == ("obs1", "obs2")
@@ -378,8 +398,7 @@ def test_latest_row_per_patient_and_observer():
     tie = rows_from_matrix(x).iloc[[1]].copy()
     tie[AREA] = 42.0
     latest, _ = select_rows(pd.concat([rows_from_matrix(x), tie], ignore_index=True))
-    assert latest.loc[(latest["patient_id"] == "P01") & (latest["observer_id"] == "A"),
-                      AREA].tolist() == [42.0]
+    assert latest.loc[(latest["patient_id"] == "P01") & (latest["observer_id"] == "A"), AREA].tolist() == [42.0]
     table = rel.reliability_table(rows)
     expected = x.copy()
     expected[0, 0] = 99.0
@@ -388,9 +407,7 @@ def test_latest_row_per_patient_and_observer():
 
 def test_session_choice():
     x1, x2 = simulated(8, 2, seed=11), simulated(8, 2, seed=12)
-    rows = pd.concat(
-        [rows_from_matrix(x2).assign(session="read2"), rows_from_matrix(x1)], ignore_index=True
-    )
+    rows = pd.concat([rows_from_matrix(x2).assign(session="read2"), rows_from_matrix(x1)], ignore_index=True)
     default = rel.reliability_table(rows)
     assert default.attrs["session"] == "read1"
     assert default["icc2_1"].iloc[0] == pytest.approx(rel.icc(x1)["icc2_1"])
@@ -409,8 +426,7 @@ def test_session_choice():
 
 def test_several_levels_need_a_choice():
     x = simulated(6, 2, seed=13)
-    rows = pd.concat([rows_from_matrix(x), rows_from_matrix(x + 1).assign(level="L3")],
-                     ignore_index=True)
+    rows = pd.concat([rows_from_matrix(x), rows_from_matrix(x + 1).assign(level="L3")], ignore_index=True)
     with pytest.raises(StatsInputError, match="several levels"):
         rel.reliability_table(rows)
     assert rel.reliability_table(rows, level="L3").attrs["level"] == "L3"
@@ -419,9 +435,11 @@ def test_several_levels_need_a_choice():
 def test_intra_observer_table():
     x = simulated(10, 2, seed=14)
     rows = pd.concat(
-        [rows_from_matrix(x[:, [0]], ["A"]),
-         rows_from_matrix(x[:, [1]], ["A"]).assign(session="read2"),
-         rows_from_matrix(x[:, [1]] + 5, ["B"])],
+        [
+            rows_from_matrix(x[:, [0]], ["A"]),
+            rows_from_matrix(x[:, [1]], ["A"]).assign(session="read2"),
+            rows_from_matrix(x[:, [1]] + 5, ["B"]),
+        ],
         ignore_index=True,
     )
     table = rel.intra_observer_table(rows, "A")
@@ -450,8 +468,10 @@ def test_one_observer_only():
 
 
 def test_only_one_observer_in_the_chosen_session():
-    rows = pd.concat([make_rows({"A": {AREA: [10, 11, 12]}}),
-                      make_rows({"B": {AREA: [10, 11, 12]}}, session="read2")], ignore_index=True)
+    rows = pd.concat(
+        [make_rows({"A": {AREA: [10, 11, 12]}}), make_rows({"B": {AREA: [10, 11, 12]}}, session="read2")],
+        ignore_index=True,
+    )
     with pytest.raises(StatsInputError, match="two observers or more"):
         rel.reliability_table(rows)
 
@@ -465,15 +485,18 @@ def test_no_patient_measured_by_both():
 
 
 def test_constant_measure_gives_a_note_not_a_number():
-    rows = make_rows({
-        "A": {AREA: [10, 12, 14, 11], "MF_L_fi_pct": [0, 0, 0, 0]},
-        "B": {AREA: [10.5, 12, 13, 11.5], "MF_L_fi_pct": [0, 0, 0, 0]},
-    })
+    rows = make_rows(
+        {
+            "A": {AREA: [10, 12, 14, 11], "MF_L_fi_pct": [0, 0, 0, 0]},
+            "B": {AREA: [10.5, 12, 13, 11.5], "MF_L_fi_pct": [0, 0, 0, 0]},
+        }
+    )
     table = rel.reliability_table(rows).set_index("measure")
     const = table.loc["MF_L_fi_pct"]
     assert "constant" in const["note"]
-    numeric = [c for c in table.columns if c.startswith(("icc", "bias", "loa", "sem", "mdc"))
-               and not c.endswith("rating")]
+    numeric = [
+        c for c in table.columns if c.startswith(("icc", "bias", "loa", "sem", "mdc")) and not c.endswith("rating")
+    ]
     assert const[numeric].isna().all()
     assert const["icc2_1_rating"] is None or pd.isna(const["icc2_1_rating"])
     assert np.isfinite(table.loc[AREA, "icc2_1"])
@@ -500,8 +523,9 @@ def test_missing_values_are_left_out_and_counted(pg):
 
 
 def test_too_few_patients_with_values():
-    rows = make_rows({"A": {AREA: [10, 11, 12, 13], FI: [1, 2, None, None]},
-                      "B": {AREA: [10, 11.5, 12, 14], FI: [1, 2, 3, 4]}})
+    rows = make_rows(
+        {"A": {AREA: [10, 11, 12, 13], FI: [1, 2, None, None]}, "B": {AREA: [10, 11.5, 12, 14], FI: [1, 2, 3, 4]}}
+    )
     table = rel.reliability_table(rows, measures=[AREA, FI]).set_index("measure")
     assert table.loc[FI, "n"] == 2 and np.isnan(table.loc[FI, "icc2_1"])
     assert "at least 3 needed" in table.loc[FI, "note"]
@@ -523,8 +547,7 @@ def test_default_measures_need_two_observers_with_data():
         (lambda r: r.iloc[0:0], "no rows"),
         (lambda r: r.drop(columns="observer_id"), "no observer_id column"),
         (lambda r: r.assign(observer_id=[None] + ["B"] * (len(r) - 1)), "have no observer_id"),
-        (lambda r: r.astype({AREA: object}).assign(**{AREA: ["x"] + [1.0] * (len(r) - 1)}),
-         "not a number"),
+        (lambda r: r.astype({AREA: object}).assign(**{AREA: ["x"] + [1.0] * (len(r) - 1)}), "not a number"),
         ("not a frame", "DataFrame"),
     ],
 )

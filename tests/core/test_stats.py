@@ -59,16 +59,25 @@ def cohort():
 @pytest.fixture(scope="module")
 def cohort_result():
     return analyse(
-        COHORT, "residual_lbp", continuous=REF.COHORT_CONTINUOUS, categorical=REF.COHORT_CATEGORICAL,
-        logistic=TABLE3, roc=REF.COHORT_ROC,
+        COHORT,
+        "residual_lbp",
+        continuous=REF.COHORT_CONTINUOUS,
+        categorical=REF.COHORT_CATEGORICAL,
+        logistic=TABLE3,
+        roc=REF.COHORT_ROC,
     )
 
 
 @pytest.fixture(scope="module")
 def small_result():
     return analyse(
-        SMALL, "y", continuous=["value", "score"], categorical=["flag", "rare", "group3"],
-        logistic=["value", "flag", "group3"], reference={"group3": "3"}, roc=["score", "value"],
+        SMALL,
+        "y",
+        continuous=["value", "score"],
+        categorical=["flag", "rare", "group3"],
+        logistic=["value", "flag", "group3"],
+        reference={"group3": "3"},
+        roc=["score", "value"],
     )
 
 
@@ -175,20 +184,44 @@ def pspp_coordinates(tables):
 
 #: Student t recomputed from the published means, SDs and n (stats_anchor.md).
 ANCHOR_STUDENT_T = {
-    "age": -1.345, "bmi": 0.266, "vbq": -10.533, "kyphosis_pre": -9.961, "kyphosis_post": -9.172,
-    "kyphosis_last": -12.568, "cement_volume": 4.422, "ps_total_area": 7.158, "ps_muscle_area": 5.893,
-    "ps_fi_pct": -1.041, "esmf_total_area": -0.436, "esmf_muscle_area": 3.342, "esmf_fi_pct": -4.943,
-    "vas_pre": -1.498, "vas_post": -2.959, "vas_last": -16.629,
+    "age": -1.345,
+    "bmi": 0.266,
+    "vbq": -10.533,
+    "kyphosis_pre": -9.961,
+    "kyphosis_post": -9.172,
+    "kyphosis_last": -12.568,
+    "cement_volume": 4.422,
+    "ps_total_area": 7.158,
+    "ps_muscle_area": 5.893,
+    "ps_fi_pct": -1.041,
+    "esmf_total_area": -0.436,
+    "esmf_muscle_area": 3.342,
+    "esmf_fi_pct": -4.943,
+    "vas_pre": -1.498,
+    "vas_post": -2.959,
+    "vas_last": -16.629,
 }
 #: Pearson chi-square (no continuity correction) from the published counts.
 ANCHOR_CHI2 = {
-    "sex_male": 0.186, "diabetes": 0.561, "hypertension": 0.067, "smoking": 0.304, "alcohol": 0.016,
-    "trauma_severity": 0.348, "fascia_injury": 8.263, "fracture_level": 3.565, "cement_diffused": 10.917,
+    "sex_male": 0.186,
+    "diabetes": 0.561,
+    "hypertension": 0.067,
+    "smoking": 0.304,
+    "alcohol": 0.016,
+    "trauma_severity": 0.348,
+    "fascia_injury": 8.263,
+    "fracture_level": 3.565,
+    "cement_diffused": 10.917,
 }
 #: Welch t (df) from the anchor's table.
 ANCHOR_WELCH = {
-    "age": (-1.240, 35.4), "bmi": (0.210, 32.8), "vbq": (-7.816, 31.9), "kyphosis_last": (-10.229, 33.2),
-    "cement_volume": (3.300, 32.0), "esmf_muscle_area": (5.131, 64.2), "esmf_fi_pct": (-9.143, 104.8),
+    "age": (-1.240, 35.4),
+    "bmi": (0.210, 32.8),
+    "vbq": (-7.816, 31.9),
+    "kyphosis_last": (-10.229, 33.2),
+    "cement_volume": (3.300, 32.0),
+    "esmf_muscle_area": (5.131, 64.2),
+    "esmf_fi_pct": (-9.143, 104.8),
 }
 
 
@@ -446,8 +479,11 @@ def test_small_data_equals_pspp(small_result, pspp_small):
         assert (row[f"q1_{g}"], row[f"median_{g}"], row[f"q3_{g}"]) == pytest.approx((q1, med, q3), rel=1e-12)
     # Logistic with an indicator-coded covariate; PSPP's reference is the last level.
     lg = small_result.logistic
-    check_logistic(lg, pspp_small, {"value": "value", "flag": "flag", "group3[1]": "group3(1)",
-                                    "group3[2]": "group3(2)", "Constant": "Constant"})
+    check_logistic(
+        lg,
+        pspp_small,
+        {"value": "value", "flag": "flag", "group3[1]": "group3(1)", "group3[2]": "group3(2)", "Constant": "Constant"},
+    )
     coef = pspp_logistic(pspp_small)[0]
     term = lg.terms.set_index("variable").loc["group3"]
     assert term["wald"] == pytest.approx(coef["group3"][2], rel=5e-5)
@@ -708,8 +744,9 @@ def test_encode_outcome():
 
 def _table(n=12, **extra):
     rng = np.random.default_rng(5)
-    t = pd.DataFrame({"patient_id": [f"{i:03d}" for i in range(n)], "out": [0, 1] * (n // 2),
-                      "x": np.round(rng.normal(10, 2, n), 3)})
+    t = pd.DataFrame(
+        {"patient_id": [f"{i:03d}" for i in range(n)], "out": [0, 1] * (n // 2), "x": np.round(rng.normal(10, 2, n), 3)}
+    )
     for k, v in extra.items():
         t[k] = v
     return t
@@ -787,8 +824,7 @@ def test_excel_table(tmp_path):
 
 
 def test_auto_detection_skips_unusable_columns_with_a_warning():
-    t = _table(note=[f"free text {i}" for i in range(12)], const=["L4"] * 12,
-               typo=["1.5", "2.5", "3,5"] + ["4.5"] * 9)
+    t = _table(note=[f"free text {i}" for i in range(12)], const=["L4"] * 12, typo=["1.5", "2.5", "3,5"] + ["4.5"] * 9)
     res = analyse(t, "out")
     assert res.types == {"x": "continuous"}
     joined = " ".join(res.warnings)
@@ -803,8 +839,18 @@ def test_result_json_is_complete_and_has_no_nan(small_result):
     value = next(c for c in d["comparison"] if c["variable"] == "value")
     for key in ("mean", "sd", "n", "shapiro_p"):
         assert isinstance(value[key], list) and len(value[key]) == 2
-    for key in ("levene_p", "student_t", "student_p", "welch_t", "welch_df", "welch_p",
-                "mannwhitney_u", "mannwhitney_p", "test", "p"):
+    for key in (
+        "levene_p",
+        "student_t",
+        "student_p",
+        "welch_t",
+        "welch_df",
+        "welch_p",
+        "mannwhitney_u",
+        "mannwhitney_p",
+        "test",
+        "p",
+    ):
         assert key in value
     rare = next(c for c in d["comparison"] if c["variable"] == "rare")
     assert {"chi2", "df", "p", "fisher_p"} <= set(rare) and rare["fisher_p"] is not None
@@ -820,18 +866,36 @@ def test_result_json_is_complete_and_has_no_nan(small_result):
 # Merge with the shared measurement CSV (through napari_pvm.core.store)
 # --------------------------------------------------------------------------
 
-_AREAS = {"PS_L": (10.0, 0.8), "PS_R": (9.8, 0.7), "ES_L": (14.0, 3.0), "ES_R": (15.0, 2.9),
-          "MF_L": (5.3, 1.7), "MF_R": (5.6, 1.5)}
+_AREAS = {
+    "PS_L": (10.0, 0.8),
+    "PS_R": (9.8, 0.7),
+    "ES_L": (14.0, 3.0),
+    "ES_R": (15.0, 2.9),
+    "MF_L": (5.3, 1.7),
+    "MF_R": (5.6, 1.5),
+}
 
 
 def measurement_row(patient, observer, scale, fat, when, session="read1"):
     """A contract-3 row whose measures are consistent (areas × scale, fat × fat)."""
     row = {
-        "patient_id": patient, "observer_id": observer, "session": session, "level": "L4",
-        "slice_index": 16, "row_spacing_mm": 0.7, "col_spacing_mm": 0.7, "image_sha256": "ab" * 32,
-        "annotation_sha256": "", "method": "random_forest", "features_preset": "weka", "n_trees": 200,
-        "seed": 0, "class_balance": "balanced", "rois_present": ";".join(schema.ROI_KEYS),
-        "software_version": "test", "measured_at": when,
+        "patient_id": patient,
+        "observer_id": observer,
+        "session": session,
+        "level": "L4",
+        "slice_index": 16,
+        "row_spacing_mm": 0.7,
+        "col_spacing_mm": 0.7,
+        "image_sha256": "ab" * 32,
+        "annotation_sha256": "",
+        "method": "random_forest",
+        "features_preset": "weka",
+        "n_trees": 200,
+        "seed": 0,
+        "class_balance": "balanced",
+        "rois_present": ";".join(schema.ROI_KEYS),
+        "software_version": "test",
+        "measured_at": when,
     }
     for group in schema.GROUPS:
         for side in schema.SIDES:
@@ -898,8 +962,9 @@ def test_merge_mean_of_observers_and_latest_row(measurement_csv):
 
 
 def test_analyse_with_merge_adds_reliability(measurement_csv):
-    res = analyse(_table(), "out", continuous=["x", "PS_B_total_area_cm2"], roc=["ESMF_B_fi_pct"],
-                  measurements=measurement_csv)
+    res = analyse(
+        _table(), "out", continuous=["x", "PS_B_total_area_cm2"], roc=["ESMF_B_fi_pct"], measurements=measurement_csv
+    )
     assert res.types["PS_B_total_area_cm2"] == "continuous"
     assert by_var(res.comparison.table, "PS_B_total_area_cm2")["n_0"] == 6
     assert res.reliability is not None and "PS_B_total_area_cm2" in set(res.reliability.table["measure"])

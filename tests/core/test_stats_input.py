@@ -43,11 +43,13 @@ def _cli(*argv):
 
 
 def test_flagged_latest_row_is_left_out_not_replaced_by_an_older_one():
-    rows = pd.DataFrame([
-        _muscle("001", "A", "2024-01-01T10:00:00+00:00", scale=1.0),
-        _muscle("001", "A", "2024-03-01T10:00:00+00:00", scale=2.0, qc_flags="low_contrast"),
-        _muscle("002", "A", "2024-01-01T10:00:00+00:00", scale=1.5),
-    ])
+    rows = pd.DataFrame(
+        [
+            _muscle("001", "A", "2024-01-01T10:00:00+00:00", scale=1.0),
+            _muscle("001", "A", "2024-03-01T10:00:00+00:00", scale=2.0, qc_flags="low_contrast"),
+            _muscle("002", "A", "2024-01-01T10:00:00+00:00", scale=1.5),
+        ]
+    )
     kept, info = select_rows(rows)
     assert sorted(kept["patient_id"]) == ["001", "002"]  # off by default: the flagged row counts
     assert kept.loc[kept["patient_id"] == "001", "qc_flags"].item() == "low_contrast"
@@ -62,13 +64,13 @@ def test_stats_report_states_the_flagged_rows(tmp_path):
     for i in range(8):
         for obs, f in (("A", 1.0), ("B", 1.03)):
             flags = "low_contrast" if (i, obs) == (3, "B") else ""
-            rows.append(_muscle(f"{i:03d}", obs, "2024-01-01T10:00:00+00:00", scale=(1 + 0.1 * i) * f,
-                                qc_flags=flags))
+            rows.append(_muscle(f"{i:03d}", obs, "2024-01-01T10:00:00+00:00", scale=(1 + 0.1 * i) * f, qc_flags=flags))
     append_rows(path, rows)
     clinical = tmp_path / "c.csv"
     pd.DataFrame({"patient_id": [f"{i:03d}" for i in range(8)], "y": [0, 1] * 4}).to_csv(clinical, index=False)
-    status, out, err = _cli("stats", clinical, "--outcome", "y", "--continuous", AREA, "--merge", path,
-                            "--exclude-flagged")
+    status, out, err = _cli(
+        "stats", clinical, "--outcome", "y", "--continuous", AREA, "--merge", path, "--exclude-flagged"
+    )
     assert status == 0, err
     assert "1 row(s) with quality flags left out (003/B)" in out
     assert "rows with quality flags left out (after choosing the latest row" in out
@@ -96,11 +98,17 @@ def two_tables(tmp_path):
             muscle.append(_muscle(pid, obs, "2024-01-01T10:00:00+00:00", scale=(1 + 0.05 * i) * f))
             signals = {lv: 250.0 + 10 * i + rng.normal(0, 3) for lv in ("L1", "L2", "L3", "L4")}
             vbq = float(np.median(list(signals.values()))) / 100.0
-            spine.append(make_spine_row(
-                patient_id=pid, observer_id=obs, vbq=vbq, vbq_levels="L1;L2;L3;L4", vbq_si_csf=100.0,
-                **{f"vbq_si_{k}": v for k, v in signals.items()},
-                local_kyphosis_deg=5.0 + 1.5 * i + (0.4 if obs == "A" else -0.4) + rng.normal(0, 0.2),
-            ))
+            spine.append(
+                make_spine_row(
+                    patient_id=pid,
+                    observer_id=obs,
+                    vbq=vbq,
+                    vbq_levels="L1;L2;L3;L4",
+                    vbq_si_csf=100.0,
+                    **{f"vbq_si_{k}": v for k, v in signals.items()},
+                    local_kyphosis_deg=5.0 + 1.5 * i + (0.4 if obs == "A" else -0.4) + rng.normal(0, 0.2),
+                )
+            )
     mpath, spath = tmp_path / "muscle.csv", tmp_path / "spine.csv"
     append_rows(mpath, muscle)
     append_rows(spath, spine, table="spine")
@@ -112,8 +120,21 @@ def two_tables(tmp_path):
 
 def test_merge_twice_brings_spine_and_muscle_measures(two_tables):
     cpath, mpath, spath, spine = two_tables
-    status, out, err = _cli("stats", cpath, "--outcome", "lbp", "--continuous", f"vbq,local_kyphosis_deg,{AREA}",
-                            "--roc", "vbq", "--merge", mpath, "--merge", spath, "--json")
+    status, out, err = _cli(
+        "stats",
+        cpath,
+        "--outcome",
+        "lbp",
+        "--continuous",
+        f"vbq,local_kyphosis_deg,{AREA}",
+        "--roc",
+        "vbq",
+        "--merge",
+        mpath,
+        "--merge",
+        spath,
+        "--json",
+    )
     assert status == 0, err
     data = json.loads(out)
     rows = {r["variable"]: r for r in data["comparison"]}
@@ -160,15 +181,21 @@ def test_derived_measures_follow_their_formulas():
 
 
 def test_outline_origins_are_counted_per_observer():
-    rows = pd.DataFrame([
-        _muscle("001", "A", "2024-01-01T10:00:00+00:00",
-                outline_origin="PS_L:proposed;PS_R:edited;ES_L:drawn;ES_R:drawn;MF_L:proposed;MF_R:proposed"),
-        _muscle("001", "B", "2024-01-01T10:00:00+00:00"),
-        _muscle("002", "A", "2024-01-01T10:00:00+00:00", scale=1.2),
-        _muscle("002", "B", "2024-01-01T10:00:00+00:00", scale=1.1),
-        _muscle("003", "A", "2024-01-01T10:00:00+00:00", scale=1.4),
-        _muscle("003", "B", "2024-01-01T10:00:00+00:00", scale=1.3),
-    ])
+    rows = pd.DataFrame(
+        [
+            _muscle(
+                "001",
+                "A",
+                "2024-01-01T10:00:00+00:00",
+                outline_origin="PS_L:proposed;PS_R:edited;ES_L:drawn;ES_R:drawn;MF_L:proposed;MF_R:proposed",
+            ),
+            _muscle("001", "B", "2024-01-01T10:00:00+00:00"),
+            _muscle("002", "A", "2024-01-01T10:00:00+00:00", scale=1.2),
+            _muscle("002", "B", "2024-01-01T10:00:00+00:00", scale=1.1),
+            _muscle("003", "A", "2024-01-01T10:00:00+00:00", scale=1.4),
+            _muscle("003", "B", "2024-01-01T10:00:00+00:00", scale=1.3),
+        ]
+    )
     counts = outline_origins(rows).set_index("rater")
     assert counts.loc["A", ["drawn", "proposed", "edited"]].tolist() == [2 + 12, 3, 1]
     result = inter_observer(rows, measures=[AREA])
@@ -196,8 +223,9 @@ def test_european_excel_csv_is_read(tmp_path, encoding):
 
 def test_stats_reads_a_semicolon_table_like_a_comma_table(tmp_path):
     rng = np.random.default_rng(2)
-    frame = pd.DataFrame({"patient_id": [f"{i:03d}" for i in range(20)], "y": [0, 1] * 10,
-                          "bmi": rng.normal(26, 3, 20).round(2)})
+    frame = pd.DataFrame(
+        {"patient_id": [f"{i:03d}" for i in range(20)], "y": [0, 1] * 10, "bmi": rng.normal(26, 3, 20).round(2)}
+    )
     comma, semi = tmp_path / "comma.csv", tmp_path / "semi.csv"
     frame.to_csv(comma, index=False)
     frame.to_csv(semi, index=False, sep=";", decimal=",", encoding="cp1252")
@@ -216,7 +244,8 @@ def test_undecodable_table_is_refused_with_the_fix(tmp_path):
 def test_missing_column_suggests_the_nearest_names(tmp_path):
     path = tmp_path / "clinical.csv"
     pd.DataFrame({"patient_id": ["1", "2", "3", "4"], "y": [0, 1, 0, 1], "sex_male": [0, 1, 1, 0]}).to_csv(
-        path, index=False)
+        path, index=False
+    )
     status, _, err = _cli("stats", path, "--outcome", "y", "--categorical", "sex")
     assert status == 2 and err.count("\n") == 1
     assert "--categorical: no such column in the table: 'sex' (did you mean 'sex_male'?)" in err

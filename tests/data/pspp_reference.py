@@ -32,17 +32,42 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 COHORT_CONTINUOUS = [
-    "age", "bmi", "vbq", "kyphosis_pre", "kyphosis_post", "kyphosis_last", "cement_volume",
-    "ps_total_area", "ps_muscle_area", "ps_fi_pct", "esmf_total_area", "esmf_muscle_area",
-    "esmf_fi_pct", "vas_pre", "vas_post", "vas_last",
+    "age",
+    "bmi",
+    "vbq",
+    "kyphosis_pre",
+    "kyphosis_post",
+    "kyphosis_last",
+    "cement_volume",
+    "ps_total_area",
+    "ps_muscle_area",
+    "ps_fi_pct",
+    "esmf_total_area",
+    "esmf_muscle_area",
+    "esmf_fi_pct",
+    "vas_pre",
+    "vas_post",
+    "vas_last",
 ]
 COHORT_CATEGORICAL = [
-    "sex_male", "diabetes", "hypertension", "smoking", "alcohol", "trauma_severity",
-    "fascia_injury", "fracture_level", "cement_diffused",
+    "sex_male",
+    "diabetes",
+    "hypertension",
+    "smoking",
+    "alcohol",
+    "trauma_severity",
+    "fascia_injury",
+    "fracture_level",
+    "cement_diffused",
 ]
 COHORT_LOGISTIC = [
-    "fascia_injury", "vbq", "kyphosis_post", "cement_diffused", "ps_muscle_area",
-    "ps_total_area", "esmf_fi_pct",
+    "fascia_injury",
+    "vbq",
+    "kyphosis_post",
+    "cement_diffused",
+    "ps_muscle_area",
+    "ps_total_area",
+    "esmf_fi_pct",
 ]
 COHORT_ROC = ["ps_total_area", "esmf_fi_pct"]
 
@@ -77,8 +102,9 @@ def cohort_syntax():
     codes = ["residual_lbp", *[c for c in COHORT_CATEGORICAL if c not in ("trauma_severity", "fracture_level")]]
     return (
         _HEAD
-        + _get_data("paper_table2_cohort.csv", header, codes=codes,
-                    text=("patient_id", "trauma_severity", "fracture_level"))
+        + _get_data(
+            "paper_table2_cohort.csv", header, codes=codes, text=("patient_id", "trauma_severity", "fracture_level")
+        )
         + f"T-TEST GROUPS=residual_lbp(0 1) /VARIABLES={' '.join(COHORT_CONTINUOUS)}.\n"
         + f"CROSSTABS /TABLES={' '.join(COHORT_CATEGORICAL)} BY residual_lbp /STATISTICS=CHISQ /CELLS=COUNT EXPECTED.\n"
         + f"NPAR TESTS /M-W= {' '.join(COHORT_CONTINUOUS)} BY residual_lbp(0 1).\n"
@@ -126,8 +152,17 @@ def make_small(path=HERE / "small_cohort.csv", seed=7):
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(["patient_id", "y", "score", "value", "group3", "flag", "rare"])
         for i in range(n):
-            w.writerow([f"S{i + 1:03d}", y[i], score[i], "" if np.isnan(value[i]) else f"{value[i]:.2f}",
-                        group3[i], flag[i], rare[i]])
+            w.writerow(
+                [
+                    f"S{i + 1:03d}",
+                    y[i],
+                    score[i],
+                    "" if np.isnan(value[i]) else f"{value[i]:.2f}",
+                    group3[i],
+                    flag[i],
+                    rare[i],
+                ]
+            )
     return path
 
 
@@ -143,8 +178,7 @@ def run(out_dir=HERE, pspp="pspp"):
         sps = out_dir / f"{stem}.sps"
         sps.write_text(syntax, encoding="utf-8")
         out = out_dir / f"{stem}.csv"
-        subprocess.run([pspp, sps.name, "-o", out.name], cwd=out_dir, check=True,
-                       capture_output=True, timeout=120)
+        subprocess.run([pspp, sps.name, "-o", out.name], cwd=out_dir, check=True, capture_output=True, timeout=120)
         written.append(out)
     return written
 
@@ -160,7 +194,7 @@ def read_pspp_csv(path):
     for line in Path(path).read_text(encoding="utf-8").splitlines():
         if line.startswith("Table: "):
             flush()
-            title, lines = line[len("Table: "):], []
+            title, lines = line[len("Table: ") :], []
         elif line.strip() == "":
             continue
         elif title is not None:

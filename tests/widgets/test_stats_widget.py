@@ -93,8 +93,14 @@ def test_cohort_tables_and_plots_match_analyse(dock, qtbot, cohort, tmp_path):
     assert kwargs["logistic"] == LOGISTIC and kwargs["roc"] == ROC and kwargs["measurements"] is None
 
     _run(qtbot, dock)
-    expected = analyse(cohort, "residual_lbp", continuous=["age", "bmi", "vbq", "esmf_fi_pct"],
-                       categorical=["sex_male", "trauma_severity"], logistic=LOGISTIC, roc=ROC)
+    expected = analyse(
+        cohort,
+        "residual_lbp",
+        continuous=["age", "bmi", "vbq", "esmf_fi_pct"],
+        categorical=["sex_male", "trauma_severity"],
+        logistic=LOGISTIC,
+        roc=ROC,
+    )
     assert dock.result is not None, dock.messages
     assert "event = 1 (n = 29)" in res.summary_label.text()
 
@@ -134,8 +140,13 @@ def test_cohort_tables_and_plots_match_analyse(dock, qtbot, cohort, tmp_path):
     assert len(_legend_lines(res.roc_canvas.axes)) == len(ROC)  # redrawn, not lost
 
     # box plots: one per continuous variable, with the patients as dots
-    assert [res.box_combo.itemText(i) for i in range(res.box_combo.count())] == \
-        ["age", "bmi", "vbq", "esmf_fi_pct", "ps_total_area"]
+    assert [res.box_combo.itemText(i) for i in range(res.box_combo.count())] == [
+        "age",
+        "bmi",
+        "vbq",
+        "esmf_fi_pct",
+        "ps_total_area",
+    ]
     res.box_combo.setCurrentText("vbq")
     ax = res.box_canvas.axes
     assert ax.get_title() == "vbq"
@@ -146,8 +157,10 @@ def test_cohort_tables_and_plots_match_analyse(dock, qtbot, cohort, tmp_path):
     # warnings: the expected-count warning of trauma_severity
     assert res.warnings_list.count() == len(expected.warnings) > 0
     assert res.tabs.tabText(5) == f"Warnings ({len(expected.warnings)})"
-    assert ("warning", f"statistics: {len(expected.warnings)} warning(s), see the Warnings tab. "
-            f"First: {expected.warnings[0]}") in dock.messages
+    assert (
+        "warning",
+        f"statistics: {len(expected.warnings)} warning(s), see the Warnings tab. First: {expected.warnings[0]}",
+    ) in dock.messages
     assert dock.reliability is None and "no measurements" in res.ba_canvas.message
     _no_nan(dock)
     # determinate progress, one step per stage of the analysis
@@ -158,13 +171,21 @@ def test_cohort_tables_and_plots_match_analyse(dock, qtbot, cohort, tmp_path):
     written = dock.export(out, wait=True)
     names = {p.name for p in written}
     # every figure, not only those on screen
-    assert {"comparison.csv", "logistic.csv", "roc.csv", "results.json", "report.html", "roc.png",
-            "boxplots_1.png"} <= names
+    assert {
+        "comparison.csv",
+        "logistic.csv",
+        "roc.csv",
+        "results.json",
+        "report.html",
+        "roc.png",
+        "boxplots_1.png",
+    } <= names
     assert dock.progress.value() == dock.progress.maximum() > 1  # determinate progress
     assert all(p.exists() and p.stat().st_size > 0 for p in written)
     assert (out / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    pd.testing.assert_frame_equal(pd.read_csv(out / "roc.csv"), pd.read_csv(_csv(expected.roc.table, tmp_path)),
-                                  check_dtype=False)
+    pd.testing.assert_frame_equal(
+        pd.read_csv(out / "roc.csv"), pd.read_csv(_csv(expected.roc.table, tmp_path)), check_dtype=False
+    )
     assert dock.messages[-1] == ("info", f"wrote {len(written)} files to {out}")
 
 
@@ -205,10 +226,23 @@ def _measurement_rows(n=12, observers=("A", "B"), seed=3):
                     if muscle == "ES":
                         fat |= _rect(shape, 1, 80 * s + 26 * m, int(fat_rows[i] + rng.integers(0, 2)), w)
             row = measure_masks(masks, fat, spacing=(0.7, 0.7))
-            row.update(patient_id=f"{i:03d}", observer_id=observer, session="read1", level="L4", slice_index=16,
-                       row_spacing_mm=0.7, col_spacing_mm=0.7, image_sha256=f"{i:064x}", method="random_forest",
-                       features_preset="weka", n_trees=200, seed=0, class_balance="balanced",
-                       rois_present=rois_present(masks), software_version="0.0.test")
+            row.update(
+                patient_id=f"{i:03d}",
+                observer_id=observer,
+                session="read1",
+                level="L4",
+                slice_index=16,
+                row_spacing_mm=0.7,
+                col_spacing_mm=0.7,
+                image_sha256=f"{i:064x}",
+                method="random_forest",
+                features_preset="weka",
+                n_trees=200,
+                seed=0,
+                class_balance="balanced",
+                rois_present=rois_present(masks),
+                software_version="0.0.test",
+            )
             rows.append(row)
     return rows
 
@@ -219,8 +253,9 @@ def shared(tmp_path):
 
     path = tmp_path / "measurements.csv"
     append_rows(path, _measurement_rows())
-    clinical = pd.DataFrame({"patient_id": [f"{i:03d}" for i in range(12)], "lbp": [0, 1] * 6,
-                             "age": np.linspace(55, 80, 12).round(1)})
+    clinical = pd.DataFrame(
+        {"patient_id": [f"{i:03d}" for i in range(12)], "lbp": [0, 1] * 6, "age": np.linspace(55, 80, 12).round(1)}
+    )
     cpath = tmp_path / "clinical.csv"
     clinical.to_csv(cpath, index=False)
     return cpath, path
@@ -245,8 +280,14 @@ def test_merged_measurements_reliability_and_bland_altman(dock, qtbot, shared, t
     dock.grid.set("PS_B_total_area_cm2", table2="continuous", roc=True)
     dock.observer_combo.setCurrentIndex(2)  # observer B
     _run(qtbot, dock)
-    expected = analyse(cpath, "lbp", continuous=["age", "PS_B_total_area_cm2", "ESMF_B_fi_pct"],
-                       roc=["PS_B_total_area_cm2"], measurements=mpath, observer="B")
+    expected = analyse(
+        cpath,
+        "lbp",
+        continuous=["age", "PS_B_total_area_cm2", "ESMF_B_fi_pct"],
+        roc=["PS_B_total_area_cm2"],
+        measurements=mpath,
+        observer="B",
+    )
     assert dock.result.settings["observer"] == "B"
     assert _column(res.comparison_table, "P") == [format_p(p) for p in expected.comparison.table["p"]]
 
@@ -310,11 +351,17 @@ _BASE = ["patient_id", "residual_lbp", "vbq", "age"]
         (lambda t: t.assign(residual_lbp=1), {"outcome": "residual_lbp"}, "one class only"),
         (lambda t: t.assign(residual_lbp=np.arange(len(t)) % 3), {"outcome": "residual_lbp"}, "exactly two"),
         (lambda t: t.head(3), {}, "too few patients"),
-        (lambda t: t.assign(vbq=t["vbq"].astype(str).where(t.index != 4, "2,5")), {"vbq": "continuous"},
-         r"non-numeric value.*'2,5' \(patient P005\)"),
+        (
+            lambda t: t.assign(vbq=t["vbq"].astype(str).where(t.index != 4, "2,5")),
+            {"vbq": "continuous"},
+            r"non-numeric value.*'2,5' \(patient P005\)",
+        ),
         (lambda t: t.assign(const=1.0), {"const": "continuous"}, "no variance"),
-        (lambda t: t.assign(residual_lbp=t["residual_lbp"].map({0: "none", 1: "pain"})), {},
-         "choose the event value in the Event box"),
+        (
+            lambda t: t.assign(residual_lbp=t["residual_lbp"].map({0: "none", 1: "pain"})),
+            {},
+            "choose the event value in the Event box",
+        ),
         (lambda t: t, {"vbq": views.OFF, "age": views.OFF}, "at least one variable for Table 2"),
     ],
     ids=["one-class", "three-classes", "too-few", "non-numeric", "no-variance", "no-event", "no-variables"],
@@ -411,8 +458,9 @@ def test_warnings_are_readable_in_both_themes(dock, qtbot, theme):
     listing.addItems([f"warning {i}: a patient without a value of the outcome was left out" for i in range(6)])
     listing.resize(420, 260)
     image = listing.viewport().grab().toImage()
-    pixels = np.array([[image.pixelColor(x, y).getRgb()[:3] for x in range(0, image.width(), 2)]
-                       for y in range(0, image.height(), 2)]).reshape(-1, 3)
+    pixels = np.array(
+        [[image.pixelColor(x, y).getRgb()[:3] for x in range(0, image.width(), 2)] for y in range(0, image.height(), 2)]
+    ).reshape(-1, 3)
     colours, counts = np.unique(pixels, axis=0, return_counts=True)
     # every row's background (no alternating light rows) and the text on it
     backgrounds = [tuple(c) for c, n in zip(colours, counts) if n > 0.05 * len(pixels)]
@@ -440,7 +488,8 @@ def test_session_box_picks_the_reading_and_flagged_rows_can_be_left_out(dock, qt
     assert kwargs["session"] == "read1" and kwargs["exclude_flagged"] is True
     dock.session_combo.setCurrentText("read2")
     _run(qtbot, dock)
-    expected = analyse(cpath, "lbp", continuous=["PS_B_total_area_cm2"], measurements=mpath, session="read2",
-                       exclude_flagged=True)
+    expected = analyse(
+        cpath, "lbp", continuous=["PS_B_total_area_cm2"], measurements=mpath, session="read2", exclude_flagged=True
+    )
     assert dock.result.settings["session"] == "read2"
     assert _column(dock.results.comparison_table, "P") == [format_p(p) for p in expected.comparison.table["p"]]

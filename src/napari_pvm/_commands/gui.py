@@ -8,7 +8,7 @@ from . import Outcome
 def add_arguments(parser):
     parser.add_argument("image", nargs="?", help="NIfTI file or DICOM folder (default: the synthetic phantom)")
     parser.add_argument("--annotation", help="*.pvm.json annotation to load into the measurement dock")
-    parser.add_argument("--json", action="store_true", help="print {\"closed\": true} as JSON when napari closes")
+    parser.add_argument("--json", action="store_true", help='print {"closed": true} as JSON when napari closes')
 
 
 #: How to install a Qt binding, for a packaged and for an editable install.

@@ -20,25 +20,35 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser):
-    parser.add_argument("csv", metavar="MEASUREMENTS.csv", type=Path,
-                        help="the shared measurement CSV (muscle or spine table)")
-    parser.add_argument("--session", metavar="LABEL",
-                        help="reading to compare (default read1, or the only one)")
-    parser.add_argument("--level", metavar="LEVEL",
-                        help="vertebral level (default: the only one in the file)")
-    parser.add_argument("--measures", metavar="A,B,...",
-                        help="measure columns, comma-separated (default: every column with "
-                             "values from two observers)")
-    parser.add_argument("--intra", metavar="OBSERVER",
-                        help="intra-observer reliability of OBSERVER between --sessions")
-    parser.add_argument("--sessions", metavar="S1,S2", default="read1,read2",
-                        help="readings compared with --intra (default read1,read2)")
-    parser.add_argument("--exclude-flagged", action="store_true",
-                        help="leave out rows with quality flags (qc_flags), after the latest row of "
-                             "each reading is chosen")
-    parser.add_argument("--loa-ci", choices=("exact", "approximate"), default="exact",
-                        help="confidence intervals of the limits of agreement: exact "
-                             "(noncentral t, default) or approximate (Bland & Altman)")
+    parser.add_argument(
+        "csv", metavar="MEASUREMENTS.csv", type=Path, help="the shared measurement CSV (muscle or spine table)"
+    )
+    parser.add_argument("--session", metavar="LABEL", help="reading to compare (default read1, or the only one)")
+    parser.add_argument("--level", metavar="LEVEL", help="vertebral level (default: the only one in the file)")
+    parser.add_argument(
+        "--measures",
+        metavar="A,B,...",
+        help="measure columns, comma-separated (default: every column with values from two observers)",
+    )
+    parser.add_argument("--intra", metavar="OBSERVER", help="intra-observer reliability of OBSERVER between --sessions")
+    parser.add_argument(
+        "--sessions",
+        metavar="S1,S2",
+        default="read1,read2",
+        help="readings compared with --intra (default read1,read2)",
+    )
+    parser.add_argument(
+        "--exclude-flagged",
+        action="store_true",
+        help="leave out rows with quality flags (qc_flags), after the latest row of each reading is chosen",
+    )
+    parser.add_argument(
+        "--loa-ci",
+        choices=("exact", "approximate"),
+        default="exact",
+        help="confidence intervals of the limits of agreement: exact "
+        "(noncentral t, default) or approximate (Bland & Altman)",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -49,8 +59,9 @@ def run(args):
     from ..core.stats.report import reliability_text
 
     rows = read_measurements(args.csv)
-    options = dict(measures=_split(args.measures), level=args.level, loa_ci=args.loa_ci,
-                   exclude_flagged=args.exclude_flagged)
+    options = dict(
+        measures=_split(args.measures), level=args.level, loa_ci=args.loa_ci, exclude_flagged=args.exclude_flagged
+    )
     if args.intra is not None:
         if args.session is not None:
             raise StatsInputError("--session does not apply with --intra; use --sessions S1,S2")

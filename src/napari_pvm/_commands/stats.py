@@ -88,8 +88,15 @@ def run(args):
     from ..core.stats import analyse, report
 
     if not args.merge:
-        used = [flag for flag, on in (("--session", args.session), ("--level", args.level),
-                                      ("--exclude-flagged", args.exclude_flagged)) if on]
+        used = [
+            flag
+            for flag, on in (
+                ("--session", args.session),
+                ("--level", args.level),
+                ("--exclude-flagged", args.exclude_flagged),
+            )
+            if on
+        ]
         if used:
             raise StatsInputError(f"{', '.join(used)} applies to measurements: add --merge MEASUREMENTS.csv")
     result = analyse(

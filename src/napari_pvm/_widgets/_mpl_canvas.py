@@ -187,8 +187,16 @@ class ThemedCanvas(QWidget):
         self.figure.clear()
         self.figure.set_facecolor(colors["background"])
         if text:
-            self.figure.text(0.5, 0.5, text, ha="center", va="center", wrap=True,
-                             color=_mix(colors["text"], colors["background"], 0.3), fontsize=9)
+            self.figure.text(
+                0.5,
+                0.5,
+                text,
+                ha="center",
+                va="center",
+                wrap=True,
+                color=_mix(colors["text"], colors["background"], 0.3),
+                fontsize=9,
+            )
         self.canvas.draw_idle()
 
     @property

@@ -73,17 +73,17 @@ class ResultsPanel(QWidget):
         # Qt's alternate base, which left light text on light grey rows. A
         # rule in the theme's own text colour separates the warnings instead.
         self.warnings_list.setAlternatingRowColors(False)
-        self.warnings_list.setStyleSheet(
-            "QListWidget::item { border-bottom: 1px solid palette(mid); padding: 2px; }"
-        )
+        self.warnings_list.setStyleSheet("QListWidget::item { border-bottom: 1px solid palette(mid); padding: 2px; }")
 
         self.tabs = QTabWidget()
         pages = (
             _page(self.comparison_table, _note(_COMPARISON_NOTE)),
             _page(self.logistic_table, self.logistic_note),
             _split(self.roc_table, self.roc_canvas),
-            _split(_page(self.reliability_table, self.reliability_note),
-                   _page(_labelled("measure", self.measure_combo), self.ba_canvas)),
+            _split(
+                _page(self.reliability_table, self.reliability_note),
+                _page(_labelled("measure", self.measure_combo), self.ba_canvas),
+            ),
             _page(_labelled("variable", self.box_combo), self.box_canvas),
             self.warnings_list,
         )
@@ -193,8 +193,9 @@ class ResultsPanel(QWidget):
             return
         from ..core.stats.plots import bland_altman_plot
 
-        self._plot(self.ba_canvas, lambda ax: bland_altman_plot(result, measure, ax=ax),
-                   f"Bland–Altman plot of {measure}")
+        self._plot(
+            self.ba_canvas, lambda ax: bland_altman_plot(result, measure, ax=ax), f"Bland–Altman plot of {measure}"
+        )
 
     def draw_boxplot(self):
         """Draw the box plot of the variable chosen."""

@@ -101,8 +101,10 @@ def logistic_facts(result):
     lg = result.logistic
     s = lg.summary
     ok = _finite
-    lines = [f"n = {s['n']}, events = {s['events']}, events per variable = {s['epv']:.1f}"
-             + (f", {s['n_missing']} left out for a missing value" if s.get("n_missing") else "")]
+    lines = [
+        f"n = {s['n']}, events = {s['events']}, events per variable = {s['epv']:.1f}"
+        + (f", {s['n_missing']} left out for a missing value" if s.get("n_missing") else "")
+    ]
     if ok(s.get("minus2ll")):
         lines.append(
             f"−2 log likelihood = {s['minus2ll']:.3f}; Cox & Snell R² = {s['cox_snell_r2']:.3f}; "
@@ -125,8 +127,18 @@ def logistic_facts(result):
 
 def reliability_rows(table):
     """Rows of a reliability table (:class:`~napari_pvm.core.stats.reliability.ReliabilityResult`), with notes."""
-    header = ["Measure", "n", "ICC(2,1) (95% CI)", "Koo & Li", "ICC(3,1)", "ICC(2,k)",
-              "Bias (95% limits of agreement)", "SEM", "MDC95", "Note"]
+    header = [
+        "Measure",
+        "n",
+        "ICC(2,1) (95% CI)",
+        "Koo & Li",
+        "ICC(3,1)",
+        "ICC(2,k)",
+        "Bias (95% limits of agreement)",
+        "SEM",
+        "MDC95",
+        "Note",
+    ]
     rows = []
     for r in table.to_dict("records"):
         g = r.get
@@ -136,14 +148,25 @@ def reliability_rows(table):
         loa = _num(g("bias"))
         if _finite(g("loa_low")) and _finite(g("loa_high")):
             loa += f" ({_num(g('loa_low'))} to {_num(g('loa_high'))})"
-        rows.append([[str(g("measure"))], [str(g("n"))], [icc], [_text(g("icc2_1_rating"), "–")],
-                     [_num(g("icc3_1"))], [_num(g("icc2_k"))], [loa], [_num(g("sem"))],
-                     [_num(g("mdc95"))], [_text(g("note"))]])
+        rows.append(
+            [
+                [str(g("measure"))],
+                [str(g("n"))],
+                [icc],
+                [_text(g("icc2_1_rating"), "–")],
+                [_num(g("icc3_1"))],
+                [_num(g("icc2_k"))],
+                [loa],
+                [_num(g("sem"))],
+                [_num(g("mdc95"))],
+                [_text(g("note"))],
+            ]
+        )
     return header, rows
 
 
 def _p(p):
-    """"P = 0.040" or "P < 0.001" (format_p's text)."""
+    """Text of a P value as "P = 0.040" or "P < 0.001" (format_p's text)."""
     text = format_p(p)
     return f"P < {text[1:]}" if text.startswith("<") else f"P = {text}"
 
@@ -247,8 +270,11 @@ class VariableGrid(QTableWidget):
         """``{name: (table2 type, logistic, roc)}``."""
         checked = Qt.CheckState.Checked
         return {
-            name: (self.item(i, 1).text(), self.item(i, 2).checkState() == checked,
-                   self.item(i, 3).checkState() == checked)
+            name: (
+                self.item(i, 1).text(),
+                self.item(i, 2).checkState() == checked,
+                self.item(i, 3).checkState() == checked,
+            )
             for i, name in enumerate(self._names)
         }
 

@@ -41,8 +41,10 @@ _log = logging.getLogger(__name__)
 _AUTO = "(auto: 1 / yes / true)"
 #: How the core's command-line wording reads in the dock.
 _GUI_WORDS = (
-    (re.compile(r"say which one is the event with --event VALUE \(event=\.\.\. in Python\)"),
-     "choose the event value in the Event box"),
+    (
+        re.compile(r"say which one is the event with --event VALUE \(event=\.\.\. in Python\)"),
+        "choose the event value in the Event box",
+    ),
     (re.compile(r"choose one with --level"), "choose one in the Level box"),
     (re.compile(r"choose one with --session"), "choose one in the Session box"),
     (re.compile(r"--event "), "the event value "),
@@ -181,8 +183,9 @@ class StatsWidget(QWidget):
 
     # ------------------------------------------------------------- input
     def _browse_table(self):
-        path, _ = QFileDialog.getOpenFileName(self, "Clinical table", self.table_edit.text(),
-                                              "Tables (*.csv *.tsv *.txt *.xlsx *.xls)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Clinical table", self.table_edit.text(), "Tables (*.csv *.tsv *.txt *.xlsx *.xls)"
+        )
         if path:
             self.load_table(path)
 
@@ -269,10 +272,14 @@ class StatsWidget(QWidget):
 
         frames = self._measurement_frames
         observers = sorted({str(v) for r in frames for v in r["observer_id"].dropna() if str(v)})
-        levels = sorted({str(v) for v in self.rows["level"].dropna()}) if self.rows is not None and \
-            "level" in self.rows else []
-        sessions = sorted({str(v) or DEFAULT_SESSION for r in frames if "session" in r
-                           for v in r["session"].fillna(DEFAULT_SESSION)})
+        levels = (
+            sorted({str(v) for v in self.rows["level"].dropna()})
+            if self.rows is not None and "level" in self.rows
+            else []
+        )
+        sessions = sorted(
+            {str(v) or DEFAULT_SESSION for r in frames if "session" in r for v in r["session"].fillna(DEFAULT_SESSION)}
+        )
         self._fill_observers(observers, levels)
         self.session_combo.blockSignals(True)
         self.session_combo.clear()
@@ -329,8 +336,13 @@ class StatsWidget(QWidget):
         from ..core.stats.input import merge_measurements
 
         try:
-            merged, _, _ = merge_measurements(self.table, self._measurement_frames, level=self.level,
-                                              session=self.session, exclude_flagged=self.exclude_flagged)
+            merged, _, _ = merge_measurements(
+                self.table,
+                self._measurement_frames,
+                level=self.level,
+                session=self.session,
+                exclude_flagged=self.exclude_flagged,
+            )
         except PvmError as exc:
             self.notify(f"measurements not merged: {gui_message(str(exc))}", "warning")
             return self.table
@@ -396,8 +408,12 @@ class StatsWidget(QWidget):
             "outcome": self.outcome,
             "event": self.event_combo.currentData(),
             **chosen,
-            "measurements": [e.text().strip() for e, r in ((self.meas_edit, self.rows),
-                                                          (self.spine_edit, self.spine_rows)) if r is not None] or None,
+            "measurements": [
+                e.text().strip()
+                for e, r in ((self.meas_edit, self.rows), (self.spine_edit, self.spine_rows))
+                if r is not None
+            ]
+            or None,
             "observer": self.observer_combo.currentData() or "mean",
             "level": self.level,
             "session": self.session,
@@ -413,9 +429,15 @@ class StatsWidget(QWidget):
             return None
         try:
             if self.table is None and self._measurement_frames:
-                func, kwargs = _reliability_only, {"frames": self._measurement_frames, "level": self.level,
-                                                   "session": self.session,
-                                                   "exclude_flagged": self.exclude_flagged}
+                func, kwargs = (
+                    _reliability_only,
+                    {
+                        "frames": self._measurement_frames,
+                        "level": self.level,
+                        "session": self.session,
+                        "exclude_flagged": self.exclude_flagged,
+                    },
+                )
             else:
                 from ..core.stats import analyse
 
@@ -428,8 +450,9 @@ class StatsWidget(QWidget):
         from ..core.stats.analysis import STAGES
 
         steps = len(STAGES) + 1  # each stage as it starts, and "done"
-        worker = create_worker(_steps, func, kwargs, _progress={"total": steps, "desc": "statistics"},
-                               _ignore_errors=True)
+        worker = create_worker(
+            _steps, func, kwargs, _progress={"total": steps, "desc": "statistics"}, _ignore_errors=True
+        )
         worker.yielded.connect(self._on_step)
         worker.returned.connect(self._on_returned)
         worker.errored.connect(self._on_error)
@@ -469,8 +492,7 @@ class StatsWidget(QWidget):
             n = len(result.warnings)
             self.status_label.setText(f"analysed {result.outcome['n']} patients" + (f"; {n} warning(s)" if n else ""))
             if n:
-                self.notify(f"statistics: {n} warning(s), see the Warnings tab. First: {result.warnings[0]}",
-                            "warning")
+                self.notify(f"statistics: {n} warning(s), see the Warnings tab. First: {result.warnings[0]}", "warning")
         self._update_enabled()
 
     def _on_error(self, exc):
@@ -535,12 +557,21 @@ class StatsWidget(QWidget):
         if not out_dir:
             return [] if wait else None
         out_dir = Path(out_dir)
-        worker = create_worker(_export_steps, result, out_dir,
-                               _progress={"total": export_size(result), "desc": "export"}, _ignore_errors=True)
+        worker = create_worker(
+            _export_steps,
+            result,
+            out_dir,
+            _progress={"total": export_size(result), "desc": "export"},
+            _ignore_errors=True,
+        )
         written = []
         worker.yielded.connect(self._on_export_step)
-        worker.returned.connect(lambda files: (written.extend(files or []),
-                                               self.notify(f"wrote {len(files or [])} files to {out_dir}", "info")))
+        worker.returned.connect(
+            lambda files: (
+                written.extend(files or []),
+                self.notify(f"wrote {len(files or [])} files to {out_dir}", "info"),
+            )
+        )
         worker.errored.connect(self._on_export_error)
         worker.finished.connect(self._on_finished)
         self._worker = worker

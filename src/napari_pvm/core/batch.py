@@ -26,11 +26,30 @@ from .schema import METHOD_SETTING_COLUMNS
 __all__ = ["BatchSummary", "Case", "measure_case", "read_worklist", "run_batch"]
 
 #: Columns of a row that make two measurements "the same" for resuming.
-RESUME_KEY = ("patient_id", "observer_id", "level", "session", "image_sha256", "annotation_sha256", "method",
-              *METHOD_SETTING_COLUMNS)
+RESUME_KEY = (
+    "patient_id",
+    "observer_id",
+    "level",
+    "session",
+    "image_sha256",
+    "annotation_sha256",
+    "method",
+    *METHOD_SETTING_COLUMNS,
+)
 #: Columns of a worklist (contract 4); paths are relative to the worklist.
-WORKLIST_COLUMNS = ("patient_id", "image", "observer_id", "annotation", "slice_index", "level", "session",
-                    "method", "water", "fat", "sagittal_image")
+WORKLIST_COLUMNS = (
+    "patient_id",
+    "image",
+    "observer_id",
+    "annotation",
+    "slice_index",
+    "level",
+    "session",
+    "method",
+    "water",
+    "fat",
+    "sagittal_image",
+)
 _PATH_COLUMNS = ("image", "annotation", "water", "fat", "sagittal_image")
 
 
@@ -98,15 +117,22 @@ def read_worklist(path, *, columns=None, required=("patient_id", "image")):
     table = read_table(path, what="worklist", usecols=columns)
     missing = [c for c in required if c not in table.columns]
     if missing:
-        hints = [f" ({c!r}: did you mean {' or '.join(map(repr, suggest(c, table.columns)))}?)"
-                 for c in missing if suggest(c, table.columns)]
-        raise PvmError(f"{path.name} lacks the column(s) {', '.join(missing)}{''.join(hints)}; "
-                       f"a worklist needs {', '.join(required)}")
+        hints = [
+            f" ({c!r}: did you mean {' or '.join(map(repr, suggest(c, table.columns)))}?)"
+            for c in missing
+            if suggest(c, table.columns)
+        ]
+        raise PvmError(
+            f"{path.name} lacks the column(s) {', '.join(missing)}{''.join(hints)}; "
+            f"a worklist needs {', '.join(required)}"
+        )
     if table.empty:
         raise PvmError(f"{path.name} lists no cases")
     unknown = [c for c in table.columns if c not in WORKLIST_COLUMNS]
     if unknown:
-        raise PvmError(f"{path.name} has unknown column(s) {', '.join(unknown)}; allowed: {', '.join(WORKLIST_COLUMNS)}")
+        raise PvmError(
+            f"{path.name} has unknown column(s) {', '.join(unknown)}; allowed: {', '.join(WORKLIST_COLUMNS)}"
+        )
     base = path.resolve().parent
     cases = []
     for i, rec in enumerate(table.to_dict(orient="records"), start=2):  # line 1 is the header
@@ -207,9 +233,7 @@ def _slice_number(text):
 
 #: Internal files a message must not name: the store's and our hidden
 #: temporary, lock and writer files, and Dask's scratch space.
-_INTERNAL = re.compile(
-    r"(?:[^\s'\"]*/)?(?:\.[^\s'\"/]+\.(?:tmp|lock|writer)|dask-scratch-space[^\s'\"]*)"
-)
+_INTERNAL = re.compile(r"(?:[^\s'\"]*/)?(?:\.[^\s'\"/]+\.(?:tmp|lock|writer)|dask-scratch-space[^\s'\"]*)")
 
 
 def _public(message):
@@ -230,14 +254,21 @@ def _predicted_key(case, volume, annotation, settings):
 
     method = settings.pop("method", None)
     params = classifier_for(annotation.classifier, method=method, **settings).params
-    ident = row_identity(volume, annotation, params, patient_id=case.patient_id,
-                         observer_id=case.observer_id or None, session=case.session or None)
+    ident = row_identity(
+        volume,
+        annotation,
+        params,
+        patient_id=case.patient_id,
+        observer_id=case.observer_id or None,
+        session=case.session or None,
+    )
     return _key(ident)
 
 
 def _key(row):
-    return tuple(str(row.get(k, "")).strip().lower() if k == "class_balance" else str(row.get(k, "")).strip()
-                 for k in RESUME_KEY)
+    return tuple(
+        str(row.get(k, "")).strip().lower() if k == "class_balance" else str(row.get(k, "")).strip() for k in RESUME_KEY
+    )
 
 
 def _done_keys(csv_path):
@@ -410,8 +441,15 @@ class _DaskPool:
         # scatter once as one object (a bare set would be scattered element-wise)
         done_future = client.scatter([done], broadcast=True)[0] if done else done
         futures = {
-            client.submit(measure_case, case, settings, done_future, allow_unusual_spacing=allow_unusual_spacing,
-                          pure=False, key=f"case-{case.line}-{os.getpid()}"): case
+            client.submit(
+                measure_case,
+                case,
+                settings,
+                done_future,
+                allow_unusual_spacing=allow_unusual_spacing,
+                pure=False,
+                key=f"case-{case.line}-{os.getpid()}",
+            ): case
             for case in cases
         }
         yield from _outcomes(futures, as_completed)
@@ -484,8 +522,13 @@ def _client(workers, scheduler):
     # Dask sets MALLOC_TRIM_THRESHOLD_ in workers by default, which also turns off
     # glibc's dynamic mmap threshold: every large numpy temporary is then mapped
     # and unmapped afresh, and a case took ~45 % longer. Unset it (None unsets).
-    with dask.config.set({"distributed.worker.daemon": False, "logging.distributed": "error",
-                          "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+    with dask.config.set(
+        {
+            "distributed.worker.daemon": False,
+            "logging.distributed": "error",
+            "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+        }
+    ):
         cluster = LocalCluster(
             n_workers=n,
             threads_per_worker=1,
@@ -493,8 +536,7 @@ def _client(workers, scheduler):
             dashboard_address=None,
             host="127.0.0.1",
             silence_logs=40,
-            env={"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-                 "NUMBA_NUM_THREADS": "1"},
+            env={"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"},
         )
     return Client(cluster), cluster
 
@@ -513,8 +555,17 @@ def _write_errors(path, problems):
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["line", "patient_id", "observer_id", "image", "annotation", "status", "reason"])
     for case, status, reason in sorted(problems, key=lambda p: p[0].line):
-        writer.writerow([case.line, _safe(case.patient_id), _safe(case.observer_id), case.image, case.annotation,
-                         status, _safe(reason)])
+        writer.writerow(
+            [
+                case.line,
+                _safe(case.patient_id),
+                _safe(case.observer_id),
+                case.image,
+                case.annotation,
+                status,
+                _safe(reason),
+            ]
+        )
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(buf.getvalue(), encoding="utf-8")
     os.replace(tmp, path)

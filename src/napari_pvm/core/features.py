@@ -331,6 +331,7 @@ def compute_features(image, preset="weka", *, region=None):
     names = feature_names(preset)
     out = np.empty((len(names), r1 - r0, c1 - c0), dtype=np.float32)
     work = np.empty((9,) + crop.shape, dtype=np.float32)
+
     # Sobel/Hessian need 2 pixels of context, membranes half their patch:
     # compute those on the smallest sub-window that keeps the maps exact.
     def grown(by):

@@ -291,7 +291,9 @@ def _register_example(target, target_smooth, t_body, t_spacing, ex_image, ex_spa
 
     def cost(params):
         y, x = transform(params, gy, gx)
-        t_vals = ndi.map_coordinates(t_smooth, [y.ravel() / t_spacing[0], x.ravel() / t_spacing[1]], order=1, mode="nearest")
+        t_vals = ndi.map_coordinates(
+            t_smooth, [y.ravel() / t_spacing[0], x.ravel() / t_spacing[1]], order=1, mode="nearest"
+        )
         t_vals = (t_vals - t_vals.mean()) / (t_vals.std() + 1e-9)
         ncc = float(np.mean(t_vals * e_vals))
         # gentle pull towards the body-based start (the muscles do not move far)
@@ -303,8 +305,9 @@ def _register_example(target, target_smooth, t_body, t_spacing, ex_image, ex_spa
             penalty = CLICK_ALIGN * float(np.mean((d / 5.0) ** 2))
         return -ncc + penalty + 1e-6 * (ty**2 + tx**2) + 0.5 * (ly**2 + lx**2) + 1e-4 * rot**2
 
-    best = minimize(cost, start, method="Powell",
-                    options={"xtol": 0.1, "ftol": 1e-3, "maxfev": REGISTRATION_EVALUATIONS})
+    best = minimize(
+        cost, start, method="Powell", options={"xtol": 0.1, "ftol": 1e-3, "maxfev": REGISTRATION_EVALUATIONS}
+    )
     params = best.x
     # inverse map: for each target pixel, where is it in the example?
     ty, tx, ly, lx, rot = params
@@ -374,8 +377,9 @@ def _example_prior(image, body, spacing, examples, wanted, points=None):
         level = _outline_level(ex_image, ex_spacing, ex_masks, ex_body)
         if level is not None:
             levels.append(level)
-        warped, score = _register_example(image, smooth, body, spacing, ex_image, ex_spacing, ex_masks, ex_body,
-                                          points=points)
+        warped, score = _register_example(
+            image, smooth, body, spacing, ex_image, ex_spacing, ex_masks, ex_body, points=points
+        )
         for key, w in warped.items():
             if key not in wanted:
                 continue
@@ -800,10 +804,14 @@ def _check_anatomy(points, body, spacing):
         r = min(max(r, 0), body.shape[0] - 1)
         c = min(max(c, 0), body.shape[1] - 1)
         if not body[r, c]:
-            raise ProposalError(f"click {key} at row {p[0]:.0f}, column {p[1]:.0f} lies outside the body; click inside the muscle")
+            raise ProposalError(
+                f"click {key} at row {p[0]:.0f}, column {p[1]:.0f} lies outside the body; click inside the muscle"
+            )
     cols = np.nonzero(body.any(axis=0))[0]
     # the midline: between the two sides' clicks when both are given, else the body's middle
-    pairs = [(points[f"{m}_R"][1], points[f"{m}_L"][1]) for m in schema.MUSCLES if f"{m}_R" in points and f"{m}_L" in points]
+    pairs = [
+        (points[f"{m}_R"][1], points[f"{m}_L"][1]) for m in schema.MUSCLES if f"{m}_R" in points and f"{m}_L" in points
+    ]
     if pairs:
         midline = float(np.mean([(a + b) / 2 for a, b in pairs]))
     else:

@@ -131,8 +131,7 @@ def read_table(path, *, what="table", usecols=None):
                 frame = pd.read_excel(path, **options)
             except ImportError:
                 raise StatsInputError(
-                    f"reading {path.name} needs the openpyxl package (pip install openpyxl); "
-                    "or save the sheet as CSV"
+                    f"reading {path.name} needs the openpyxl package (pip install openpyxl); or save the sheet as CSV"
                 ) from None
             except (ValueError, zipfile.BadZipFile, KeyError) as exc:
                 raise StatsInputError(f"{path.name} is not a readable Excel workbook ({exc})") from None

@@ -169,16 +169,18 @@ class StatsResult:
                 "warnings": list(lg.warnings),
             }
         roc = [] if self.roc is None else [dict(r, auc_ci_method=AUC_CI_METHOD) for r in tidy_records(self.roc.table)]
-        return json_safe({
-            "outcome": dict(self.outcome),
-            "groups": list(self.group_labels),
-            "comparison": comparison,
-            "logistic": logistic,
-            "roc": roc,
-            "reliability": None if self.reliability is None else self.reliability.to_dict(),
-            "warnings": list(self.warnings),
-            "settings": dict(self.settings),
-        })
+        return json_safe(
+            {
+                "outcome": dict(self.outcome),
+                "groups": list(self.group_labels),
+                "comparison": comparison,
+                "logistic": logistic,
+                "roc": roc,
+                "reliability": None if self.reliability is None else self.reliability.to_dict(),
+                "warnings": list(self.warnings),
+                "settings": dict(self.settings),
+            }
+        )
 
 
 # --------------------------------------------------------------------------
@@ -205,8 +207,7 @@ def _numeric_column(frame, name, ids, what):
     if bad.any():
         raise StatsInputError(
             f"{what} {name} has {int(bad.sum())} non-numeric value(s): {describe_bad(frame[name], bad, ids)}; "
-            "fix them"
-            + (" or declare the column categorical" if what == "continuous variable" else "")
+            "fix them" + (" or declare the column categorical" if what == "continuous variable" else "")
         )
     return values
 
@@ -319,19 +320,23 @@ def analyse(
     step("merging the measurements")
     if measurements is not None:
         table, rows, notes = merge_measurements(
-            table, measurements, observer=observer, level=level, session=session,
+            table,
+            measurements,
+            observer=observer,
+            level=level,
+            session=session,
             exclude_flagged=exclude_flagged,
         )
         warnings.extend(notes)
-    ids = table["patient_id"] if "patient_id" in table.columns else pd.Series(
-        [f"row {i + 2}" for i in range(len(table))], index=table.index
+    ids = (
+        table["patient_id"]
+        if "patient_id" in table.columns
+        else pd.Series([f"row {i + 2}" for i in range(len(table))], index=table.index)
     )
 
     y, info = encode_outcome(table[outcome], event=event, name=outcome)
     if info["n_missing"]:
-        warnings.append(
-            f"{info['n_missing']} patient(s) without a value of {outcome} left out of every analysis"
-        )
+        warnings.append(f"{info['n_missing']} patient(s) without a value of {outcome} left out of every analysis")
     keep = y.notna()
     table = table[keep].reset_index(drop=True)
     ids = ids[keep].reset_index(drop=True)
@@ -347,8 +352,12 @@ def analyse(
     logistic, roc = _names(logistic), _names(roc)
     explicit = continuous is not None or categorical is not None
     continuous, categorical = continuous or [], categorical or []
-    for flag, names in (("--continuous", continuous), ("--categorical", categorical),
-                        ("--logistic", logistic or []), ("--roc", roc or [])):
+    for flag, names in (
+        ("--continuous", continuous),
+        ("--categorical", categorical),
+        ("--logistic", logistic or []),
+        ("--roc", roc or []),
+    ):
         _check_columns(table, names, flag)
         for special in (outcome, "patient_id"):
             if special in names:
@@ -488,6 +497,7 @@ def _reliability(used, session, level, exclude_flagged, warnings):
 
 def _stepper(progress):
     """``step(stage)``: tell ``progress`` that ``stage`` starts (None: all done)."""
+
     def step(stage):
         if progress is not None:
             done = len(STAGES) if stage is None else STAGES.index(stage)

@@ -279,10 +279,7 @@ def continuous_row(x0, x1, *, name="x"):
         row[f"median_{g}"], row[f"q1_{g}"], row[f"q3_{g}"] = med, q1, q3
         w = sp = math.nan
         if x.size < 3:
-            notes.append(
-                f"{name}: Shapiro–Wilk needs 3 values or more in each group; "
-                f"group {g} has {x.size}"
-            )
+            notes.append(f"{name}: Shapiro–Wilk needs 3 values or more in each group; group {g} has {x.size}")
         elif np.ptp(x) == 0:
             notes.append(f"{name}: Shapiro–Wilk is undefined in group {g}: every value is {x[0]:g}")
         else:
@@ -295,8 +292,7 @@ def continuous_row(x0, x1, *, name="x"):
     too_few = a.size < 2 or b.size < 2
     if too_few:
         notes.append(
-            f"{name}: t tests need 2 values or more in each group "
-            f"(group 0 has {a.size}, group 1 has {b.size})"
+            f"{name}: t tests need 2 values or more in each group (group 0 has {a.size}, group 1 has {b.size})"
         )
     var0 = a.var(ddof=1) if a.size > 1 else math.nan
     var1 = b.var(ddof=1) if b.size > 1 else math.nan

@@ -163,7 +163,6 @@ def describe_bad(series, bad, ids, k=5):
     return ", ".join(parts) + (f" and {more} more" if more > 0 else "")
 
 
-
 def detect_type(series, *, max_levels=MAX_CATEGORICAL_LEVELS):
     """Guess whether a column is continuous or categorical.
 
@@ -496,8 +495,7 @@ def _per_patient(rows, measures, observer):
     return chosen.groupby("patient_id", sort=False)[measures].first(), notes
 
 
-def merge_measurements(table, measurements, *, observer="mean", level=None, session=None,
-                       exclude_flagged=False):
+def merge_measurements(table, measurements, *, observer="mean", level=None, session=None, exclude_flagged=False):
     """Add one value per patient of each measure column to the clinical table.
 
     Parameters

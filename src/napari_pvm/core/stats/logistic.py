@@ -40,8 +40,19 @@ CUT = 0.5
 _Z975 = _stats.norm.ppf(0.975)
 
 _ROW_COLUMNS = [
-    "variable", "covariate", "level", "reference", "B", "SE", "wald", "df", "p", "OR",
-    "ci_low", "ci_high", "vif",
+    "variable",
+    "covariate",
+    "level",
+    "reference",
+    "B",
+    "SE",
+    "wald",
+    "df",
+    "p",
+    "OR",
+    "ci_low",
+    "ci_high",
+    "vif",
 ]
 
 
@@ -125,9 +136,7 @@ def design_matrix(data, covariates, *, categorical=(), reference=None):
         is_num = bool(numeric.notna().all())
         if name not in categorical:
             if not is_num:
-                raise StatsInputError(
-                    f"logistic covariate {name} is not numeric; declare it categorical"
-                )
+                raise StatsInputError(f"logistic covariate {name} is not numeric; declare it categorical")
             cols[name] = numeric.astype(float)
             info.append({"variable": name, "covariate": name, "level": None, "reference": None})
             continue
@@ -137,9 +146,7 @@ def design_matrix(data, covariates, *, categorical=(), reference=None):
             raise StatsInputError(f"logistic covariate {name} has one level only ({levels[0]!r})")
         ref = reference.get(name, levels[0])
         if ref not in levels:
-            raise StatsInputError(
-                f"reference {ref!r} of {name} is not one of its levels ({', '.join(levels)})"
-            )
+            raise StatsInputError(f"reference {ref!r} of {name} is not one of its levels ({', '.join(levels)})")
         refs[name] = ref
         if is_num and len(levels) == 2 and set(numeric.unique()) <= {0.0, 1.0} and ref == "0":
             cols[name] = numeric.astype(float)
@@ -204,9 +211,7 @@ def detect_separation(X, y):
     scale[scale == 0] = 1.0
     A = (X / scale) * s[:, None]
     n, p = A.shape
-    res = _optimize.linprog(
-        -A.sum(axis=0), A_ub=-A, b_ub=np.zeros(n), bounds=[(-1, 1)] * p, method="highs"
-    )
+    res = _optimize.linprog(-A.sum(axis=0), A_ub=-A, b_ub=np.zeros(n), bounds=[(-1, 1)] * p, method="highs")
     tol = 1e-7 * max(1.0, np.abs(A).max())
     if res.status != 0 or -res.fun <= tol * n:
         return None, np.zeros(n, bool), np.zeros(p)
@@ -239,7 +244,8 @@ def _separating_covariates(X, y):
     ones = np.ones((len(X), 1))
     values = X.to_numpy(float)
     needed = [
-        c for i, c in enumerate(names)
+        c
+        for i, c in enumerate(names)
         if len(names) > 1 and detect_separation(np.c_[ones, np.delete(values, i, axis=1)], y)[0] is None
     ]
     if needed:
@@ -346,8 +352,14 @@ def _empty_rows(info, vif=None):
         for row, v in zip(rows, vif, strict=True):
             row["vif"] = float(v) if np.isfinite(v) else math.nan
     rows.append(
-        {"variable": "Constant", "covariate": None, "level": None, "reference": None,
-         **dict.fromkeys(["B", "SE", "wald", "p", "OR", "ci_low", "ci_high", "vif"], math.nan), "df": 1}
+        {
+            "variable": "Constant",
+            "covariate": None,
+            "level": None,
+            "reference": None,
+            **dict.fromkeys(["B", "SE", "wald", "p", "OR", "ci_low", "ci_high", "vif"], math.nan),
+            "df": 1,
+        }
     )
     return pd.DataFrame(rows, columns=_ROW_COLUMNS)
 
@@ -394,9 +406,7 @@ def logistic_regression(data, y, covariates, *, categorical=(), reference=None):
     if n_missing:
         per = {c: int(data[c].isna().sum()) for c in covariates if data[c].isna().any()}
         detail = ", ".join(f"{c}: {k}" for c, k in per.items())
-        notes.append(
-            f"logistic: {n_missing} patient(s) with a missing covariate left out (listwise; {detail})"
-        )
+        notes.append(f"logistic: {n_missing} patient(s) with a missing covariate left out (listwise; {detail})")
     for c in covariates:
         if frame[c].nunique() < 2:
             raise StatsInputError(
@@ -414,8 +424,7 @@ def logistic_regression(data, y, covariates, *, categorical=(), reference=None):
         )
     if n <= k + 1:
         raise StatsInputError(
-            f"too few patients for logistic regression: {n} complete cases for {k} parameters "
-            "and a constant"
+            f"too few patients for logistic regression: {n} complete cases for {k} parameters and a constant"
         )
     epv = min(events, non_events) / k
     summary = {
@@ -569,10 +578,22 @@ def logistic_regression(data, y, covariates, *, categorical=(), reference=None):
     for g in (0, 1):
         n00 = int(np.sum((obs == g) & (pred == 0)))
         n01 = int(np.sum((obs == g) & (pred == 1)))
-        cls.append({"observed": g, "predicted_0": n00, "predicted_1": n01,
-                    "percent_correct": 100.0 * (n01 if g else n00) / max(1, n00 + n01)})
-    cls.append({"observed": "overall", "predicted_0": None, "predicted_1": None,
-                "percent_correct": 100.0 * float(np.mean(pred == obs))})
+        cls.append(
+            {
+                "observed": g,
+                "predicted_0": n00,
+                "predicted_1": n01,
+                "percent_correct": 100.0 * (n01 if g else n00) / max(1, n00 + n01),
+            }
+        )
+    cls.append(
+        {
+            "observed": "overall",
+            "predicted_0": None,
+            "predicted_1": None,
+            "percent_correct": 100.0 * float(np.mean(pred == obs)),
+        }
+    )
     classification = pd.DataFrame(cls)
 
     hl = hosmer_lemeshow(obs, prob)

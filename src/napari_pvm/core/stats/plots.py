@@ -187,8 +187,7 @@ def _box(ax, pos, values, width=0.5, outliers=False):
         ax.plot(np.full(out.size, pos), out, ls="none", marker="o", mfc="none", mec="0.3", ms=4)
 
 
-def bland_altman_plot(data, measure, *, ax=None, pair=None, session=None, level=None, alpha=0.05,
-                      loa_ci="exact"):
+def bland_altman_plot(data, measure, *, ax=None, pair=None, session=None, level=None, alpha=0.05, loa_ci="exact"):
     """Bland–Altman plot of one measure for one pair of raters.
 
     Parameters
@@ -228,9 +227,7 @@ def bland_altman_plot(data, measure, *, ax=None, pair=None, session=None, level=
     raters = list(data.info["raters"])
     row = data.table[data.table["measure"] == measure]
     if row.empty:
-        raise StatsInputError(
-            f"no reliability of {measure}; measures analysed: {', '.join(data.table['measure'])}"
-        )
+        raise StatsInputError(f"no reliability of {measure}; measures analysed: {', '.join(data.table['measure'])}")
     if not math.isfinite(row["icc2_1"].iloc[0]) and row["note"].iloc[0]:
         raise StatsInputError(f"{measure}: {row['note'].iloc[0]}")
     pair = (raters[0], raters[1]) if pair is None else tuple(str(p) for p in pair)

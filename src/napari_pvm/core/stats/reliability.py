@@ -85,11 +85,15 @@ _PAIR_VALUES = (
     "prop_bias_slope_ci_high",
     "prop_bias_p",
 )
-_ICC_VALUES = tuple(
-    name
-    for form in _ICC_FORMS
-    for name in (form, f"{form}_ci_low", f"{form}_ci_high")
-) + ("f", "df1", "df2", "p", "ms_subjects", "ms_observers", "ms_error")
+_ICC_VALUES = tuple(name for form in _ICC_FORMS for name in (form, f"{form}_ci_low", f"{form}_ci_high")) + (
+    "f",
+    "df1",
+    "df2",
+    "p",
+    "ms_subjects",
+    "ms_observers",
+    "ms_error",
+)
 
 
 # --------------------------------------------------------------------------
@@ -160,9 +164,7 @@ def icc(data, *, alpha=0.05):
             "subjects have a missing value (leave them out first)"
         )
     if _is_constant(x):
-        raise StatsInputError(
-            f"every value is {x.flat[0]:g}: with no variation the ICC is undefined"
-        )
+        raise StatsInputError(f"every value is {x.flat[0]:g}: with no variation the ICC is undefined")
 
     grand = x.mean()
     row_means = x.mean(axis=1)
@@ -284,9 +286,7 @@ def bland_altman(a, b, *, agreement=1.96, alpha=0.05, loa_ci="exact"):
     if n < 2:
         raise StatsInputError(f"Bland–Altman needs at least 2 pairs, got {n}")
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
-        raise StatsInputError(
-            "Bland–Altman needs complete pairs; leave out missing values first"
-        )
+        raise StatsInputError("Bland–Altman needs complete pairs; leave out missing values first")
 
     d = a - b
     m = (a + b) / 2
@@ -341,8 +341,11 @@ def _proportional_bias(means, diffs, alpha):
     s2 = float(np.sum(resid**2)) / (n - 2)
     scale = max(np.abs(diffs).max(), np.abs(means).max())
     if math.sqrt(s2) <= 1e-12 * scale:
-        return {**nan, "prop_bias_slope": slope,
-                "note": "the differences lie exactly on a line: no test of proportional bias"}
+        return {
+            **nan,
+            "prop_bias_slope": slope,
+            "note": "the differences lie exactly on a line: no test of proportional bias",
+        }
     se = math.sqrt(s2 / sxx)
     t = _stats.t.ppf(1 - alpha / 2, n - 2)
     return {
@@ -509,8 +512,9 @@ def _resolve_measures(frame, measures, rater_col):
     if not measures:
         raise StatsInputError("no measure columns asked for")
     unknown = [m for m in measures if m not in frame.columns]
-    check_columns(pd.DataFrame(columns=measure_columns(frame)), unknown, source="the measure columns",
-                  flag="--measures")
+    check_columns(
+        pd.DataFrame(columns=measure_columns(frame)), unknown, source="the measure columns", flag="--measures"
+    )
     return measures
 
 
@@ -632,8 +636,22 @@ def _analyse(frame, rater_col, info, measures, alpha, loa_ci):
     icc_cols = ["measure", "unit", "n", f"n_{label}s", "n_missing"]
     for form in _ICC_FORMS:
         icc_cols += [form, f"{form}_ci_low", f"{form}_ci_high", f"{form}_rating"]
-    icc_cols += ["f", "df1", "df2", "p", "ms_subjects", "ms_observers", "ms_error",
-                 a_col, b_col, *_PAIR_VALUES, "sd", "sem", "mdc95", "note"]
+    icc_cols += [
+        "f",
+        "df1",
+        "df2",
+        "p",
+        "ms_subjects",
+        "ms_observers",
+        "ms_error",
+        a_col,
+        b_col,
+        *_PAIR_VALUES,
+        "sd",
+        "sem",
+        "mdc95",
+        "note",
+    ]
     for row in table:
         row[f"n_{label}s"] = len(raters)
     info = dict(info, alpha=alpha, loa_ci=loa_ci, min_patients=MIN_PATIENTS)
@@ -662,21 +680,13 @@ def _measure(wide, alpha, loa_ci, who):
     row.update({f"{form}_rating": None for form in _ICC_FORMS})
     pair_keys = list(itertools.combinations(range(len(raters)), 2))
     blank_pair = {key: math.nan for key in _PAIR_VALUES}
-    pairs = [{"a": raters[i], "b": raters[j], "n": n, **blank_pair, "note": None}
-             for i, j in pair_keys]
+    pairs = [{"a": raters[i], "b": raters[j], "n": n, **blank_pair, "note": None} for i, j in pair_keys]
     notes = []
     if n_missing:
-        by_rater = ", ".join(
-            f"{r}: {int(c)}" for r, c in zip(raters, (~np.isfinite(x_all)).sum(axis=0)) if c
-        )
-        notes.append(
-            f"{n_missing} of {len(x_all)} patients left out for a missing value ({by_rater})"
-        )
+        by_rater = ", ".join(f"{r}: {int(c)}" for r, c in zip(raters, (~np.isfinite(x_all)).sum(axis=0)) if c)
+        notes.append(f"{n_missing} of {len(x_all)} patients left out for a missing value ({by_rater})")
     if n < MIN_PATIENTS:
-        notes.append(
-            f"not computed: {n} patient(s) with a value from every {who}, "
-            f"at least {MIN_PATIENTS} needed"
-        )
+        notes.append(f"not computed: {n} patient(s) with a value from every {who}, at least {MIN_PATIENTS} needed")
     elif _is_constant(x):
         notes.append(
             f"not computed: the measure is constant ({x.flat[0]:g} for every patient and "
@@ -739,8 +749,7 @@ def _as_floats(d):
 # --------------------------------------------------------------------------
 
 
-def inter_observer(rows, *, measures=None, session=None, level=None, alpha=0.05, loa_ci="exact",
-                exclude_flagged=False):
+def inter_observer(rows, *, measures=None, session=None, level=None, alpha=0.05, loa_ci="exact", exclude_flagged=False):
     """Inter-observer reliability of a shared CSV (muscle or spine table).
 
     Parameters
@@ -803,8 +812,17 @@ def inter_observer(rows, *, measures=None, session=None, level=None, alpha=0.05,
     return _analyse(frame, rater_col, info, measures, alpha, loa_ci)
 
 
-def intra_observer(rows, observer, sessions=("read1", "read2"), *, measures=None, level=None,
-                   alpha=0.05, loa_ci="exact", exclude_flagged=False):
+def intra_observer(
+    rows,
+    observer,
+    sessions=("read1", "read2"),
+    *,
+    measures=None,
+    level=None,
+    alpha=0.05,
+    loa_ci="exact",
+    exclude_flagged=False,
+):
     """Intra-observer reliability: one observer's readings of the same patients.
 
     Same computation and columns as :func:`inter_observer`, with the sessions
@@ -814,8 +832,9 @@ def intra_observer(rows, observer, sessions=("read1", "read2"), *, measures=None
     ``sessions``, ``level``, ``n_patients`` (per session) and
     ``n_patients_both``.
     """
-    frame, rater_col, info = _prepare(rows, level=level, exclude_flagged=exclude_flagged,
-                                      observer=observer, sessions=sessions)
+    frame, rater_col, info = _prepare(
+        rows, level=level, exclude_flagged=exclude_flagged, observer=observer, sessions=sessions
+    )
     return _analyse(frame, rater_col, info, measures, alpha, loa_ci)
 
 

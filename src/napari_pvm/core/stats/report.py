@@ -143,8 +143,17 @@ def logistic_rows(result):
             name += f" (vs {r['reference']})"
         ci = f"{_ratio(r['ci_low'])}–{_ratio(r['ci_high'])}" if _ok(r["ci_low"]) else "–"
         rows.append(
-            [[name], [_num(r["B"])], [_num(r["SE"])], [_num(r["wald"])], [str(r["df"])],
-             [format_p(r["p"])], [_ratio(r["OR"])], [ci], [_num(r["vif"], 2)]]
+            [
+                [name],
+                [_num(r["B"])],
+                [_num(r["SE"])],
+                [_num(r["wald"])],
+                [str(r["df"])],
+                [format_p(r["p"])],
+                [_ratio(r["OR"])],
+                [ci],
+                [_num(r["vif"], 2)],
+            ]
         )
     return header, rows
 
@@ -317,11 +326,16 @@ def _source_lines(result):
     st = result.settings
     if st.get("observer") is None:
         return []
-    line = (f"Measurements: session {st.get('session')!r}"
-            + (f", level {st['level']!r}" if st.get("level") else "")
-            + ("; the mean of the observers" if st.get("observer") == "mean" else f"; observer {st.get('observer')!r}"))
-    line += ("; rows with quality flags left out (after choosing the latest row of each reading)"
-             if st.get("exclude_flagged") else "; rows with quality flags included")
+    line = (
+        f"Measurements: session {st.get('session')!r}"
+        + (f", level {st['level']!r}" if st.get("level") else "")
+        + ("; the mean of the observers" if st.get("observer") == "mean" else f"; observer {st.get('observer')!r}")
+    )
+    line += (
+        "; rows with quality flags left out (after choosing the latest row of each reading)"
+        if st.get("exclude_flagged")
+        else "; rows with quality flags included"
+    )
     return ["", line + "."]
 
 
@@ -336,8 +350,11 @@ def origin_lines(rel):
         if r["not_recorded"]:
             text += f", {r['not_recorded']} not recorded"
         parts.append(text)
-    return ["Outlines of the rows compared (proposed outlines shared by observers inflate agreement): "
-            + "; ".join(parts) + "."]
+    return [
+        "Outlines of the rows compared (proposed outlines shared by observers inflate agreement): "
+        + "; ".join(parts)
+        + "."
+    ]
 
 
 def _img(fig, caption):
@@ -367,7 +384,7 @@ def _boxplot_figures(result):
         for ax, name in zip(axes, chunk, strict=False):
             group_boxplot(result.data, name, result.y, labels=labels, ax=ax)
             ax.set_xlabel(result.outcome["column"], fontsize=8)
-        for ax in axes[len(chunk):]:
+        for ax in axes[len(chunk) :]:
             ax.set_visible(False)
         out.append((f"boxplots_{number}", f"Box plots by {result.outcome['column']}: " + ", ".join(chunk), fig))
     return out
@@ -414,8 +431,13 @@ def figures(result, *, bland_altman=None):
     if rel is not None:
         measures = list(rel.table["measure"]) if rel is result else _bland_altman_measures(result)
         for m in measures if bland_altman is None else measures[:bland_altman]:
-            out.append((f"bland_altman_{m}", f"Bland–Altman: {m}",
-                        lambda m=m: bland_altman_plot(rel, m, ax=new_axes((5.0, 3.8))).figure))
+            out.append(
+                (
+                    f"bland_altman_{m}",
+                    f"Bland–Altman: {m}",
+                    lambda m=m: bland_altman_plot(rel, m, ax=new_axes((5.0, 3.8))).figure,
+                )
+            )
     return out
 
 
@@ -500,8 +522,12 @@ def html_report(result, *, figures=True, title="napari-pvm statistics", drawn=No
         if not cls.empty:
             c = cls.to_dict("records")
             cells = [
-                [[str(g)], [f"{c[g]['predicted_0']:.0f}"], [f"{c[g]['predicted_1']:.0f}"],
-                 [f"{c[g]['percent_correct']:.1f}"]]
+                [
+                    [str(g)],
+                    [f"{c[g]['predicted_0']:.0f}"],
+                    [f"{c[g]['predicted_1']:.0f}"],
+                    [f"{c[g]['percent_correct']:.1f}"],
+                ]
                 for g in (0, 1)
             ]
             cells.append([["Overall"], [""], [""], [f"{c[2]['percent_correct']:.1f}"]])
@@ -529,10 +555,8 @@ def html_report(result, *, figures=True, title="napari-pvm statistics", drawn=No
     if warnings:
         body += ["<h2>Warnings</h2>", '<ul class="warn">' + "".join(f"<li>{e(w)}</li>" for w in warnings) + "</ul>"]
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<title>{e(title)}</title><style>{_CSS}</style></head><body>\n"
-        + "\n".join(body)
-        + "\n</body></html>\n"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{e(title)}</title><style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
     )
 
 
@@ -680,10 +704,7 @@ def _grid(header, rows, right=()):
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
     lines = []
     for cells in [header, *rows]:
-        parts = [
-            str(c).rjust(w) if i in right else str(c).ljust(w)
-            for i, (c, w) in enumerate(zip(cells, widths))
-        ]
+        parts = [str(c).rjust(w) if i in right else str(c).ljust(w) for i, (c, w) in enumerate(zip(cells, widths))]
         lines.append("  ".join(parts).rstrip())
     lines.insert(1, "  ".join("-" * w for w in widths))
     return lines
@@ -703,8 +724,7 @@ def reliability_text(result, *, file=None):  # noqa: C901 (one report, read top 
     conf = f"{100 * (1 - attrs.get('alpha', 0.05)):g} %"
     lines = []
     if intra:
-        lines.append(f"Intra-observer reliability of observer {attrs.get('observer')}"
-                     + (f": {file}" if file else ""))
+        lines.append(f"Intra-observer reliability of observer {attrs.get('observer')}" + (f": {file}" if file else ""))
         where = f"readings {', '.join(raters)}"
     else:
         lines.append("Inter-observer reliability" + (f": {file}" if file else ""))
@@ -718,8 +738,10 @@ def reliability_text(result, *, file=None):  # noqa: C901 (one report, read top 
     if attrs.get("table", "muscle") != "muscle":
         pass  # the spine table has no quality flags
     elif attrs.get("exclude_flagged"):
-        lines.append(f"rows with quality flags left out (after choosing the latest row of each reading): "
-                     f"{attrs.get('n_flagged') or 0}")
+        lines.append(
+            f"rows with quality flags left out (after choosing the latest row of each reading): "
+            f"{attrs.get('n_flagged') or 0}"
+        )
     else:
         lines.append("rows with quality flags included (leave them out with --exclude-flagged)")
     lines += origin_lines(result)
@@ -729,25 +751,43 @@ def reliability_text(result, *, file=None):  # noqa: C901 (one report, read top 
     for _, row in table.iterrows():
         if _text(row["note"]):
             notes[row["measure"]] = f"[{len(notes) + 1}]"
-    header = ["measure", "n", f"ICC(2,1) [{conf} CI]", "rating (Koo & Li, on the CI)",
-              "ICC(3,1) [CI]", "ICC(2,k) [CI]", "P"]
+    header = [
+        "measure",
+        "n",
+        f"ICC(2,1) [{conf} CI]",
+        "rating (Koo & Li, on the CI)",
+        "ICC(3,1) [CI]",
+        "ICC(2,k) [CI]",
+        "P",
+    ]
     body = []
     for _, r in table.iterrows():
-        body.append([
-            r["measure"] + (" " + notes[r["measure"]] if r["measure"] in notes else ""),
-            str(_count_text(r["n"])),
-            _fci(r["icc2_1"], r["icc2_1_ci_low"], r["icc2_1_ci_high"]),
-            _text(r["icc2_1_rating"]) or "–",
-            _fci(r["icc3_1"], r["icc3_1_ci_low"], r["icc3_1_ci_high"]),
-            _fci(r["icc2_k"], r["icc2_k_ci_low"], r["icc2_k_ci_high"]),
-            format_p(r["p"]),
-        ])
+        body.append(
+            [
+                r["measure"] + (" " + notes[r["measure"]] if r["measure"] in notes else ""),
+                str(_count_text(r["n"])),
+                _fci(r["icc2_1"], r["icc2_1_ci_low"], r["icc2_1_ci_high"]),
+                _text(r["icc2_1_rating"]) or "–",
+                _fci(r["icc3_1"], r["icc3_1_ci_low"], r["icc3_1_ci_high"]),
+                _fci(r["icc2_k"], r["icc2_k_ci_low"], r["icc2_k_ci_high"]),
+                format_p(r["p"]),
+            ]
+        )
     lines += _grid(header, body, right={1})
     lines.append("")
 
     method = "exact" if attrs.get("loa_ci", "exact") == "exact" else "approximate"
-    header = ["measure", "pair", "n", f"bias [{conf} CI]", "limits of agreement",
-              f"LoA {conf} CIs ({method})", "prop. bias slope (P)", "SEM", "MDC95"]
+    header = [
+        "measure",
+        "pair",
+        "n",
+        f"bias [{conf} CI]",
+        "limits of agreement",
+        f"LoA {conf} CIs ({method})",
+        "prop. bias slope (P)",
+        "SEM",
+        "MDC95",
+    ]
     body = []
     first = {r["measure"]: r for _, r in table.iterrows()}
     for _, p in pairs.iterrows():
@@ -756,22 +796,26 @@ def reliability_text(result, *, file=None):  # noqa: C901 (one report, read top 
         loa = "–" if _number_or_none(p["loa_low"]) is None else f"{_f(p['loa_low'])} to {_f(p['loa_high'])}"
         loa_ci = "–"
         if _number_or_none(p["loa_low_ci_low"]) is not None:
-            loa_ci = (f"[{_f(p['loa_low_ci_low'])}, {_f(p['loa_low_ci_high'])}] "
-                      f"[{_f(p['loa_high_ci_low'])}, {_f(p['loa_high_ci_high'])}]")
+            loa_ci = (
+                f"[{_f(p['loa_low_ci_low'])}, {_f(p['loa_low_ci_high'])}] "
+                f"[{_f(p['loa_high_ci_low'])}, {_f(p['loa_high_ci_high'])}]"
+            )
         slope = "–"
         if _number_or_none(p["prop_bias_slope"]) is not None:
             slope = f"{_f(p['prop_bias_slope'])} ({format_p(p['prop_bias_p'])})"
-        body.append([
-            p["measure"] + (" " + notes[p["measure"]] if p["measure"] in notes else ""),
-            f"{p[f'{label}_a']} − {p[f'{label}_b']}",
-            str(_count_text(p["n"])),
-            _fci(p["bias"], p["bias_ci_low"], p["bias_ci_high"]),
-            loa,
-            loa_ci,
-            slope,
-            _f(t["sem"]) if is_first else "",
-            _f(t["mdc95"]) if is_first else "",
-        ])
+        body.append(
+            [
+                p["measure"] + (" " + notes[p["measure"]] if p["measure"] in notes else ""),
+                f"{p[f'{label}_a']} − {p[f'{label}_b']}",
+                str(_count_text(p["n"])),
+                _fci(p["bias"], p["bias_ci_low"], p["bias_ci_high"]),
+                loa,
+                loa_ci,
+                slope,
+                _f(t["sem"]) if is_first else "",
+                _f(t["mdc95"]) if is_first else "",
+            ]
+        )
     lines += _grid(header, body, right={2})
     lines.append("")
     lines.append(

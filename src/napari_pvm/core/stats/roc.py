@@ -114,9 +114,7 @@ def roc_curve(x, y, *, direction=None):
     pos, neg = x[y == 1], x[y == 0]
     n1, n0 = pos.size, neg.size
     if n1 == 0 or n0 == 0:
-        raise StatsInputError(
-            f"ROC needs patients with and without the event; got {n1} with and {n0} without"
-        )
+        raise StatsInputError(f"ROC needs patients with and without the event; got {n1} with and {n0} without")
     ranks = _stats.rankdata(x)
     auc_high = (float(ranks[y == 1].sum()) - n1 * (n1 + 1) / 2.0) / (n0 * n1)
     if direction is None:
@@ -217,8 +215,7 @@ def roc_analysis(data, y, variables):
             )
         if r["n_tied_maxima"] > 1:
             row_notes.append(
-                f"ROC {name}: {r['n_tied_maxima']} cut-offs share the maximum Youden index; "
-                "the lowest is reported"
+                f"ROC {name}: {r['n_tied_maxima']} cut-offs share the maximum Youden index; the lowest is reported"
             )
         row["notes"] = " | ".join(row_notes)
         notes.extend(row_notes)
@@ -226,9 +223,26 @@ def roc_analysis(data, y, variables):
         coords.insert(0, "variable", name)
         curves.append(coords)
     columns = [
-        "variable", "n_0", "n_1", "n_missing", "auc", "auc_se", "auc_ci_low", "auc_ci_high",
-        "auc_p", "direction", "cutoff", "sensitivity", "specificity", "youden_j",
-        "tp", "fn", "tn", "fp", "n_tied_maxima", "notes",
+        "variable",
+        "n_0",
+        "n_1",
+        "n_missing",
+        "auc",
+        "auc_se",
+        "auc_ci_low",
+        "auc_ci_high",
+        "auc_p",
+        "direction",
+        "cutoff",
+        "sensitivity",
+        "specificity",
+        "youden_j",
+        "tp",
+        "fn",
+        "tn",
+        "fp",
+        "n_tied_maxima",
+        "notes",
     ]
     table = pd.DataFrame(rows, columns=columns)
     curves_df = (
