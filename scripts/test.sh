@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$(mktemp -d)}
 lint=0
-.venv/bin/ruff check . || lint=$?   # lint problems fail the run, after the tests
+.venv/bin/ruff check . || lint=$?   # lint and format problems fail the run, after the tests
+.venv/bin/ruff format --check . || lint=$?
 if [ $# -eq 0 ]; then
     set -- --doctest-modules src/napari_pvm/core tests
 fi
