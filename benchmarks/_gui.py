@@ -104,7 +104,7 @@ def canvas_pos(viewer, layer, row, col):
     from qtpy.QtCore import QPoint
 
     point = list(viewer.dims.point)
-    data = list(layer.world_to_data(point[-layer.ndim:]))
+    data = list(layer.world_to_data(point[-layer.ndim :]))
     data[-2:] = [row, col]
     world = layer.data_to_world(data)
     canvas = viewer.window._qt_viewer.canvas
@@ -145,8 +145,14 @@ def drag(viewer, layer, points):
     QTest.mousePress(w, _qt_button(), pos=pts[0])
     for p in pts[1:]:
         # QTest.mouseMove sends no buttons; a drag needs the button held
-        ev = QMouseEvent(QMouseEvent.Type.MouseMove, QPointF(p), QPointF(w.mapToGlobal(p)),
-                         Qt.MouseButton.NoButton, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+        ev = QMouseEvent(
+            QMouseEvent.Type.MouseMove,
+            QPointF(p),
+            QPointF(w.mapToGlobal(p)),
+            Qt.MouseButton.NoButton,
+            Qt.MouseButton.LeftButton,
+            Qt.KeyboardModifier.NoModifier,
+        )
         QApplication.sendEvent(w, ev)
     QTest.mouseRelease(w, _qt_button(), pos=pts[-1])
 

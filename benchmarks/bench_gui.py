@@ -152,8 +152,9 @@ def child(condition, variant, folder):
             _gui.process_events_for(1.0)
             labels = np.zeros(data.shape, np.uint8)
             labels[k] = 1
-            out["stall_ms"] = _measure_stall(probe, lambda: viewer.add_labels(labels, scale=volume.spacing),
-                                             lambda: True)
+            out["stall_ms"] = _measure_stall(
+                probe, lambda: viewer.add_labels(labels, scale=volume.spacing), lambda: True
+            )
     elif condition in ("open", "next"):
         study, _ = _gui.make_study(Path(folder) / "s", n_cases=2, seed=7, spacing=0.78125)
         _, widget = viewer.window.add_plugin_dock_widget("napari-pvm", "Reading session")
@@ -163,7 +164,9 @@ def child(condition, variant, folder):
         widget.observer_edit.setText("A")
         _gui.process_events_for(1.0)
         if condition == "open":
-            out["stall_ms"] = _measure_stall(probe, widget.start, lambda: widget.ready and widget.image_layer is not None)
+            out["stall_ms"] = _measure_stall(
+                probe, widget.start, lambda: widget.ready and widget.image_layer is not None
+            )
         else:
             widget.start()
             _gui.wait_until(lambda: widget.ready and widget.image_layer is not None, timeout=60)
@@ -174,24 +177,29 @@ def child(condition, variant, folder):
             _gui.process_events_for(1.0)
             first = widget.image_layer
             out["stall_ms"] = _measure_stall(
-                probe, widget.next, lambda: widget.ready and widget.image_layer is not first
-                and first not in viewer.layers)
+                probe,
+                widget.next,
+                lambda: widget.ready and widget.image_layer is not first and first not in viewer.layers,
+            )
     else:
         dock = _measure_dock(viewer, files)
         _gui.process_events_for(1.0)
         if condition == "load":
-            out["stall_ms"] = _measure_stall(probe, lambda: dock.load_annotation(str(files["annotation"])),
-                                             lambda: True)
+            out["stall_ms"] = _measure_stall(
+                probe, lambda: dock.load_annotation(str(files["annotation"])), lambda: True
+            )
         else:
             dock.load_annotation(str(files["annotation"]))
             _gui.process_events_for(1.0)
             if condition == "train":
                 panel = dock.classifier_panel
-                out["stall_ms"] = _measure_stall(probe, lambda: panel.train(),
-                                                 lambda: panel._worker is None and panel.result is not None)
+                out["stall_ms"] = _measure_stall(
+                    probe, lambda: panel.train(), lambda: panel._worker is None and panel.result is not None
+                )
             else:
-                out["stall_ms"] = _measure_stall(probe, lambda: dock.measure(),
-                                                 lambda: dock._worker is None and dock.results() is not None)
+                out["stall_ms"] = _measure_stall(
+                    probe, lambda: dock.measure(), lambda: dock._worker is None and dock.results() is not None
+                )
     print("RESULT " + json.dumps(out), flush=True)
     viewer.close()
 
@@ -229,20 +237,39 @@ def child_preview(folder, strokes=6):
         QTest.mouseMove(w, pts[0])
         QTest.mousePress(w, Qt.MouseButton.LeftButton, pos=pts[0])
         for p in pts[1:]:
-            ev = QMouseEvent(QMouseEvent.Type.MouseMove, QPointF(p), QPointF(w.mapToGlobal(p)),
-                             Qt.MouseButton.NoButton, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+            ev = QMouseEvent(
+                QMouseEvent.Type.MouseMove,
+                QPointF(p),
+                QPointF(w.mapToGlobal(p)),
+                Qt.MouseButton.NoButton,
+                Qt.MouseButton.LeftButton,
+                Qt.KeyboardModifier.NoModifier,
+            )
             QApplication.sendEvent(w, ev)
             QApplication.processEvents()
         released = time.perf_counter()
         QTest.mouseRelease(w, Qt.MouseButton.LeftButton, pos=pts[-1])
-        _gui.wait_until(lambda: panel.preview_shown_at is not None and panel.preview_shown_at != before, timeout=60)
+        _gui.wait_until(lambda b=before: panel.preview_shown_at is not None and panel.preview_shown_at != b, timeout=60)
         shown = panel.preview_shown_at
-        _gui.wait_until(lambda: drawn and drawn[-1] > shown, timeout=10)
+        _gui.wait_until(lambda s=shown: drawn and drawn[-1] > s, timeout=10)
         latencies.append(1000 * (min(t for t in drawn if t > shown) - released))
-        active_ok &= viewer.layers.selection.active is layer or getattr(viewer.layers.selection.active, "__wrapped__", None) is layer
+        active_ok &= (
+            viewer.layers.selection.active is layer
+            or getattr(viewer.layers.selection.active, "__wrapped__", None) is layer
+        )
         _gui.process_events_for(0.3)
-    print("RESULT " + json.dumps({"condition": "preview", "first_ms": latencies[0], "later_ms": latencies[1:],
-                                  "paint_layer_stayed_active": bool(active_ok)}), flush=True)
+    print(
+        "RESULT "
+        + json.dumps(
+            {
+                "condition": "preview",
+                "first_ms": latencies[0],
+                "later_ms": latencies[1:],
+                "paint_layer_stayed_active": bool(active_ok),
+            }
+        ),
+        flush=True,
+    )
     viewer.close()
 
 
@@ -252,7 +279,7 @@ def _run(args_list):
     code, out, err = _gui.run_fresh([_gui.python(), __file__, *args_list], timeout=600)
     for line in out.splitlines():
         if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
+            return json.loads(line[len("RESULT ") :])
     tail = " | ".join(err.strip().splitlines()[-3:])
     print(f"FAILED: {' '.join(args_list[:3])} (exit {code}): {tail}", flush=True)
     return None
@@ -290,16 +317,20 @@ def main(argv=None):
                         report.setdefault((condition, variant), []).append(result["stall_ms"])
     with open("/proc/loadavg") as fh:
         load_after = " ".join(fh.read().split()[:3])
-    print(f"GUI benchmark: {args.runs} fresh processes per condition; load average {load_before} before, "
-          f"{load_after} after; {time.perf_counter() - started:.0f} s")
+    print(
+        f"GUI benchmark: {args.runs} fresh processes per condition; load average {load_before} before, "
+        f"{load_after} after; {time.perf_counter() - started:.0f} s"
+    )
     if "preview" in report:
         runs = report["preview"]
         first = [r["first_ms"] for r in runs]
         later = [x for r in runs for x in r["later_ms"]]
-        print(f"live preview, stroke release -> preview drawn (512 x 512): median {statistics.median(later):.0f} ms "
-              f"over {len(later)} strokes (max {max(later):.0f}); first stroke of a process (features computed): "
-              f"median {statistics.median(first):.0f} ms; paint layer stayed active: "
-              f"{all(r['paint_layer_stayed_active'] for r in runs)}")
+        print(
+            f"live preview, stroke release -> preview drawn (512 x 512): median {statistics.median(later):.0f} ms "
+            f"over {len(later)} strokes (max {max(later):.0f}); first stroke of a process (features computed): "
+            f"median {statistics.median(first):.0f} ms; paint layer stayed active: "
+            f"{all(r['paint_layer_stayed_active'] for r in runs)}"
+        )
     print(f"{'action':<10}{'napari alone (floor)':>22}{'napari-pvm':>14}{'excess':>10}   per-run napari-pvm (ms)")
     for condition in CONDITIONS:
         if (condition, "pvm") not in report or (condition, "floor") not in report:

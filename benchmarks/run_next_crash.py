@@ -56,7 +56,7 @@ def child(folder, observer, via_button=False):
             QTest.mouseClick(session_dock.next_button, Qt.MouseButton.LeftButton)
         else:
             _gui.key(viewer, "PageDown")
-        _gui.wait_until(lambda: session_dock.ready and session_dock.image_layer is not image, timeout=30)
+        _gui.wait_until(lambda old=image: session_dock.ready and session_dock.image_layer is not old, timeout=30)
         _gui.process_events_for(0.3)
     viewer.window._qt_window.grab()  # one more full draw of the new case
     viewer.close()
@@ -82,12 +82,20 @@ def child_napari_alone(folder):
     viewer = napari.Viewer(show=True)
     viewer.window._qt_window.resize(1920, 1040)
     image = viewer.add_image(volume.data, scale=volume.spacing, name="old")
-    outlines = viewer.add_shapes([np.column_stack([np.full(len(v), k), v]) for v in truth.rois.values()],
-                                 shape_type="polygon", scale=volume.spacing, face_color="transparent",
-                                 features={"roi": list(truth.rois)}, text={"string": "{roi}", "size": 8})
-    samples = viewer.add_shapes([np.column_stack([np.full(len(s["vertices"]), k), s["vertices"]])
-                                 for s in truth.samples], shape_type="polygon", scale=volume.spacing,
-                                face_color="transparent")
+    outlines = viewer.add_shapes(
+        [np.column_stack([np.full(len(v), k), v]) for v in truth.rois.values()],
+        shape_type="polygon",
+        scale=volume.spacing,
+        face_color="transparent",
+        features={"roi": list(truth.rois)},
+        text={"string": "{roi}", "size": 8},
+    )
+    samples = viewer.add_shapes(
+        [np.column_stack([np.full(len(s["vertices"]), k), s["vertices"]]) for s in truth.samples],
+        shape_type="polygon",
+        scale=volume.spacing,
+        face_color="transparent",
+    )
     step = list(viewer.dims.current_step)
     step[0] = k
     viewer.dims.current_step = tuple(step)
@@ -114,8 +122,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--button", action="store_true", help="press Next with the mouse instead of the key")
-    parser.add_argument("--napari-alone", action="store_true",
-                        help="the same layer operations in napari alone, without napari-pvm")
+    parser.add_argument(
+        "--napari-alone", action="store_true", help="the same layer operations in napari alone, without napari-pvm"
+    )
     parser.add_argument("--child", nargs=2, metavar=("FOLDER", "OBSERVER"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -130,16 +139,28 @@ def main(argv=None):
         load = fh.read().split()[:3]
     for i in range(args.runs):
         with tempfile.TemporaryDirectory() as tmp:
-            code, out, err = _gui.run_fresh([_gui.python(), __file__, "--child", tmp, f"obs{i}", *(["--button"] if args.button else []),
-                                         *(["--napari-alone"] if args.napari_alone else [])], timeout=300)
+            code, out, err = _gui.run_fresh(
+                [
+                    _gui.python(),
+                    __file__,
+                    "--child",
+                    tmp,
+                    f"obs{i}",
+                    *(["--button"] if args.button else []),
+                    *(["--napari-alone"] if args.napari_alone else []),
+                ],
+                timeout=300,
+            )
         state = "ok" if code == 0 and "ok" in out.split() else ("CRASH" if code < 0 else "FAILED")
         crashed += state == "CRASH"
         failed += state == "FAILED"
         tail = err.strip().splitlines()[-3:] if state != "ok" else []
         print(f"run {i + 1:2d}: {state} (exit {code}) {' | '.join(tail)}", flush=True)
     what = "napari alone" if args.napari_alone else "napari-pvm session"
-    print(f"{what}, {args.runs} fresh-process runs: {args.runs - crashed - failed} ok, {crashed} crashed, {failed} failed "
-          f"({time.perf_counter() - started:.0f} s; load average before {' '.join(load)})")
+    print(
+        f"{what}, {args.runs} fresh-process runs: {args.runs - crashed - failed} ok, {crashed} crashed, {failed} failed "
+        f"({time.perf_counter() - started:.0f} s; load average before {' '.join(load)})"
+    )
     return 1 if crashed or failed else 0
 
 

@@ -337,8 +337,6 @@ def test_opening_reads_no_file_of_another_observer(study, open_recorder):
     assert not [p for p in paths if os.sep + "B" + os.sep in p or "B.read1" in p or p.endswith("measurements.csv")]
 
 
-
-
 def test_only_the_observers_own_files_of_this_session_may_be_loaded(study):
     s = ReadingSession.open(study, "A", "read2")
     assert s.check_readable(study.annotation_path("A", "P003", "read2")) == "P003"
@@ -355,8 +353,12 @@ def test_only_the_observers_own_files_of_this_session_may_be_loaded(study):
 
 
 def _row(reading, pid=None, row_id="row-1", **changes):
-    row = {"row_id": row_id, "patient_id": pid or reading.current_id, "observer_id": reading.observer_id,
-           "session": reading.session}
+    row = {
+        "row_id": row_id,
+        "patient_id": pid or reading.current_id,
+        "observer_id": reading.observer_id,
+        "session": reading.session,
+    }
     row.update(changes)
     return row
 
@@ -389,14 +391,19 @@ def test_a_case_is_done_only_when_its_row_is_recorded(study):
 def test_study_settings_default_and_validation(tmp_path):
     study = Study(_write_worklist(tmp_path / "s1", outcome=False))
     assert study.settings() == StudySettings(proposals=False, measure_sets=("muscle",))
-    created = create_study(tmp_path / "s2", [{"patient_id": "P1", "image": "a.nii.gz"}], proposals=True,
-                           measure_sets=["muscle", "spine"])
+    created = create_study(
+        tmp_path / "s2", [{"patient_id": "P1", "image": "a.nii.gz"}], proposals=True, measure_sets=["muscle", "spine"]
+    )
     assert created.settings() == StudySettings(proposals=True, measure_sets=("muscle", "spine"))
     assert created.study_id == "s2"  # the codes were added without losing the settings
     assert json.loads(created.study_file.read_text())["proposals"] is True
-    for bad, message in (({"proposals": "yes"}, "true or false"), ({"measure_sets": "muscle"}, "non-empty list"),
-                         ({"measure_sets": []}, "non-empty list"), ({"measure_sets": ["muscle", "bone"]}, "'bone'"),
-                         ({"measure_sets": ["muscle", "muscle"]}, "once")):
+    for bad, message in (
+        ({"proposals": "yes"}, "true or false"),
+        ({"measure_sets": "muscle"}, "non-empty list"),
+        ({"measure_sets": []}, "non-empty list"),
+        ({"measure_sets": ["muscle", "bone"]}, "'bone'"),
+        ({"measure_sets": ["muscle", "muscle"]}, "once"),
+    ):
         study.study_file.write_text(json.dumps(bad))
         with pytest.raises(SessionError, match=message):
             study.settings()
@@ -437,8 +444,9 @@ def test_examples_come_only_from_the_observers_own_finished_cases_of_this_sessio
     for i, pid in enumerate(s.order):
         rois = {k: np.asarray(v) + [0.0, i] for k, v in truth.rois.items() if k != "MF_R" or i == 0}
         shifted[pid] = rois
-        s.save_annotation(Annotation(slice_index=truth.slice_index, rois=rois, image_sha256=truth.image_sha256),
-                          patient_id=pid)
+        s.save_annotation(
+            Annotation(slice_index=truth.slice_index, rois=rois, image_sha256=truth.image_sha256), patient_id=pid
+        )
         if i < len(s.order) - 1:
             s.record_row(_row(s, pid=pid, row_id=f"r{i}"), patient_id=pid)
             s.mark_done(pid)
@@ -450,7 +458,7 @@ def test_examples_come_only_from_the_observers_own_finished_cases_of_this_sessio
     finally:
         opened = open_recorder.stop()
     assert len(examples) == 1  # the other finished case; the unfinished last one is not an example
-    (plane, spacing, rois), = examples
+    ((plane, spacing, rois),) = examples
     other = s.order[1]
     assert set(rois) == set(shifted[other]) and "MF_R" not in rois
     for key, vertices in rois.items():

@@ -78,8 +78,7 @@ def test_no_samples_or_one_class_gives_a_message(setup, qtbot):
     assert widget.result is None
 
 
-def test_live_preview_follows_real_strokes_and_never_takes_the_brush(make_napari_viewer, qtbot, small_phantom,
-                                                                       canvas):
+def test_live_preview_follows_real_strokes_and_never_takes_the_brush(make_napari_viewer, qtbot, small_phantom, canvas):
     from napari_pvm._widgets.fat_widget import train_and_classify
 
     ph = small_phantom

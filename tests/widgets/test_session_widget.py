@@ -77,8 +77,9 @@ def _draw(widget, n=2, slice_index=2):
     step[0] = slice_index
     widget.viewer.dims.current_step = tuple(step)
     dock.mark_current_slice()
-    square = np.array([[slice_index, 100, 100], [slice_index, 100, 120], [slice_index, 120, 120],
-                       [slice_index, 120, 100]], float)
+    square = np.array(
+        [[slice_index, 100, 100], [slice_index, 100, 120], [slice_index, 120, 120], [slice_index, 120, 100]], float
+    )
     for i in range(n):
         dock.outlines.add_polygons([square + [0, 0, 30 * i]])
 
@@ -312,8 +313,9 @@ def _read_case_on_canvas(widget, c, truth, keys):
     c.polygon(image, [tuple(v) for v in np.asarray(lean)[::3]])
 
 
-def test_next_marks_a_case_done_only_once_its_row_is_in_the_csv(make_dock, make_napari_viewer, study, canvas,
-                                                                 phantom_files, qtbot):
+def test_next_marks_a_case_done_only_once_its_row_is_in_the_csv(
+    make_dock, make_napari_viewer, study, canvas, phantom_files, qtbot
+):
     from napari_pvm.core.store import read_rows
 
     truth = read_annotation(phantom_files["annotation"])
@@ -431,11 +433,16 @@ def test_the_reading_layout_fits_a_1920_by_1080_screen(tmp_path, study):
     script.write_text(_LAYOUT_SCRIPT)
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     env["QT_QPA_PLATFORM"] = "xcb"
-    proc = subprocess.run(["xvfb-run", "-a", "-s", "-screen 0 1920x1080x24", sys.executable, str(script),
-                           str(study.folder)], capture_output=True, text=True, timeout=300, env=env)
+    proc = subprocess.run(
+        ["xvfb-run", "-a", "-s", "-screen 0 1920x1080x24", sys.executable, str(script), str(study.folder)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("LAYOUT ")]
     assert lines, proc.stderr[-2000:]
-    layout = json.loads(lines[-1][len("LAYOUT "):])
+    layout = json.loads(lines[-1][len("LAYOUT ") :])
     assert layout["screen"][1] <= 1080 and layout["window"][1] <= layout["screen"][1]
     for name, dock in layout["docks"].items():
         assert dock["dock_visible"], name

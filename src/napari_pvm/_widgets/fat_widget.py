@@ -286,8 +286,9 @@ class FatClassifierWidget(QWidget):
             plane = _layers.image_slice(image, self.slice_index)
         except (IndexError, ValueError):
             return
-        worker = create_worker(shared_cache().get, plane, self.preset_combo.currentText(),
-                               _start_thread=False, _ignore_errors=True)
+        worker = create_worker(
+            shared_cache().get, plane, self.preset_combo.currentText(), _start_thread=False, _ignore_errors=True
+        )
         worker.start()
 
     def _listen(self, layer):
@@ -320,8 +321,17 @@ class FatClassifierWidget(QWidget):
         model = self._full_model[1] if preview and self._full_model[0] == key else None
         self.train_button.setEnabled(False)
         self.progress.setRange(0, 0)
-        worker = create_worker(train_and_classify, plane, labels, within, settings, preview=preview, model=model,
-                               _start_thread=False, _ignore_errors=True)
+        worker = create_worker(
+            train_and_classify,
+            plane,
+            labels,
+            within,
+            settings,
+            preview=preview,
+            model=model,
+            _start_thread=False,
+            _ignore_errors=True,
+        )
         worker.returned.connect(lambda res: self._on_trained(res, image, index, preview, key))
         worker.errored.connect(lambda exc: self.notify(str(exc), "warning" if isinstance(exc, PvmError) else "error"))
         worker.finished.connect(self._on_finished)
@@ -360,9 +370,9 @@ class FatClassifierWidget(QWidget):
         image = self.image
         values = self.result[1] if which == "probability" else self.result[2]
         cmap = "magma" if which == "probability" else "cyan"
-        return _layers.show_map(self.viewer, image, self.slice_index, values,
-                                name=f"{image.name} fat {which}", colormap=cmap)
-
+        return _layers.show_map(
+            self.viewer, image, self.slice_index, values, name=f"{image.name} fat {which}", colormap=cmap
+        )
 
 
 def _layers_key(layer):
@@ -379,8 +389,14 @@ def _shapes_key(layer):
         blob.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
         blob.update(b"|")
     names = tuple(str(v) for column in layer.features.columns for v in layer.features[column])
-    return (_layers_key(layer), len(data), blob.hexdigest(), names, tuple(np.asarray(layer.scale).tolist()),
-            tuple(np.asarray(layer.translate).tolist()))
+    return (
+        _layers_key(layer),
+        len(data),
+        blob.hexdigest(),
+        names,
+        tuple(np.asarray(layer.scale).tolist()),
+        tuple(np.asarray(layer.translate).tolist()),
+    )
 
 
 def _same(a, b):

@@ -52,6 +52,8 @@ KEYS = {
 }
 #: Longest wait for the canvas to finish a pending draw before layers are swapped.
 _DRAW_WAIT_MS = 500
+
+
 def _read_case(path):
     """Read a case's image (in a worker thread): (data, layer kwargs)."""
     from .._reader import volume_layer_tuple
@@ -178,7 +180,9 @@ class SessionWidget(QWidget):
     def _update_enabled(self, *_):
         running = self.session is not None
         observer = self.observer_edit.text().strip()
-        ready = bool(self.folder_edit.text().strip()) and bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", observer))
+        ready = bool(self.folder_edit.text().strip()) and bool(
+            re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", observer)
+        )
         self.start_button.setEnabled(not running and ready and bool(self.session_edit.text().strip()))
         self.start_button.setVisible(not running)
         self.end_button.setEnabled(running)
@@ -400,8 +404,13 @@ class SessionWidget(QWidget):
         self._examples = None
         self._update_enabled()
         self.case_label.setText(f"Case {session.position + 1} of {session.total}: {name} (opening…)")
-        worker = create_worker(_read_case, case.image, _start_thread=False, _ignore_errors=True,
-                               _progress={"total": 0, "desc": f"Opening case {session.position + 1}"})
+        worker = create_worker(
+            _read_case,
+            case.image,
+            _start_thread=False,
+            _ignore_errors=True,
+            _progress={"total": 0, "desc": f"Opening case {session.position + 1}"},
+        )
         worker.returned.connect(lambda result: self._after_draw(lambda: self._show_case(token, result, None)))
         worker.errored.connect(lambda exc: self._after_draw(lambda: self._show_case(token, None, exc)))
         self._worker = worker
@@ -444,7 +453,7 @@ class SessionWidget(QWidget):
             meta = dict(kwargs["metadata"]["napari_pvm"])
             meta.pop("source", None)  # the file path may carry the patient ID
             kwargs.update(name=name, metadata={"napari_pvm": meta, "napari_pvm_session": True})
-            old = self._retire_case()
+            self._retire_case()
             self.image_layer = self.viewer.add_image(data, **kwargs)
             dock.image_combo.setCurrentText(self.image_layer.name)
             dock.patient_edit.setText(case.patient_id)
@@ -543,11 +552,7 @@ class SessionWidget(QWidget):
         image = self.image_layer
         if image is None:
             return []
-        return [
-            layer
-            for layer in self.viewer.layers
-            if _same(layer, image) or _layers.belongs_to(layer, image)
-        ]
+        return [layer for layer in self.viewer.layers if _same(layer, image) or _layers.belongs_to(layer, image)]
 
     def _clear_case(self):
         self._retire_case()
@@ -807,7 +812,7 @@ def _allow_proposals(dock, allowed):
         if button is not None and callable(check):
             button.setEnabled(check())
         return
-    message = "Outline proposals are off in this study (study.json has no \"proposals\": true)"
+    message = 'Outline proposals are off in this study (study.json has no "proposals": true)'
 
     def refuse():
         if button is not None:
@@ -878,4 +883,3 @@ def _alive(widget):
     except RuntimeError:  # the C++ object was deleted (dock closed)
         return False
     return True
-

@@ -97,10 +97,14 @@ def _study_settings(info, where):
         raise SessionError(f'{where}: "proposals" must be true or false (JSON), not {proposals!r}')
     sets = info.get("measure_sets", ["muscle"])
     if not isinstance(sets, list) or not sets or not all(isinstance(x, str) for x in sets):
-        raise SessionError(f'{where}: "measure_sets" must be a non-empty list such as ["muscle"] or ["muscle", "spine"]')
+        raise SessionError(
+            f'{where}: "measure_sets" must be a non-empty list such as ["muscle"] or ["muscle", "spine"]'
+        )
     unknown = [x for x in sets if x not in MEASURE_SETS]
     if unknown:
-        raise SessionError(f'{where}: unknown measure set {unknown[0]!r} in "measure_sets"; use {" and ".join(MEASURE_SETS)}')
+        raise SessionError(
+            f'{where}: unknown measure set {unknown[0]!r} in "measure_sets"; use {" and ".join(MEASURE_SETS)}'
+        )
     if len(set(sets)) != len(sets):
         raise SessionError(f'{where}: "measure_sets" lists {sets}; name each set once')
     return StudySettings(proposals=proposals, measure_sets=tuple(sets))
@@ -388,9 +392,7 @@ class Study:
             raise SessionError(f"{own} is a link to another folder; observer folders must be real folders")
         target = Path(path).resolve()
         if not target.is_relative_to(own.resolve()):
-            raise SessionError(
-                f"observer {observer} may only write annotations into {own}; refusing to write {target}"
-            )
+            raise SessionError(f"observer {observer} may only write annotations into {own}; refusing to write {target}")
         if target.exists():
             try:
                 existing = read_annotation(target)
@@ -401,7 +403,9 @@ class Study:
                     f"{target.name} belongs to observer {existing.observer_id}; observer {observer} cannot overwrite it"
                 )
             if patient_id and existing.patient_id and existing.patient_id != patient_id:
-                raise SessionError(f"{target.name} holds patient {existing.patient_id}, not {patient_id}; not overwriting it")
+                raise SessionError(
+                    f"{target.name} holds patient {existing.patient_id}, not {patient_id}; not overwriting it"
+                )
         return target
 
 
@@ -824,8 +828,11 @@ class ReadingSession:
             annotation = read_annotation(path)
         except PvmError:
             return None
-        own = (annotation.observer_id in (None, self.observer_id) and annotation.session in (None, self.session)
-               and annotation.patient_id in (None, pid))
+        own = (
+            annotation.observer_id in (None, self.observer_id)
+            and annotation.session in (None, self.session)
+            and annotation.patient_id in (None, pid)
+        )
         if not own or not annotation.rois:
             return None
         try:
