@@ -121,19 +121,15 @@ def _read_clicks(path):
 
 
 def _check_writable(folder):
-    import os
-    import tempfile
-
+    from ..core.annotation import probe_writable
     from ..core.errors import PvmError
 
     try:
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".pvm-probe-")
+        probe_writable(folder)
     except OSError as exc:
         raise PvmError(
             f"the folder of --out, {folder}, is not writable ({exc.strerror}); choose --out in a folder you can write to"
         ) from None
-    os.close(fd)
-    os.unlink(probe)
 
 
 def _read_examples(path, target_sha256, *, allow_unusual_spacing=False):

@@ -27,6 +27,7 @@ __all__ = [
     "Annotation",
     "annotation_sha256",
     "check_identifier",
+    "probe_writable",
     "read_annotation",
     "write_annotation",
     "write_json_atomic",
@@ -318,6 +319,17 @@ def annotation_sha256(annotation):
         content["reference"] = d["reference"]
     blob = json.dumps(content, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def probe_writable(folder):
+    """Raise OSError unless a file can be created in ``folder``.
+
+    Permission bits do not tell (root, network shares, /proc), so a file is
+    created and removed at once.
+    """
+    fd, probe = tempfile.mkstemp(dir=folder, prefix=".pvm-probe-")
+    os.close(fd)
+    os.unlink(probe)
 
 
 def write_json_atomic(path, obj):

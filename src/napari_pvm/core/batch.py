@@ -16,10 +16,10 @@ image and annotation content and classifier settings.
 import dataclasses
 import os
 import re
-import tempfile
 import time
 from pathlib import Path
 
+from .annotation import probe_writable
 from .errors import PvmError
 from .schema import METHOD_SETTING_COLUMNS
 
@@ -384,8 +384,7 @@ def _check_writable(csv_path):
     if csv_path.is_dir() or not folder.is_dir():
         raise PvmError(f"cannot write {csv_path}: its folder does not exist or it is a folder itself")
     try:
-        with tempfile.TemporaryFile(dir=folder):
-            pass
+        probe_writable(folder)
         if csv_path.exists():
             with open(csv_path, "ab"):
                 pass

@@ -34,7 +34,6 @@ import os
 import re
 import socket
 import statistics
-import tempfile
 import time
 import uuid
 import warnings
@@ -1102,23 +1101,22 @@ def _fsync_folder(path):
 def _check_folder(path):
     """Refuse a missing or unwritable folder at once: filelock would retry
     creating ``<csv>.lock`` there until the timeout and then blame a held
-    lock. Writability is probed with a file removed at once, as permission
-    bits do not tell (root, network shares, /proc)."""
+    lock."""
+    from .annotation import probe_writable
+
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise StoreError(
             f"the folder {folder} does not exist; create it or connect the network share. Nothing was written."
         )
     try:
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".pvm-probe-")
+        probe_writable(folder)
     except OSError as exc:
         raise StoreError(
             f"the folder {folder} is not writable ({exc.strerror}); the shared CSV, its .lock and its "
             ".writer file live there, so it must be writable by every observer: pick a CSV in such a "
             "folder or fix its permissions. Nothing was written."
         ) from None
-    os.close(fd)
-    os.unlink(probe)
 
 
 def _precheck(path, spec):
