@@ -4,7 +4,7 @@ import dataclasses
 
 from ..core._json import json_safe
 
-__all__ = ["Outcome", "jsonable"]
+__all__ = ["Outcome", "add_spacing_override", "jsonable"]
 
 
 @dataclasses.dataclass
@@ -22,3 +22,13 @@ class Outcome:
 
 #: NaN → null, numpy and paths → plain values (shared with the statistics core).
 jsonable = json_safe
+
+
+def add_spacing_override(parser):
+    """The ``--allow-unusual-spacing`` flag of every command that reads an image."""
+    parser.add_argument(
+        "--allow-unusual-spacing",
+        action="store_true",
+        help="accept a pixel spacing outside the plausible 0.05–10 mm for MRI and radiographs "
+        "(refused by default, naming the header field)",
+    )

@@ -10,7 +10,7 @@ some failed (listed in OUT.errors.csv), 2 on a bad invocation.
 import sys
 from pathlib import Path
 
-from . import Outcome
+from . import Outcome, add_spacing_override
 
 __all__ = ["ProgressBar", "add_arguments", "run"]
 
@@ -26,11 +26,7 @@ def add_arguments(parser):
     parser.add_argument("--preset", help="feature preset of the fat classifier")
     parser.add_argument("--trees", type=int, help="number of trees")
     parser.add_argument("--seed", type=int, help="seed of the random forest")
-    parser.add_argument(
-        "--allow-unusual-spacing",
-        action="store_true",
-        help="accept a pixel spacing outside the plausible range for MRI (checked against the header by default)",
-    )
+    add_spacing_override(parser)
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 

@@ -1,7 +1,7 @@
 """Classify fat and measure one annotated case; optionally append the row to the shared CSV."""
 
 from ..core import schema
-from . import Outcome
+from . import Outcome, add_spacing_override
 
 
 def add_arguments(parser):
@@ -24,11 +24,7 @@ def add_arguments(parser):
     )
     parser.add_argument("--water", metavar="W", help="water image of a Dixon acquisition, on the grid of IMAGE")
     parser.add_argument("--fat", metavar="F", help="fat image of a Dixon acquisition, on the grid of IMAGE")
-    parser.add_argument(
-        "--allow-unusual-spacing",
-        action="store_true",
-        help="accept a pixel spacing outside the plausible range for MRI (checked against the header by default)",
-    )
+    add_spacing_override(parser)
     parser.add_argument("--json", action="store_true", help="print the row as one flat JSON object")
 
 

@@ -1,6 +1,6 @@
 """Propose muscle outlines on one slice from clicks and earlier outlined cases; write an annotation for review."""
 
-from . import Outcome
+from . import Outcome, add_spacing_override
 
 
 def add_arguments(parser):
@@ -18,11 +18,7 @@ def add_arguments(parser):
     parser.add_argument("--level", default="L4", help="vertebral level of the slice (default L4)")
     parser.add_argument("--series", help="which series or slab of a DICOM folder holding several")
     parser.add_argument("--force", action="store_true", help="replace --out if it exists")
-    parser.add_argument(
-        "--allow-unusual-spacing",
-        action="store_true",
-        help="accept a pixel spacing outside the plausible range for MRI (checked against the header by default)",
-    )
+    add_spacing_override(parser)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 

@@ -6,7 +6,7 @@ warnings (with --json under "warnings") and, with --csv, appends the row to
 the shared spine CSV.
 """
 
-from . import Outcome
+from . import Outcome, add_spacing_override
 
 
 def add_arguments(parser):
@@ -23,11 +23,7 @@ def add_arguments(parser):
         help="radiograph without PatientOrientation: side of the stored image where the patient's "
         "anterior lies (as confirmed by the observer)",
     )
-    parser.add_argument(
-        "--allow-unusual-spacing",
-        action="store_true",
-        help="accept a pixel spacing outside the plausible 0.05–10 mm (a header error otherwise)",
-    )
+    add_spacing_override(parser)
     parser.add_argument("--json", action="store_true", help="print the row as one flat JSON object")
 
 
