@@ -235,3 +235,28 @@ def test_bad_options(capsys, two_observers, tmp_path):
         "clinical.csv is not a napari-pvm measurement table (its header starts patient_id, residual_lbp, age, …)" in err
     )
     assert "written by napari-pvm measure, batch or spine" in err
+
+
+def test_a_header_only_file_is_named_in_the_error(capsys, tmp_path, two_observers):
+    header = two_observers.read_text(encoding="utf-8").splitlines()[0]
+    empty = tmp_path / "empty_measurements.csv"
+    empty.write_text(header + "\n", encoding="utf-8")
+    status, out, err = run_cli(capsys, empty)
+    assert status == 2 and out == "" and err.count("\n") == 1
+    assert "empty_measurements.csv has no rows" in err
+
+
+def test_a_torn_last_line_is_one_plain_note(tmp_path, two_observers):
+    # a real process, so that Python's warning machinery prints as it would for a user
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with open(two_observers, "a", encoding="utf-8") as handle:
+        handle.write("2,torn-row,001,A")  # a writer killed mid-line: no newline, too few cells
+    exe = str(Path(sys.executable).with_name("napari-pvm"))
+    done = subprocess.run([exe, "reliability", str(two_observers)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    notes = done.stderr.splitlines()
+    assert notes and all(line.startswith("note: ") for line in notes)
+    assert "Warning" not in done.stderr and ".py:" not in done.stderr

@@ -58,7 +58,10 @@ def run(args):
     from ..core.stats.input import read_measurements
     from ..core.stats.report import reliability_text
 
-    rows = read_measurements(args.csv)
+    from ._notes import plain_notes
+
+    with plain_notes():  # a torn last line is reported as one note, not Python's warning text
+        rows = read_measurements(args.csv)
     options = dict(
         measures=_split(args.measures), level=args.level, loa_ci=args.loa_ci, exclude_flagged=args.exclude_flagged
     )

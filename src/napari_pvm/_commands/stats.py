@@ -99,22 +99,25 @@ def run(args):
         ]
         if used:
             raise StatsInputError(f"{', '.join(used)} applies to measurements: add --merge MEASUREMENTS.csv")
-    result = analyse(
-        args.table,
-        args.outcome,
-        event=args.event,
-        continuous=args.continuous,
-        categorical=args.categorical,
-        logistic=args.logistic,
-        roc=args.roc,
-        measurements=args.merge,
-        observer=args.observer,
-        level=args.level,
-        session=args.session,
-        exclude_flagged=args.exclude_flagged,
-        reference=_reference(args.reference),
-        seed=args.seed,
-    )
+    from ._notes import plain_notes
+
+    with plain_notes():  # a torn last line of a merged CSV is one note, not Python's warning text
+        result = analyse(
+            args.table,
+            args.outcome,
+            event=args.event,
+            continuous=args.continuous,
+            categorical=args.categorical,
+            logistic=args.logistic,
+            roc=args.roc,
+            measurements=args.merge,
+            observer=args.observer,
+            level=args.level,
+            session=args.session,
+            exclude_flagged=args.exclude_flagged,
+            reference=_reference(args.reference),
+            seed=args.seed,
+        )
     data = result.to_dict()
     text = report.text_report(result)
     if args.out:

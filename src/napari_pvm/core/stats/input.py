@@ -129,7 +129,10 @@ def read_measurements(path):
             "give the shared CSV written by napari-pvm measure, batch or spine (its header starts "
             "schema_version,row_id,patient_id); a clinical table is the TABLE of napari-pvm stats"
         )
-    return read_rows(path, table="spine" if "vbq" in header else "muscle")
+    rows = read_rows(path, table="spine" if "vbq" in header else "muscle")
+    if rows.empty:
+        raise StatsInputError(f"{Path(path).name} has no rows (only a header); measure and add cases to it first")
+    return rows
 
 
 def to_numeric(series):
