@@ -4,9 +4,11 @@ A study is a folder (``docs/study.md``)::
 
     study/
       study.json                                  study_id, study codes, proposals, measure_sets
-      worklist.csv                                patient_id, image [, slice_index, level, observer_id]
+      worklist.csv                                patient_id, image [, slice_index, level, observer_id, sagittal_image]
       measurements.csv                            the shared measurement CSV (core.store)
+      spine.csv                                   the shared spine CSV (contract 8), when measure_sets has "spine"
       annotations/<observer>/<patient>.<session>.pvm.json
+      annotations/<observer>/spine/<patient>.<session>.pvm.json   spine annotation (napari-pvm.spine/1)
       sessions/<observer>.<session>.json          order, seed, position, done / skipped, log
 
 A :class:`ReadingSession` is one observer's pass through the worklist under a
@@ -20,8 +22,13 @@ What a session reads, and nothing else: the worklist columns in
 :data:`SESSION_COLUMNS` (any other column, e.g. an outcome, is skipped by the
 CSV parser and never reaches memory as data), ``study.json``, its own session
 file and its own observer's annotation files of its own label. It never reads
-``measurements.csv``, another observer's folder or session file, or its own
-annotations of another session label.
+``measurements.csv``, ``spine.csv``, another observer's folder or session
+file, or its own annotations of another session label.
+
+A study's ``measure_sets`` (``study.json``) say which rows a case needs
+before it is *done*: the muscle row (``measurements.csv``) for ``"muscle"``,
+the spine row (``spine.csv``) for ``"spine"``; the session file records the
+``row_id`` of each (:meth:`ReadingSession.record_row`).
 """
 
 import dataclasses
@@ -40,6 +47,7 @@ from .schema import DEFAULT_SESSION
 __all__ = [
     "DEFAULT_SESSION",
     "MEASURE_SETS",
+    "SPINE_NAME",
     "SESSION_COLUMNS",
     "ReadingSession",
     "SessionError",
@@ -49,24 +57,41 @@ __all__ = [
     "create_study",
     "seeded_order",
     "session_seed",
+    "spine_annotation_sha256",
 ]
 
 STUDY_FORMAT = "napari-pvm.study/1"
 SESSION_FORMAT = "napari-pvm.session/1"
 WORKLIST_NAME = "worklist.csv"
 MEASUREMENTS_NAME = "measurements.csv"
+#: The study's shared spine CSV (contract 8), beside ``measurements.csv``.
+SPINE_NAME = "spine.csv"
+#: Folder of an observer's spine annotations, inside ``annotations/<observer>/``:
+#: a folder rather than a file-name suffix, so a spine file can never share a
+#: name with a muscle file whatever the patient ID and session label.
+SPINE_DIR = "spine"
 STUDY_FILE = "study.json"
 ANNOTATIONS_DIR = "annotations"
 SESSIONS_DIR = "sessions"
 #: The only worklist columns a reading session reads (contract 4 minus
 #: ``annotation`` and ``session``: a worklist's annotation path may point at
-#: another observer's outlines, and the session label is chosen by the observer).
-SESSION_COLUMNS = ("patient_id", "image", "slice_index", "level", "observer_id")
+#: another observer's outlines, and the session label is chosen by the observer;
+#: ``sagittal_image`` is the case's sagittal series for the spine measures).
+SESSION_COLUMNS = ("patient_id", "image", "slice_index", "level", "observer_id", "sagittal_image")
 #: Measure sets a study may ask for per case (``study.json`` ``measure_sets``):
 #: the muscle outlines (contract 3) and the spine measures (contract 8).
 MEASURE_SETS = ("muscle", "spine")
 #: Case states in a session file.
 STATES = ("open", "started", "done", "skipped")
+#: Keys of a case entry in the session file that record the rows of a measure
+#: set: (latest row_id, every row_id, digest of the annotation it was measured
+#: from, when). The muscle keys are the ones sessions have always written.
+_ROW_KEYS = {
+    "muscle": ("row_id", "row_ids", "row_annotation_sha256", "row_at"),
+    "spine": ("spine_row_id", "spine_row_ids", "spine_annotation_sha256", "spine_row_at"),
+}
+#: The table each measure set's rows go to.
+_TABLES = {"muscle": MEASUREMENTS_NAME, "spine": SPINE_NAME}
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
 _LEVEL = re.compile(r"^[A-Za-z][A-Za-z0-9/-]{0,15}$")
 
@@ -252,6 +277,11 @@ class Study:
         return self.folder / MEASUREMENTS_NAME
 
     @property
+    def spine_csv(self):
+        """The shared spine CSV (``spine.csv``, contract 8)."""
+        return self.folder / SPINE_NAME
+
+    @property
     def annotations_dir(self):
         return self.folder / ANNOTATIONS_DIR
 
@@ -271,6 +301,12 @@ class Study:
         """``annotations/<observer>/<patient>.<session>.pvm.json``."""
         pid = _identifier(patient_id, "patient ID")
         return self.observer_dir(observer_id) / f"{pid}.{check_session_label(session)}.pvm.json"
+
+    def spine_annotation_path(self, observer_id, patient_id, session=DEFAULT_SESSION):
+        """``annotations/<observer>/spine/<patient>.<session>.pvm.json`` (a
+        ``napari-pvm.spine/1`` file; the same naming rule as the outlines)."""
+        pid = _identifier(patient_id, "patient ID")
+        return self.observer_dir(observer_id) / SPINE_DIR / f"{pid}.{check_session_label(session)}.pvm.json"
 
     def session_path(self, observer_id, session=DEFAULT_SESSION):
         """``sessions/<observer>.<session>.json``."""
@@ -384,7 +420,8 @@ class Study:
         Raises :class:`SessionError` when ``path`` is outside
         ``annotations/<observer_id>/`` (symbolic links resolved), when that
         folder is itself a link elsewhere, or when the file exists and its
-        ``observer_id`` (or ``patient_id``) differs.
+        ``observer_id`` (or ``patient_id``) differs. Outline files and spine
+        files (``napari-pvm.spine/1``) are both checked.
         """
         observer = _identifier(observer_id, "observer ID")
         own = self.observer_dir(observer)
@@ -395,7 +432,7 @@ class Study:
             raise SessionError(f"observer {observer} may only write annotations into {own}; refusing to write {target}")
         if target.exists():
             try:
-                existing = read_annotation(target)
+                existing = _read_any_annotation(target)
             except PvmError as exc:
                 raise SessionError(f"{target.name} exists and cannot be read ({exc}); not overwriting it") from None
             if existing.observer_id and existing.observer_id != observer:
@@ -409,6 +446,44 @@ class Study:
         return target
 
 
+def _read_any_annotation(path):
+    """An outline annotation (contract 2) or a spine annotation (contract 8),
+    by the file's ``format``; both carry ``observer_id`` and ``patient_id``."""
+    from .spine import FORMAT as SPINE_FORMAT, read_spine_annotation
+
+    try:
+        fmt = json.loads(Path(path).read_text(encoding="utf-8")).get("format")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        fmt = None  # read_annotation says what is wrong with it
+    return read_spine_annotation(path) if fmt == SPINE_FORMAT else read_annotation(path)
+
+
+def spine_annotation_sha256(annotation):
+    """Digest of a spine annotation's measured content (slice, ROIs, CSF,
+    exclusions, lines, anterior side); ignores IDs and key order.
+
+    Parameters
+    ----------
+    annotation : dict or SpineAnnotation
+        A ``napari-pvm.spine/1`` annotation.
+
+    Examples
+    --------
+    >>> a = {"format": "napari-pvm.spine/1", "slice_index": 2, "excluded": [{"level": "L2", "reason": "fracture"}]}
+    >>> spine_annotation_sha256(a) == spine_annotation_sha256({**a, "patient_id": "P1"})
+    True
+    """
+    from .spine import parse_spine_annotation
+
+    if not isinstance(annotation, dict):
+        annotation = annotation.to_dict()
+    content = parse_spine_annotation(annotation).to_dict()
+    for key in ("patient_id", "observer_id", "session"):
+        content.pop(key, None)
+    blob = json.dumps(content, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
 def create_study(folder, cases, *, study_id=None, proposals=None, measure_sets=None):
     """Create a study folder with a worklist (a convenience for scripts).
 
@@ -417,16 +492,16 @@ def create_study(folder, cases, *, study_id=None, proposals=None, measure_sets=N
     folder : str or Path
         Created if missing.
     cases : iterable of dict
-        ``{"patient_id": ..., "image": ..., "slice_index": ..., "level": ...}``
-        (``image`` relative to ``folder`` or absolute). Other keys are refused:
-        keep clinical data out of the study.
+        ``{"patient_id": ..., "image": ..., "slice_index": ..., "level": ...,
+        "sagittal_image": ...}`` (paths relative to ``folder`` or absolute).
+        Other keys are refused: keep clinical data out of the study.
     study_id : str, optional
         Fixes the study identifier (default: the folder name).
     proposals : bool, optional
         Allow outline proposals in the study's sessions (``study.json``
         ``"proposals"``; default false).
     measure_sets : list of str, optional
-        ``["muscle"]`` (default) or ``["muscle", "spine"]``.
+        ``["muscle"]`` (default), ``["muscle", "spine"]`` or ``["spine"]``.
 
     Returns
     -------
@@ -490,8 +565,9 @@ class ReadingSession:
         Index of the current case in :attr:`order`.
     """
 
-    def __init__(self, study, state, *, cases):
+    def __init__(self, study, state, *, cases, measure_sets=("muscle",)):
         self.study = study
+        self._measure_sets = tuple(measure_sets)
         self._state = state
         self._cases = {c.patient_id: c for c in cases}
         self._clock = _Clock()
@@ -505,13 +581,15 @@ class ReadingSession:
         Raises
         ------
         SessionError
-            Bad observer ID or label, unreadable worklist or session file, an
-            observer folder that differs only in letter case from this one.
+            Bad observer ID or label, unreadable worklist, ``study.json`` or
+            session file, an observer folder that differs only in letter case
+            from this one.
         """
         observer = _identifier(observer_id, "observer ID")
         label = check_session_label(session)
         study = study if isinstance(study, Study) else Study(study)
         cases = study.cases(observer)
+        sets = study.settings().measure_sets  # a bad study.json is refused before anything is written
         study.prepare()
         _check_case_clash(study, observer)
         path = study.session_path(observer, label)
@@ -537,9 +615,9 @@ class ReadingSession:
                 "software_version": _version(),
                 "log": [{"at": now, "event": "start", "cases": len(ids)}],
             }
-            reading = cls(study, state, cases=cases)
+            reading = cls(study, state, cases=cases, measure_sets=sets)
         else:
-            reading = cls(study, _checked_state(state, path, observer, label), cases=cases)
+            reading = cls(study, _checked_state(state, path, observer, label), cases=cases, measure_sets=sets)
             reading._reconcile(ids)
             reading._log("resume", patient_id=reading.current_id, position=reading.position)
         reading._state["current"] = reading.current_id
@@ -697,29 +775,32 @@ class ReadingSession:
         self._save()
         return self.next()
 
-    def record_row(self, row, patient_id=None, *, annotation_sha256=None):
+    def record_row(self, row, patient_id=None, *, annotation_sha256=None, measure_set="muscle"):
         """Record the shared-CSV row a case appended (its ``row_id``).
 
         Parameters
         ----------
         row : dict
-            The stored row (as the Measure dock's ``row_added`` gives it): it
-            must carry a ``row_id`` and this case's ``patient_id``, this
-            session's ``observer_id`` and ``session``.
+            The stored row (as the Measure dock's or the Spine dock's
+            ``row_added`` gives it): it must carry a ``row_id`` and this
+            case's ``patient_id``, this session's ``observer_id`` and ``session``.
         patient_id : str, optional
             The case (default: the current one).
         annotation_sha256 : str, optional
             Digest of the annotation the row was measured from, so that a
-            later change of the outlines can be noticed (:meth:`row_is_current`).
+            later change of the drawing can be noticed (:meth:`row_is_current`).
+        measure_set : {"muscle", "spine"}
+            Which table the row went to (``measurements.csv`` or ``spine.csv``).
 
         Raises
         ------
         SessionError
             The row has no ``row_id`` or belongs to another patient, observer
-            or session; nothing is recorded.
+            or session, or the measure set is unknown; nothing is recorded.
         """
         pid = patient_id or self.current_id
         self._entry(pid)
+        latest, every, digest, at = _row_keys(measure_set)
         row_id = str(row.get("row_id") or "").strip()
         if not row_id:
             raise SessionError("the row has no row_id; it was not stored in the shared CSV")
@@ -727,28 +808,41 @@ class ReadingSession:
             got = str(row.get(key) or "")
             if got != want:
                 raise SessionError(f"the row is for {key} {got!r}, not {want!r}; it is not this case's row")
-        entry = self._set_entry(pid, row_id=row_id, row_at=_now())
-        entry["row_ids"] = [*entry.get("row_ids", []), row_id]
+        entry = self._set_entry(pid, **{latest: row_id, at: _now()})
+        entry[every] = [*entry.get(every, []), row_id]
         if annotation_sha256:
-            entry["row_annotation_sha256"] = str(annotation_sha256)
+            entry[digest] = str(annotation_sha256)
         else:
-            entry.pop("row_annotation_sha256", None)
-        self._log("row", patient_id=pid, row_id=row_id)
+            entry.pop(digest, None)
+        self._log("row", patient_id=pid, row_id=row_id, **({} if measure_set == "muscle" else {"table": measure_set}))
         self._save()
         return row_id
 
-    def row_id(self, patient_id=None):
-        """``row_id`` of the latest row this case appended (None before one)."""
-        return self._entry(patient_id).get("row_id")
+    def row_id(self, patient_id=None, measure_set="muscle"):
+        """``row_id`` of the latest row this case appended to the table of
+        ``measure_set`` (None before one)."""
+        return self._entry(patient_id).get(_row_keys(measure_set)[0])
 
-    def row_is_current(self, annotation_sha256, patient_id=None):
-        """True when the case has a row measured from this annotation digest
-        (or from an annotation not recorded with a digest)."""
+    def row_is_current(self, annotation_sha256, patient_id=None, measure_set="muscle"):
+        """True when the case has a row of ``measure_set`` measured from this
+        annotation digest (or from an annotation not recorded with a digest)."""
+        latest, _, digest, _ = _row_keys(measure_set)
         entry = self._entry(patient_id)
-        if not entry.get("row_id"):
+        if not entry.get(latest):
             return False
-        recorded = entry.get("row_annotation_sha256")
+        recorded = entry.get(digest)
         return recorded is None or recorded == annotation_sha256
+
+    @property
+    def measure_sets(self):
+        """The measure sets every case of this study needs a row of
+        (``study.json`` ``measure_sets``, read when the session opened)."""
+        return self._measure_sets
+
+    def missing_rows(self, patient_id=None):
+        """The measure sets of the study whose row this case has not recorded yet."""
+        entry = self._entry(patient_id)
+        return tuple(m for m in self.measure_sets if not entry.get(_row_keys(m)[0]))
 
     def mark_done(self, patient_id=None):
         """Mark a case (default: the current one) done.
@@ -756,19 +850,22 @@ class ReadingSession:
         Raises
         ------
         SessionError
-            The session file records no row of this case in the shared CSV
-            (:meth:`record_row`): a case is done only when its row exists.
+            The session file lacks the row of one of the study's measure sets
+            for this case (:meth:`record_row`): a case is done only when every
+            row the study asks for exists.
         """
         pid = patient_id or self.current_id
-        entry = self._entry(pid)
-        if not entry.get("row_id"):
+        missing = self.missing_rows(pid)
+        if missing:
+            detail = "" if self.measure_sets == ("muscle",) else " for " + " and ".join(_describe(m) for m in missing)
             raise SessionError(
-                f"case {pid} has no row in the shared CSV yet; measure and add the row (Ctrl-Enter) "
+                f"case {pid} has no row in the shared CSV yet{detail}; measure and add the row (Ctrl-Enter) "
                 "or skip the case with a reason"
             )
         entry = self._set_entry(pid, state="done", at=_now())
         entry.pop("reason", None)
-        self._log("done", patient_id=pid, row_id=entry["row_id"])
+        rows = {_row_keys(m)[0]: entry[_row_keys(m)[0]] for m in self.measure_sets}
+        self._log("done", patient_id=pid, **rows)
         self._save()
 
     # ------------------------------------------------------------ examples
@@ -859,19 +956,83 @@ class ReadingSession:
         path = self.annotation_path(patient_id)
         return path if path.is_file() else None
 
-    def check_readable(self, path):
+    def check_readable(self, path, measure_set="muscle"):
         """Refuse (``SessionError``) to load any annotation file but this
-        observer's own files of this session: while a session runs, neither
-        the other observer's outlines nor the observer's earlier reading may
-        be opened."""
+        observer's own files of this session (outlines, or with
+        ``measure_set="spine"`` spine annotations): while a session runs,
+        neither the other observer's drawings nor the observer's earlier
+        reading may be opened. Returns the file's patient ID."""
+        where = self.spine_annotation_path if measure_set == "spine" else self.annotation_path
+        _row_keys(measure_set)
         target = Path(path).resolve()
-        own = {self.annotation_path(pid).resolve(): pid for pid in self._state["order"]}
+        own = {where(pid).resolve(): pid for pid in self._state["order"]}
         if target not in own:
+            folder = self.study.observer_dir(self.observer_id) / (SPINE_DIR if measure_set == "spine" else "")
             raise SessionError(
-                f"during session {self.session} observer {self.observer_id} can only open their own outlines "
-                f"of this session ({self.study.observer_dir(self.observer_id)}/<patient>.{self.session}.pvm.json)"
+                f"during session {self.session} observer {self.observer_id} can only open their own "
+                f"{'spine annotations' if measure_set == 'spine' else 'outlines'} of this session "
+                f"({folder}/<patient>.{self.session}.pvm.json)"
             )
         return own[target]
+
+    def spine_annotation_path(self, patient_id=None):
+        """This observer's spine annotation file for a patient in this session
+        (``annotations/<observer>/spine/<patient>.<session>.pvm.json``)."""
+        pid = patient_id or self.current_id
+        self._entry(pid)
+        return self.study.spine_annotation_path(self.observer_id, pid, self.session)
+
+    def own_spine_annotation(self, patient_id=None):
+        """The observer's own spine annotation of this session, if it exists."""
+        path = self.spine_annotation_path(patient_id)
+        return path if path.is_file() else None
+
+    def spine_image(self, patient_id=None):
+        """The case's sagittal image for the spine measures, or ``""``.
+
+        The worklist's ``sagittal_image``; in a spine-only study
+        (``measure_sets: ["spine"]``) a case without one uses its ``image``
+        (then that image must be sagittal).
+        """
+        case = self._cases[patient_id or self.current_id]
+        if case.sagittal_image:
+            return case.sagittal_image
+        return case.image if "muscle" not in self.measure_sets else ""
+
+    def save_spine_annotation(self, annotation, patient_id=None):
+        """Write ``annotation`` (a ``napari-pvm.spine/1`` dict) as this
+        observer's spine file for a patient; the rules of
+        :meth:`save_annotation` apply (IDs set to the session's, only into the
+        observer's own folder, never over another observer's file; a case with
+        something drawn becomes ``started``).
+
+        Returns
+        -------
+        Path
+        """
+        from .spine import parse_spine_annotation, write_spine_annotation
+
+        pid = patient_id or self.current_id
+        path = self.spine_annotation_path(pid)
+        self.study.check_annotation_target(path, self.observer_id, pid)
+        obj = dict(annotation.to_dict() if hasattr(annotation, "to_dict") else annotation)
+        obj.update(patient_id=pid, observer_id=self.observer_id, session=self.session)
+        try:
+            parsed = parse_spine_annotation(obj, source=path.name)
+        except PvmError as exc:
+            raise SessionError(str(exc)) from None
+        parts = len(parsed.vertebrae) + (parsed.csf is not None) + 2 * len(parsed.angles) + len(parsed.excluded)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_spine_annotation(path, obj)
+        except OSError as exc:
+            raise SessionError(f"cannot save {path.name}: {exc}") from None
+        entry = self._set_entry(pid, spine_parts=parts, spine_saved_at=_now())
+        entry["spine_saves"] = int(entry.get("spine_saves", 0)) + 1
+        if parts and entry.get("state", "open") in ("open", "skipped"):
+            entry["state"] = "started"
+        self._save()
+        return path
 
     def save_annotation(self, annotation, patient_id=None):
         """Write ``annotation`` as this observer's file for a patient.
@@ -930,6 +1091,18 @@ class ReadingSession:
         except OSError as exc:
             self._state["revision"] -= 1
             raise SessionError(f"cannot save the session file {self.path}: {exc}") from None
+
+
+def _describe(measure_set):
+    """``"spine (spine.csv)"``: a measure set and its table, for messages."""
+    return f"{measure_set} ({_TABLES[measure_set]})"
+
+
+def _row_keys(measure_set):
+    try:
+        return _ROW_KEYS[measure_set]
+    except KeyError:
+        raise SessionError(f"unknown measure set {measure_set!r}; use {' or '.join(MEASURE_SETS)}") from None
 
 
 def _checked_state(state, path, observer, label):
