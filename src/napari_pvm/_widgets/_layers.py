@@ -485,11 +485,25 @@ def show_marker(viewer, image, slice_index, location, text, *, keep_active=True)
     return layer
 
 
-def _set_label_colors(layer, colors):
+def _label_colormap(colors):
     from napari.utils.colormaps import DirectLabelColormap
 
-    mapping = {None: "transparent", 0: "transparent", **colors}
-    layer.colormap = DirectLabelColormap(color_dict=mapping)
+    return DirectLabelColormap(color_dict={None: "transparent", 0: "transparent", **colors})
+
+
+def _set_label_colors(layer, colors):
+    layer.colormap = _label_colormap(colors)
+
+
+def warm_up_label_colors():
+    """Build the colour texture of a uint8 Labels layer with fixed colours
+    once, off the GUI thread: napari compiles the numba code behind it (a
+    typed dict and a mapping loop, not cached on disk) on first use, which
+    otherwise blocks the GUI for about a second the first time a fat map or
+    painted samples are shown. Safe to call from any thread (no Qt)."""
+    colormap = _label_colormap({1: SAMPLE_COLORS["muscle"], 2: SAMPLE_COLORS["fat"]})
+    # the same call napari's Labels visual makes for uint8 data
+    colormap.map(np.zeros(1, dtype=np.uint8))
 
 
 def notify(message, level="info"):

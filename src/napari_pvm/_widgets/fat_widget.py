@@ -34,22 +34,34 @@ _last_full = [None]  # the classifier of the last full training (set in the work
 
 
 def warm_up_in_background():
-    """Compile (or load from numba's cache) the classifier engine and import
-    the measuring modules in a daemon thread, once per process, so that the
-    first Train / Measure in a fresh napari does not stall the GUI."""
+    """Compile in a daemon thread, once per process, what the first Train /
+    Measure in a fresh napari would otherwise compile on the GUI thread.
+
+    In order of need: napari's direct label colormap (the fat map and the
+    painted samples are Labels layers with fixed colours; napari maps their
+    colours through numba code, a typed dict included, compiled on the GUI
+    thread on first display: about a second, the largest part of the first
+    Train's and Measure's stall), then the classifier's forest engine (loaded
+    from numba's disk cache) and the measuring modules.
+    """
     if _WARMED.is_set():
         return
     _WARMED.set()
 
     def run():
-        try:
-            from ..core import classify, measure  # noqa: F401
-
-            classify.warm_up()
-        except Exception:  # noqa: BLE001 - warming is an optimisation; the real call reports errors
-            pass
+        for step in (_layers.warm_up_label_colors, _warm_up_classifier):
+            try:
+                step()
+            except Exception:  # noqa: BLE001 - warming is an optimisation; the real call reports errors
+                pass
 
     threading.Thread(target=run, name="napari-pvm warm-up", daemon=True).start()
+
+
+def _warm_up_classifier():
+    from ..core import classify, measure  # noqa: F401
+
+    classify.warm_up()
 
 
 def train_and_classify(image, labels, within, settings, *, preview=False, model=None):
