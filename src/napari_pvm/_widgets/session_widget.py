@@ -5,14 +5,18 @@ the order, the position, done/skipped, the recorded rows and the guard
 against writing another observer's files all live in the core. Cases open in
 the viewer with their spacing; outlines are drawn and measured in the Measure
 dock, which this dock fills with the patient, observer, session and the
-study's shared CSV.
+study's shared CSV. When the study's ``measure_sets`` include ``"spine"``,
+the case's sagittal series opens too, and the Spine measures dock is filled
+the same way (the study's ``spine.csv``); a study of spine measures only
+opens no axial image and no Measure dock.
 
-Keys (on the canvas; the Measure dock adds its own, see ``docs/study.md``):
+Keys (on the canvas; the Measure and Spine docks add their own, see ``docs/study.md``):
 
 ======================  ==========================================
-``PageDown``            Next case (done only when its row was added)
+``PageDown``            Next case (done only when its rows were added)
 ``PageUp``              Previous case
 ``Control-K``           Skip the case (asks for a reason)
+``Control-J``           Axial (muscle) / sagittal (spine) image of the case
 ======================  ==========================================
 """
 
@@ -38,18 +42,23 @@ from qtpy.QtWidgets import (
 )
 
 from ..core.errors import PvmError
-from ..core.session import DEFAULT_SESSION, ReadingSession, Study
+from ..core.session import DEFAULT_SESSION, ReadingSession, Study, spine_annotation_sha256
 from . import _layers
 from .fat_widget import warm_up_in_background
+from .spine_widget import show_data_slice
 
 #: Layer roles (``metadata["napari_pvm"]["role"]``, contract 6) whose edits are saved at once.
 _WATCHED = ("outlines", "samples", "paint")
 #: Session keys (napari key names) bound on the viewer.
 KEYS = {
-    "PageDown": "next case (done only when its row is in the shared CSV)",
+    "PageDown": "next case (done only when its rows are in the shared CSVs)",
     "PageUp": "previous case",
     "Control-K": "skip the case with a reason",
+    "Control-J": "switch between the case's axial (muscle) and sagittal (spine) image",
 }
+#: Keys the session routes to the dock of the image shown when a study has spine measures
+#: (both docks bind them; the one of the image on screen must get them).
+_ROUTED_KEYS = ("Control-Enter", "Control-Z")
 #: Longest wait for the canvas to finish a pending draw before layers are swapped.
 _DRAW_WAIT_MS = 500
 
@@ -61,6 +70,19 @@ def _read_case(path):
 
     data, kwargs, _ = volume_layer_tuple(read_volume(path))
     return data, kwargs
+
+
+def _read_case_images(paths):
+    """Read a case's images ``{"muscle": path, "spine": path}`` (in a worker
+    thread): ``{key: (data, kwargs) or the exception}``; one unreadable image
+    does not stop the other."""
+    out = {}
+    for key, path in paths.items():
+        try:
+            out[key] = _read_case(path)
+        except Exception as exc:  # noqa: BLE001 - shown to the observer, who skips the case
+            out[key] = exc
+    return out
 
 
 class SessionWidget(QWidget):
@@ -87,8 +109,13 @@ class SessionWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.session = None  # ReadingSession while one runs
-        self.measure = None  # the Measure dock in use
-        self.image_layer = None
+        self.measure = None  # the Measure dock in use (None in a spine-only study)
+        self.spine = None  # the Spine measures dock in use (None without "spine" in measure_sets)
+        self.image_layer = None  # the case's axial image (muscle measures)
+        self.sagittal_layer = None  # the case's sagittal image (spine measures)
+        self.view = None  # "muscle" or "spine": whose image is shown
+        self._views = {}  # view -> (dims point, (camera center, zoom) or None) when left
+        self._spine_problem = None  # why this case's spine measures cannot be made
         self.show_codes = False
         self.ready = True
         # dialogs and messages go through these hooks so tests can answer them
@@ -98,6 +125,7 @@ class SessionWidget(QWidget):
         self._loading = False
         self._busy = False  # a Next / measure-and-add is running
         self._dock_notify = None
+        self._spine_notify = None
         self._token = None  # the case being opened
         self._worker = None
         self._examples = None  # prefetched proposal examples of the current case
@@ -136,6 +164,11 @@ class SessionWidget(QWidget):
         self.prev_button.clicked.connect(lambda: self.previous())
         self.next_button.clicked.connect(lambda: self.next())
         self.skip_button.clicked.connect(lambda: self.skip())
+        self.muscle_view_button = QPushButton("Axial: muscle")
+        self.spine_view_button = QPushButton("Sagittal: spine (Ctrl-J)")
+        for button, view in ((self.muscle_view_button, "muscle"), (self.spine_view_button, "spine")):
+            button.setCheckable(True)
+            button.clicked.connect(lambda _=False, v=view: self.show_view(v))
         for edit in (self.folder_edit, self.observer_edit, self.session_edit):
             edit.textChanged.connect(self._update_enabled)
 
@@ -169,6 +202,14 @@ class SessionWidget(QWidget):
         nav.addWidget(self.next_button)
         nav.addWidget(self.skip_button)
         layout.addLayout(nav)
+        # only in a study with both measure sets: which image of the case is shown
+        self.view_box = QWidget()
+        views = QHBoxLayout(self.view_box)
+        views.setContentsMargins(0, 0, 0, 0)
+        views.addWidget(self.muscle_view_button)
+        views.addWidget(self.spine_view_button)
+        self.view_box.setVisible(False)
+        layout.addWidget(self.view_box)
         layout.addWidget(self.status_label)
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
 
@@ -188,13 +229,23 @@ class SessionWidget(QWidget):
         self.end_button.setEnabled(running)
         for widget in (self.prev_button, self.next_button, self.skip_button):
             widget.setEnabled(running and self.ready and not self._busy)
+        both = running and len(self.session.measure_sets) > 1
+        self.view_box.setVisible(both)
+        for button, view in ((self.muscle_view_button, "muscle"), (self.spine_view_button, "spine")):
+            button.setEnabled(both and self.ready and not self._busy)
+            button.setChecked(self.view == view)
         for widget in (self.folder_edit, self.observer_edit, self.session_edit):
             widget.setReadOnly(running)
         self.codes_check.setEnabled(not running)
         self.setup_box.setVisible(not running)
 
     def _bind_keys(self):
-        actions = {"PageDown": self.next, "PageUp": self.previous, "Control-K": self.skip}
+        actions = {
+            "PageDown": self.next,
+            "PageUp": self.previous,
+            "Control-K": self.skip,
+            "Control-J": self.switch_view,
+        }
 
         def handler(action):
             def run(_viewer):
@@ -221,7 +272,7 @@ class SessionWidget(QWidget):
         self.session = session
         self.show_codes = self.codes_check.isChecked()
         self._update_enabled()
-        self._attach_measure()
+        self._attach_docks()
         self._open_current()
         return True
 
@@ -242,7 +293,14 @@ class SessionWidget(QWidget):
             self._clear_case()
         finally:
             self._loading = False
+        measure, routed = self.measure, self.spine is not None
         self._release_measure()
+        self._release_spine()
+        if routed:
+            _bind_measure_keys(self.viewer, measure)  # Ctrl-Enter / Ctrl-Z belong to the Measure dock again
+        self.view = None
+        self._views = {}
+        self._spine_problem = None
         self.session = None
         self.ready = True
         self.case_label.setText("no session")
@@ -254,11 +312,12 @@ class SessionWidget(QWidget):
     def next(self):
         """Leave the case for the next one.
 
-        The case becomes *done* only when the session file records the row
-        it added to the shared CSV and the outlines did not change since;
-        otherwise :attr:`ask_unfinished` offers to measure and add the row,
-        to skip the case with a reason, or to leave it unfinished.
-        Returns whether it moved.
+        The case becomes *done* only when the session file records a row of
+        every measure set of the study (the muscle row in the shared CSV, the
+        spine row in the shared spine CSV) and the drawings did not change
+        since; otherwise :attr:`ask_unfinished` offers to measure and add the
+        missing rows, to skip the case with a reason, or to leave it
+        unfinished. Returns whether it moved.
         """
         if not self._can_act():
             return False
@@ -315,22 +374,45 @@ class SessionWidget(QWidget):
         return moved is not None
 
     def measure_and_add(self):
-        """Measure the case (when needed) and add its row to the study's CSV;
-        returns the ``row_id`` (None when refused or cancelled). The row is
-        recorded in the session file through the dock's ``row_added``."""
+        """Measure the case (when needed) and add the rows it still lacks: the
+        muscle row to the study's CSV, the spine row to its spine CSV, as the
+        study's ``measure_sets`` ask. Returns the last ``row_id`` (None when
+        one was refused or cancelled). Rows are recorded in the session file
+        through the docks' ``row_added``."""
         if not self._require_session() or self._busy:
             return None
-        dock = self.measure
+        unfinished = [m for m in self.session.measure_sets if self._set_problem(m)] or list(self.session.measure_sets)
         self._busy = True
         self._update_enabled()
+        row_id = None
         try:
-            add = getattr(dock, "add_to_csv", None) or dock.export_row
-            return add(str(self.session.study.measurements_csv))
-        except PvmError:
-            return None  # the dock showed why
+            for measure_set in unfinished:
+                row_id = self._add_row(measure_set)
+                if row_id is None:
+                    return None
+            return row_id
         finally:
             self._busy = False
             self._update_enabled()
+
+    def _add_row(self, measure_set):
+        """Add this case's row of one measure set; None when refused."""
+        study = self.session.study
+        if measure_set == "spine":
+            if self._spine_problem:
+                self._say(f"no spine row: {self._spine_problem}; skip the case with a reason (Ctrl-K)", "warning")
+                return None
+            dock, csv = self.spine, study.spine_csv
+        else:
+            dock, csv = self.measure, study.measurements_csv
+        if dock is None or not _alive(dock):
+            self._say(f"the {measure_set} dock was closed; press Next again to open it", "warning")
+            return None
+        try:
+            add = getattr(dock, "add_to_csv", None) or dock.export_row
+            return add(str(csv))
+        except PvmError:
+            return None  # the dock showed why
 
     def _can_act(self):
         if not self._require_session():
@@ -341,16 +423,30 @@ class SessionWidget(QWidget):
         return True
 
     def _finished(self):
-        """(True, "") when the case's row is recorded and still matches the
-        outlines; else (False, what is missing)."""
+        """(True, "") when the case's row of every measure set of the study
+        is recorded and still matches what is drawn; else (False, what is
+        missing)."""
+        problems = [p for p in (self._set_problem(m) for m in self.session.measure_sets) if p]
+        return (False, " ".join(problems)) if problems else (True, "")
+
+    def _set_problem(self, measure_set):
+        """What keeps one measure set of the case unfinished ("" when nothing)."""
         session = self.session
-        row_id = session.row_id()
+        row_id = session.row_id(measure_set=measure_set)
+        if measure_set == "spine":
+            if row_id is None:
+                why = f" ({self._spine_problem})" if self._spine_problem else ""
+                return f"This case has no row in the shared spine CSV yet{why}."
+            sha = self._spine_sha()
+            if sha is not None and not session.row_is_current(sha, measure_set="spine"):
+                return f"The spine drawing changed after spine row {row_id} was added."
+            return ""
         if row_id is None:
-            return False, "This case has no row in the shared CSV yet."
+            return "This case has no row in the shared CSV yet."
         sha = self._annotation_sha()
         if sha is not None and not session.row_is_current(sha):
-            return False, f"The outlines changed after row {row_id} was added."
-        return True, ""
+            return f"The outlines changed after row {row_id} was added."
+        return ""
 
     def _annotation_sha(self):
         from ..core.annotation import annotation_sha256
@@ -360,6 +456,27 @@ class SessionWidget(QWidget):
             return None
         try:
             return annotation_sha256(_current_annotation(dock))
+        except PvmError:
+            return None
+
+    def _spine_annotation(self):
+        """The Spine dock's drawing of this case (None when its slice is not marked)."""
+        dock = self.spine
+        if dock is None or not _alive(dock) or self.sagittal_layer is None or dock.slice_index is None:
+            return None
+        if not _same(dock.image, self.sagittal_layer):
+            return None
+        try:
+            return dock.annotation()
+        except PvmError:
+            return None
+
+    def _spine_sha(self):
+        annotation = self._spine_annotation()
+        if annotation is None:
+            return None
+        try:
+            return spine_annotation_sha256(annotation)
         except PvmError:
             return None
 
@@ -404,9 +521,14 @@ class SessionWidget(QWidget):
         self._examples = None
         self._update_enabled()
         self.case_label.setText(f"Case {session.position + 1} of {session.total}: {name} (opening…)")
+        paths = {}
+        if "muscle" in session.measure_sets:
+            paths["muscle"] = case.image
+        if "spine" in session.measure_sets and session.spine_image():
+            paths["spine"] = session.spine_image()
         worker = create_worker(
-            _read_case,
-            case.image,
+            _read_case_images,
+            paths,
             _start_thread=False,
             _ignore_errors=True,
             _progress={"total": 0, "desc": f"Opening case {session.position + 1}"},
@@ -439,39 +561,147 @@ class SessionWidget(QWidget):
             return  # another case was asked for meanwhile, or the session ended
         self._worker = None
         session = self.session
-        case = session.current
         name = session.display_name(codes=self.show_codes)
-        dock = self._attach_measure()
+        self._attach_docks()
         self._loading = True
         try:
-            if error is not None:
-                self._clear_case()
-                message = str(error) if isinstance(error, (PvmError, OSError)) else repr(error)
-                self._say(f"case {name}: the image cannot be opened ({message}); skip it with a reason", "error")
-                return
-            data, kwargs = result
-            meta = dict(kwargs["metadata"]["napari_pvm"])
-            meta.pop("source", None)  # the file path may carry the patient ID
-            kwargs.update(name=name, metadata={"napari_pvm": meta, "napari_pvm_session": True})
             self._retire_case()
-            self.image_layer = self.viewer.add_image(data, **kwargs)
-            dock.image_combo.setCurrentText(self.image_layer.name)
-            dock.patient_edit.setText(case.patient_id)
-            dock.level_combo.setCurrentText(case.level or "L4")
-            if case.slice_index and int(case.slice_index) < data.shape[0]:
-                self._show_slice(int(case.slice_index))
-            path = session.own_annotation()
-            if path is not None and not dock.load_annotation(path):
-                self._say(f"case {name}: your saved outlines could not be loaded", "error")
-            for layer in self._case_layers():
-                self._watch(layer)
-            self._set_up_proposals(dock)
+            self._views = {}
+            self.view = None
+            if error is not None:  # the worker itself failed (each image's error is in result)
+                result = dict.fromkeys(("muscle", "spine"), error)
+            result = dict(result or {})
+            if "spine" in session.measure_sets:
+                self._show_sagittal(name, result.get("spine"))
+            if "muscle" in session.measure_sets:
+                self._show_axial(name, result.get("muscle"))
+            views = [v for v in session.measure_sets if self._view_image(v) is not None]
+            if views:
+                self.show_view(views[0], remember=False)
         finally:
             self._loading = False
             session.start_clock()
             self._update_labels()
+            self._update_enabled()
             # ready once the previous case's layers are gone (they go after the next draw)
             self._after_draw(lambda: self._set_ready(token))
+
+    def _add_case_image(self, name, loaded):
+        data, kwargs = loaded
+        meta = dict(kwargs["metadata"]["napari_pvm"])
+        meta.pop("source", None)  # the file path may carry the patient ID
+        kwargs = dict(kwargs, name=name, metadata={"napari_pvm": meta, "napari_pvm_session": True})
+        return self.viewer.add_image(data, **kwargs)
+
+    def _cannot_open(self, name, error):
+        message = str(error) if isinstance(error, (PvmError, OSError)) else repr(error)
+        self._say(f"case {name}: the image cannot be opened ({message}); skip it with a reason", "error")
+
+    def _show_axial(self, name, loaded):
+        """The case's axial image in the Measure dock, with the observer's own outlines."""
+        session, case, dock = self.session, self.session.current, self.measure
+        if isinstance(loaded, BaseException) or loaded is None:
+            self._cannot_open(name, loaded)
+            return
+        self.image_layer = self._add_case_image(name, loaded)
+        dock.image_combo.setCurrentText(self.image_layer.name)
+        dock.patient_edit.setText(case.patient_id)
+        dock.level_combo.setCurrentText(case.level or "L4")
+        if case.slice_index and int(case.slice_index) < loaded[0].shape[0]:
+            self._show_slice(int(case.slice_index))
+        path = session.own_annotation()
+        if path is not None:
+            if not dock.load_annotation(path):
+                self._say(f"case {name}: your saved outlines could not be loaded", "error")
+            elif dock.slice_index is not None and self.image_layer.ndim == 3:
+                self._show_slice(dock.slice_index)  # by world position: a sagittal series may share the viewer
+        for layer in self._case_layers():
+            self._watch(layer)
+        self._set_up_proposals(dock)
+        self._views["muscle"] = (tuple(self.viewer.dims.point), None)
+
+    def _show_sagittal(self, name, loaded):
+        """The case's sagittal image in the Spine dock, with the observer's own
+        spine annotation; or why the spine measures cannot be made."""
+        session, dock = self.session, self.spine
+        self._spine_problem = None
+        spine_only = "muscle" not in session.measure_sets
+        if not session.spine_image():
+            self._spine_problem = "the worklist gives no sagittal image for this case (column sagittal_image)"
+        elif isinstance(loaded, BaseException) or loaded is None:
+            message = str(loaded) if isinstance(loaded, (PvmError, OSError)) else repr(loaded)
+            self._spine_problem = f"its sagittal image cannot be opened ({message})"
+        elif loaded[1]["metadata"]["napari_pvm"].get("plane") != "sagittal":
+            self._spine_problem = "the image given for the spine measures is not a sagittal series"
+        if self._spine_problem:
+            self._say(f"case {name}: {self._spine_problem}; skip the case with a reason (Ctrl-K)", "error")
+            return
+        self.sagittal_layer = self._add_case_image(name if spine_only else f"{name} sagittal", loaded)
+        layer = self.sagittal_layer
+        dock.image_combo.setCurrentText(layer.name)
+        dock.patient_edit.setText(session.current_id)
+        path = session.own_spine_annotation()
+        loaded_ok = False
+        if path is not None:
+            try:
+                loaded_ok = dock.load_annotation(path)
+            except PvmError:
+                loaded_ok = False
+            if not loaded_ok:
+                self._say(f"case {name}: your saved spine annotation could not be loaded", "error")
+        if not loaded_ok and layer.ndim == 3:
+            show_data_slice(self.viewer, layer, layer.data.shape[0] // 2)  # start in the middle of the stack
+        self._views["spine"] = (tuple(self.viewer.dims.point), None)
+
+    # ------------------------------------------------------------- views
+    def _view_image(self, view):
+        return {"muscle": self.image_layer, "spine": self.sagittal_layer}.get(view)
+
+    def switch_view(self):
+        """Show the case's other image (axial for the muscle, sagittal for the
+        spine measures) in a study that has both; returns the view shown."""
+        if self.session is None or len(self.session.measure_sets) < 2:
+            return self.view
+        return self.show_view("spine" if self.view == "muscle" else "muscle")
+
+    def show_view(self, view, *, remember=True):
+        """Show the case's image of measure set ``view`` ("muscle": the axial
+        image and its outlines; "spine": the sagittal image and its ROIs and
+        lines) and hide the other; each keeps its slice and zoom. Layers are
+        hidden, never removed, so nothing is swapped while a draw is pending."""
+        target = self._view_image(view)
+        if target is None:
+            if view == "spine" and self._spine_problem:
+                self._say(f"no sagittal image: {self._spine_problem}; skip the case with a reason (Ctrl-K)", "warning")
+            self._update_enabled()
+            return self.view
+        if view == self.view:
+            return view
+        camera = _camera(self.viewer)
+        if remember and self.view is not None:
+            self._views[self.view] = (tuple(self.viewer.dims.point), (tuple(camera.center), camera.zoom))
+        self.view = view
+        for other in ("muscle", "spine"):
+            image = self._view_image(other)
+            if image is None:
+                continue
+            for layer in [image, *_layers.owned_layers(self.viewer, image)]:
+                if layer.visible != (other == view):
+                    layer.visible = other == view
+        point, placed = self._views.get(view, (None, None))
+        if point is not None and len(point) == self.viewer.dims.ndim:
+            self.viewer.dims.set_point(range(len(point)), point)
+        if placed is not None:
+            camera.center, camera.zoom = placed
+        elif len(self.session.measure_sets) > 1:  # one image per case: the zoom stays from case to case
+            self.viewer.fit_to_view(layers=[target])
+        dock = self.spine if view == "spine" else self.measure
+        if dock is not None and _alive(dock):
+            _raise_dock(dock)
+            if view == "spine" and dock.layer is not None:
+                self.viewer.layers.selection.active = dock.layer
+        self._update_enabled()
+        return view
 
     def _set_ready(self, token):
         if token is not self._token:
@@ -506,9 +736,10 @@ class SessionWidget(QWidget):
 
     def _retire_case(self):
         """Take the current case off the screen without removing a layer
-        while a draw is pending: the Measure dock forgets the case, the
-        outline and sample shapes are emptied now, and the layers themselves
-        are removed after the canvas has drawn that (image last).
+        while a draw is pending: the Measure and Spine docks forget the case
+        (a shape being drawn is cancelled), the outline, sample and spine
+        shapes are emptied now, and the layers themselves are removed after
+        the canvas has drawn that (images last).
 
         Removing Shapes layers that still held outlines crashed software
         OpenGL (Mesa) in vispy's glDrawArrays: napari redraws the canvas
@@ -518,15 +749,18 @@ class SessionWidget(QWidget):
         old = self._case_layers()
         if self.measure is not None and _alive(self.measure):
             _reset_measure(self.measure, "")
+        if self.spine is not None and _alive(self.spine):
+            self.spine.reset_case()
         for layer in old:
             if layer._type_string == "shapes" and len(layer.data):
                 layer.selected_data = set(range(len(layer.data)))
                 layer.remove_selected()
-        image = self.image_layer
-        if image is not None and any(_same(image, layer) for layer in old):
-            image.name = f"{image.name} (closing)"  # its name is free for the next case at once
-            image.visible = False
-        self.image_layer = None
+        for image in (self.image_layer, self.sagittal_layer):
+            if image is not None and any(_same(image, layer) for layer in old):
+                image.name = f"{image.name} (closing)"  # its name is free for the next case at once
+                image.visible = False
+        self.image_layer = self.sagittal_layer = None
+        self._spine_problem = None
         if old:
             self._after_draw(lambda: self._remove_layers(old))
         return old
@@ -544,15 +778,17 @@ class SessionWidget(QWidget):
                     self.viewer.layers.remove(layer)
 
     def _show_slice(self, index):
-        step = list(self.viewer.dims.current_step)
-        step[-3] = index
-        self.viewer.dims.current_step = tuple(step)
+        """Show axial slice ``index`` (by world position: a sagittal series
+        of other spacing may share the viewer)."""
+        show_data_slice(self.viewer, self.image_layer, index)
 
     def _case_layers(self):
-        image = self.image_layer
-        if image is None:
-            return []
-        return [layer for layer in self.viewer.layers if _same(layer, image) or _layers.belongs_to(layer, image)]
+        images = [x for x in (self.image_layer, self.sagittal_layer) if x is not None]
+        return [
+            layer
+            for layer in self.viewer.layers
+            if any(_same(layer, image) or _layers.belongs_to(layer, image) for image in images)
+        ]
 
     def _clear_case(self):
         self._retire_case()
@@ -571,10 +807,13 @@ class SessionWidget(QWidget):
         )
 
     def _save_current(self, quiet=False):
-        """Save the current outlines into the observer's own file.
+        """Save the current outlines (and the spine drawing) into the
+        observer's own files.
 
         Returns ``(ok, number_of_outlines)``; nothing to save is ok.
         """
+        if not self._save_spine(quiet=quiet):
+            return False, 0
         if self.session is None or not self.ready or not self._has_work():
             return True, 0
         dock = self.measure
@@ -590,6 +829,34 @@ class SessionWidget(QWidget):
             return False, 0
         self.status_label.setText(f"saved {datetime.now():%H:%M:%S}")
         return True, len(annotation.rois)
+
+    def _save_spine(self, quiet=False):
+        """Save the Spine dock's drawing of this case into the observer's own
+        spine file (once its slice is marked); False when that was refused."""
+        session = self.session
+        if session is None or not self.ready or self._loading:
+            return True
+        annotation = self._spine_annotation()
+        if annotation is None:
+            return True
+        drawn = annotation.get("vertebrae") or annotation.get("csf") or annotation.get("excluded")
+        if not (drawn or annotation.get("angles") or session.own_spine_annotation()):
+            return True  # a slice marked and nothing drawn: nothing to keep yet
+        try:
+            session.save_spine_annotation(annotation)
+        except (PvmError, OSError) as exc:
+            self.status_label.setText(self._mask(f"not saved: {exc}"))
+            if not quiet:
+                self._say(f"the spine drawing of this case could not be saved: {exc}", "error")
+            return False
+        self.status_label.setText(f"saved {datetime.now():%H:%M:%S}")
+        return True
+
+    def _on_spine_changed(self):
+        if self._loading or self.session is None:
+            return
+        self._save_spine(quiet=True)
+        self._update_labels()
 
     # ------------------------------------------------------ live saving
     def _on_layer_inserted(self, event):
@@ -618,6 +885,20 @@ class SessionWidget(QWidget):
         self._update_labels()
 
     # ------------------------------------------------------ rows
+    def _on_spine_row_added(self, row):
+        """The Spine dock stored a row in the spine CSV: record it for the current case."""
+        session = self.session
+        if session is None or not self.ready or self.sagittal_layer is None:
+            return
+        try:
+            row_id = session.record_row(dict(row), annotation_sha256=self._spine_sha(), measure_set="spine")
+        except PvmError as exc:
+            self._say(f"the spine row was not recorded for this case: {exc}", "warning")
+            return
+        self._save_spine(quiet=True)
+        self.status_label.setText(f"spine row {row_id} added {datetime.now():%H:%M:%S}")
+        self._update_labels()
+
     def _on_row_added(self, row):
         """The Measure dock stored a row: record it for the current case."""
         session = self.session
@@ -670,7 +951,89 @@ class SessionWidget(QWidget):
             self._examples = self.session.example_annotations()
         return list(self._examples)
 
-    # ----------------------------------------------------- measure dock
+    # ----------------------------------------------------- docks
+    def _attach_docks(self):
+        """Find or dock the docks the study's measure sets need and fill them."""
+        sets = self.session.measure_sets
+        if "muscle" in sets:
+            self._attach_measure()
+        if "spine" in sets:
+            self._attach_spine()
+            self._route_keys()
+
+    def _route_keys(self):
+        """Ctrl-Enter and Ctrl-Z go to the dock of the image shown (both
+        docks bind them on the viewer or their layer; the later binding would
+        otherwise win whatever is on screen)."""
+
+        def route(key):
+            def run(_viewer):
+                if self.view == "spine":
+                    dock, action = self.spine, {"Control-Enter": "add_to_csv", "Control-Z": "undo"}[key]
+                else:
+                    dock, action = self.measure, _MEASURE_KEYS[key]
+                if dock is None or not _alive(dock):
+                    return
+                try:
+                    getattr(dock, action)()
+                except PvmError:
+                    pass  # the dock showed why
+
+            return run
+
+        for key in _ROUTED_KEYS:
+            self.viewer.bind_key(key, route(key), overwrite=True)
+
+    def _attach_spine(self):
+        """Find or dock the Spine measures widget and fill it for this session."""
+        dock = self.spine if self.spine is not None and _alive(self.spine) else _find_spine(self.viewer, self.measure)
+        if dock is not self.spine:
+            dock.row_added.connect(self._on_spine_row_added)
+            dock.changed.connect(self._on_spine_changed)
+        self.spine = dock
+        session = self.session
+        dock.observer_edit.setText(session.observer_id)
+        dock.session_edit.setText(session.session)
+        dock.csv_edit.setText(str(session.study.spine_csv))
+        for edit in (dock.patient_edit, dock.observer_edit, dock.session_edit, dock.csv_edit):
+            edit.setReadOnly(True)
+        if self.show_codes:
+            dock.patient_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        dock.path_guard = self._guard_spine_path
+        if self._spine_notify is None:
+            self._spine_notify = dock.notify
+            dock.notify = lambda message, level="info": self._spine_notify(self._mask(message), level)
+        return dock
+
+    def _release_spine(self):
+        dock = self.spine
+        self.spine = None
+        if dock is None or not _alive(dock):
+            self._spine_notify = None
+            return
+        for signal, slot in ((dock.row_added, self._on_spine_row_added), (dock.changed, self._on_spine_changed)):
+            try:
+                signal.disconnect(slot)
+            except (RuntimeError, ValueError, TypeError):
+                pass
+        for edit in (dock.patient_edit, dock.observer_edit, dock.session_edit, dock.csv_edit):
+            edit.setReadOnly(False)
+        dock.patient_edit.setEchoMode(QLineEdit.EchoMode.Normal)
+        dock.path_guard = None
+        if self._spine_notify is not None:
+            dock.notify = self._spine_notify
+            self._spine_notify = None
+
+    def _guard_spine_path(self, path, mode):
+        """Raise unless the Spine dock may ``mode`` ("load" / "save") ``path``."""
+        session = self.session
+        if session is None:
+            return
+        if mode == "load":
+            session.check_readable(path, "spine")
+        else:
+            session.study.check_annotation_target(path, session.observer_id, session.current_id)
+
     def _attach_measure(self):
         """Find or dock the Measure widget and fill it for this session."""
         dock = self.measure if self.measure is not None and _alive(self.measure) else _find_measure(self.viewer)
@@ -738,10 +1101,13 @@ class SessionWidget(QWidget):
         if self.session is None:
             return message
         case = self.session.current
-        message = message.replace(case.image, "<image>")
-        name = os.path.basename(case.image.rstrip("/\\"))
-        if len(name) >= 3:
-            message = re.sub(rf"(?<![A-Za-z0-9]){re.escape(name)}(?![A-Za-z0-9])", "<image>", message)
+        for path in (case.image, case.sagittal_image):
+            if not path:
+                continue
+            message = message.replace(path, "<image>")
+            name = os.path.basename(path.rstrip("/\\"))
+            if len(name) >= 3:
+                message = re.sub(rf"(?<![A-Za-z0-9]){re.escape(name)}(?![A-Za-z0-9])", "<image>", message)
         if self.show_codes:
             code = self.session.display_name(codes=True)
             message = re.sub(rf"(?<![A-Za-z0-9]){re.escape(case.patient_id)}(?![A-Za-z0-9])", code, message)
@@ -769,8 +1135,14 @@ class SessionWidget(QWidget):
         text = f"Case {session.position + 1} of {session.total}: {name} ({state})"
         if state == "skipped":
             text += f"; reason: {session.skip_reason()}"
-        elif session.row_id() is not None and state != "done":
-            text += "; row added"
+        elif state != "done":
+            added = [m for m in session.measure_sets if session.row_id(measure_set=m) is not None]
+            if added and session.measure_sets == ("muscle",):
+                text += "; row added"
+            elif added:
+                text += f"; {' and '.join(added)} row added"
+        if self._spine_problem:
+            text += "; no sagittal image"
         self.case_label.setText(text)
         self.progress_label.setText(self._summary())
         self.progress.setRange(0, max(counts["total"], 1))
@@ -786,7 +1158,8 @@ class SessionWidget(QWidget):
         "measure", "skip", "leave" or None (stay)."""
         box = QMessageBox(self)
         box.setWindowTitle("Case not finished")
-        box.setText(f"{why} A case is done only when its row is in the shared CSV.")
+        rows = "its row is" if len(self.session.measure_sets) == 1 else "its rows are"
+        box.setText(f"{why} A case is done only when {rows} in the shared CSV{'s' * (rows != 'its row is')}.")
         measure = box.addButton("Measure and add the row", QMessageBox.ButtonRole.AcceptRole)
         skip = box.addButton("Skip with a reason…", QMessageBox.ButtonRole.DestructiveRole)
         leave = box.addButton("Leave unfinished", QMessageBox.ButtonRole.RejectRole)
@@ -801,6 +1174,52 @@ def _current_annotation(dock):
     """The Measure dock's case as an Annotation (older docks return it from ``annotation()``)."""
     current = getattr(dock, "current_annotation", None)
     return current() if callable(current) else dock.annotation()
+
+
+#: The Measure dock's own actions of the keys a spine session routes.
+_MEASURE_KEYS = {"Control-Enter": "measure_and_add", "Control-Z": "undo"}
+
+
+def _bind_measure_keys(viewer, dock):
+    """Give the routed keys back to the Measure dock's own actions."""
+    if dock is None or not _alive(dock):
+        return
+
+    def bind(action):
+        def run(_viewer):
+            try:
+                getattr(dock, action)()
+            except PvmError:
+                pass  # the dock showed why
+
+        return run
+
+    for key, action in _MEASURE_KEYS.items():
+        viewer.bind_key(key, bind(action), overwrite=True)
+
+
+def _find_spine(viewer, beside=None):
+    """The docked Spine measures widget, docking one (tabbed with ``beside``,
+    the Measure dock, when there is one) when there is none."""
+    from .spine_widget import SpineWidget
+
+    window = viewer.window
+    for widget in getattr(window, "dock_widgets", {}).values():
+        if isinstance(widget, SpineWidget):
+            return widget
+    widget = SpineWidget(viewer)
+    window.add_dock_widget(widget, name="Spine measures (napari-pvm)", area="right", tabify=beside is not None)
+    return widget
+
+
+def _raise_dock(widget):
+    """Bring the dock holding ``widget`` to the front (it may share a tab bar)."""
+    dock = widget.parentWidget()
+    while dock is not None and not dock.inherits("QDockWidget"):
+        dock = dock.parentWidget()
+    if dock is not None:
+        dock.show()
+        dock.raise_()
 
 
 def _allow_proposals(dock, allowed):
@@ -823,6 +1242,12 @@ def _allow_proposals(dock, allowed):
     # the dock re-checks availability whenever it enables its buttons and before proposing
     dock._check_propose_available = refuse
     refuse()
+
+
+def _camera(viewer):
+    """The viewer's camera (``viewer.scene.camera`` since napari 0.9)."""
+    scene = getattr(viewer, "scene", None)
+    return getattr(scene, "camera", None) or viewer.camera
 
 
 def _scene_canvas(viewer):

@@ -12,6 +12,11 @@ Every control has a method of the same meaning: :meth:`mark_slice`,
 :meth:`annotation`, :meth:`results`, :meth:`add_to_csv`,
 :meth:`save_annotation`, :meth:`load_annotation`, :meth:`undo`,
 :meth:`confirm_anterior`; and a key (see :data:`KEYS`).
+
+A reading session (``session_widget``) drives the dock per case through
+:meth:`reset_case`, :meth:`load_annotation`, ``path_guard`` and the signals
+:attr:`SpineWidget.changed` (something drawn, deleted or excluded: save it)
+and :attr:`SpineWidget.row_added` (a row went to the shared spine CSV).
 """
 
 import warnings
@@ -19,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from psygnal import Signal
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -37,6 +43,7 @@ from qtpy.QtWidgets import (
 
 from ..core.errors import PvmError
 from ..core.spine import CSF_LEVELS, EXCLUSION_REASONS, VBQ_LEVELS
+from . import _layers
 from ._dock import RefusingDock
 from ._outlines import _in_progress
 
@@ -77,9 +84,16 @@ KEYS = {
 class SpineWidget(RefusingDock, QWidget):
     """Measure VBQ and the local kyphotic angle on the mid-sagittal slice."""
 
+    #: Emitted with the stored row (``row_id`` included) after a successful add.
+    row_added = Signal(dict)
+    #: Emitted when what is drawn (shapes, exclusions, CSF level, slice) settled after a change.
+    changed = Signal()
+
     def __init__(self, napari_viewer):
         super().__init__()
-        self.viewer = napari_viewer
+        # plugins get a proxy that wraps layers anew on every access; the dock
+        # keeps layer objects (identity, events), so it works on the viewer itself
+        self.viewer = getattr(napari_viewer, "__wrapped__", napari_viewer)
         self.slice_index = None
         self.layer = None  # the shapes layer of the current image
         self.result = None  # last SpineResult
@@ -269,11 +283,7 @@ class SpineWidget(RefusingDock, QWidget):
         self._changed()
 
     def _find_layer(self, image):
-        for layer in self.viewer.layers:
-            meta = layer.metadata.get("napari_pvm")
-            if isinstance(meta, dict) and meta.get("role") == LAYER_ROLE and layer.metadata.get("image") == image.name:
-                return layer
-        return None
+        return _layers.owned_layer(self.viewer, LAYER_ROLE, image)
 
     def _require_image(self):
         image = self.image
@@ -316,7 +326,7 @@ class SpineWidget(RefusingDock, QWidget):
                 face_color="transparent",
                 edge_width=1.5,
                 text={"string": "{part}", "color": "white", "size": 10, "anchor": "upper_left"},
-                metadata={"napari_pvm": {"role": LAYER_ROLE}, "image": image.name},
+                metadata=_layers._metadata(LAYER_ROLE, image),  # owned by identity, not by name
             )
             try:
                 kwargs["units"] = image.units
@@ -425,7 +435,7 @@ class SpineWidget(RefusingDock, QWidget):
             del self.undo_stack[:-UNDO_DEPTH]
         self._apply(snap)
         if new_parts:
-            self._advance()
+            self._advance(after=max(new_parts, key=PARTS.index))
         self._changed()
 
     @staticmethod
@@ -464,9 +474,13 @@ class SpineWidget(RefusingDock, QWidget):
             self._applying = False
         self._state = (list(shapes), dict(excluded))
 
-    def _advance(self):
+    def _advance(self, after=None):
+        """Choose the next part still missing, looking first past ``after``
+        (the part just drawn): an observer who reads only the angle goes from
+        the upper line to the lower one, not back to L1."""
         drawn = {p for _, _, p in (self._state[0] if self._state else [])}
-        missing = [p for p in PARTS if p not in drawn and p not in self.excluded()]
+        start = PARTS.index(after) + 1 if after in PARTS else 0
+        missing = [p for p in PARTS[start:] + PARTS[:start] if p not in drawn and p not in self.excluded()]
         if missing:
             self.part_combo.blockSignals(True)
             self.part_combo.setCurrentIndex(PARTS.index(missing[0]))
@@ -653,19 +667,21 @@ class SpineWidget(RefusingDock, QWidget):
         return None if self.row is None else dict(self.row)
 
     def _changed(self):
-        """Refresh the list of missing parts and the results (measuring is fast)."""
+        """Refresh the list of missing parts and the results (measuring is
+        fast), then tell :attr:`changed`."""
         self._update_missing()
         self.row = self.result = None
         drawn = {p for _, _, p in (self._state[0] if self._state else [])}
         if self.layer is None or self.slice_index is None or not drawn:
             self._show(None, "")
-            return
-        try:
-            self._measure()  # quietly: an unfinished drawing is not an error yet
-        except PvmError as exc:
-            self._show(None, str(exc))
-            return
-        self._show(self.result, "")
+        else:
+            try:
+                self._measure()  # quietly: an unfinished drawing is not an error yet
+            except PvmError as exc:
+                self._show(None, str(exc))
+            else:
+                self._show(self.result, "")
+        self.changed.emit()
 
     def _show(self, result, problem):
         if result is None:
@@ -744,9 +760,7 @@ class SpineWidget(RefusingDock, QWidget):
         if ann.image_sha256 and sha and ann.image_sha256 != sha:
             self.notify("this annotation was drawn on another image (its sha256 differs)", "warning")
         if image.ndim == 3:
-            step = list(self.viewer.dims.current_step)
-            step[-3] = k
-            self.viewer.dims.current_step = tuple(step)
+            show_data_slice(self.viewer, image, k)
         self.slice_index = k
         self.slice_label.setText(f"mid-sagittal slice {k}")
         layer = self._ensure_layer(image)
@@ -807,7 +821,60 @@ class SpineWidget(RefusingDock, QWidget):
         row_id = self._append_row(path, row, table="spine")
         self.row = {**row, "row_id": row_id}
         self.notify(f"spine row for patient {row['patient_id']} added to {Path(path).name}", "info")
+        self.row_added.emit(dict(self.row))
         return row_id
+
+    def reset_case(self):
+        """Forget the current case before another opens (a reading session
+        calls it): a shape being drawn is cancelled, the shapes are emptied
+        (the layer itself stays: whoever owns it removes it after a draw),
+        exclusions, slice mark, results, undo history and patient ID are
+        cleared, and the draw list goes back to L1."""
+        layer = self.layer
+        self._applying = True
+        try:
+            if layer is not None:
+                if _drawing(layer):
+                    layer._finish_drawing()
+                if len(layer.data):
+                    layer.selected_data = set()
+                    layer.data = []
+                    layer.features = pd.DataFrame({"part": pd.Categorical([], categories=PARTS)})
+            for level in VBQ_LEVELS:
+                check = self.exclude_checks[level]
+                check.blockSignals(True)
+                check.setChecked(False)
+                check.blockSignals(False)
+                self.reason_combos[level].setCurrentIndex(0)
+            self.csf_level_combo.blockSignals(True)
+            self.csf_level_combo.setCurrentIndex(0)
+            self.csf_level_combo.blockSignals(False)
+            self.part_combo.blockSignals(True)
+            self.part_combo.setCurrentIndex(0)
+            self.part_combo.blockSignals(False)
+        finally:
+            self._applying = False
+        self._scheduled = False
+        self.layer = None
+        self.slice_index = None
+        self._state = None
+        self.undo_stack = []
+        self.row = self.result = None
+        self.anterior = None
+        self.slice_label.setText("slice: not marked")
+        self.patient_edit.setText("")
+        self._update_missing()
+        self._show(None, "")
+
+
+def show_data_slice(viewer, layer, index):
+    """Show slice ``index`` (first data axis) of a 3D ``layer`` by its world
+    position, so the right slice shows when layers of other spacings (an
+    axial and a sagittal series of one case) share the viewer."""
+    data = np.zeros(layer.ndim)
+    data[0] = float(index)
+    world = float(np.asarray(layer.data_to_world(data))[0])
+    viewer.dims.set_point(viewer.dims.ndim - layer.ndim, world)
 
 
 def _drawing(layer):

@@ -1,0 +1,280 @@
+"""Reading sessions with spine measures (study.json ``measure_sets``): the
+case's sagittal series in the Spine measures dock, drawn with real mouse and
+key events on the canvas; Next needs the spine row; blinding; resume; a
+spine-only study; a case without a sagittal image."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from napari_pvm.core.phantom_sagittal import write_sagittal_phantom
+from napari_pvm.core.session import SessionError, create_study, seeded_order, session_seed
+from napari_pvm.core.spine import read_spine_annotation, write_spine_annotation
+from napari_pvm.core.store import read_rows
+
+SPACING = (0.8, 1.1)  # anisotropic on purpose
+STUDY_ID = "SPINE-TEST"
+
+
+@pytest.fixture(scope="module")
+def sagittal_files(tmp_path_factory):
+    """The noise-free sagittal phantom (``napari-pvm phantom --sagittal``): its
+    ROI medians are the set signals, so VBQ without L2 is exactly 310 / 100."""
+    out = tmp_path_factory.mktemp("sag")
+    return write_sagittal_phantom(out, seed=2, spacing=SPACING, noise=0, shading=0, kyphosis_deg=12.0)
+
+
+def _order(ids):
+    return seeded_order(ids, session_seed(STUDY_ID, "A", "read1"))
+
+
+def _study(folder, cases, measure_sets, images):
+    """A study whose images are copies of the phantoms (``images``: name -> file)."""
+    (folder / "images").mkdir(parents=True)
+    for name, source in images.items():
+        shutil.copy(source, folder / "images" / name)
+    return create_study(folder, cases, study_id=STUDY_ID, measure_sets=measure_sets)
+
+
+@pytest.fixture
+def make_session(make_napari_viewer):
+    def make(study, viewer=None):
+        from napari.utils._proxies import PublicOnlyProxy
+
+        from napari_pvm._widgets.session_widget import SessionWidget
+
+        viewer = viewer or make_napari_viewer(show=True)
+        viewer.window._qt_window.resize(1500, 950)
+        widget = SessionWidget(PublicOnlyProxy(viewer))  # what napari hands a plugin dock
+        viewer.window.add_dock_widget(widget, name="Reading session")
+        widget.messages = []
+        widget.notify = lambda message, level="info": widget.messages.append((level, message))
+        widget.folder_edit.setText(str(study.folder))
+        widget.observer_edit.setText("A")
+        return viewer, widget
+
+    return make
+
+
+def _ready(widget, result=True):
+    assert widget.wait_until_ready(), "the case did not open"
+    return result
+
+
+def _quiet(dock):
+    dock.messages = []
+    dock.notify = lambda message, level="info": dock.messages.append((level, message))
+
+
+def _session_file(study):
+    return json.loads(study.session_path("A").read_text())
+
+
+def _draw_spine(c, image, truth):
+    """What the observer does on the mid-sagittal slice: Shift-K, the four
+    vertebral ROIs and the CSF ROI (the draw list moves on by itself), the two
+    endplate lines, and L2 excluded with x."""
+    dock = c.spine
+    c.key("K", "shift")
+    for item in truth["vertebrae"]:
+        assert dock.part == item["level"]
+        c.polygon(image, item["vertices"], finish="enter")
+    c.polygon(image, truth["csf"]["vertices"], finish="enter")
+    angle = truth["angles"][0]
+    assert dock.part == "upper"
+    c.pixel_drag(image, angle["upper"][0], angle["upper"][1])
+    c.pixel_drag(image, angle["lower"][0], angle["lower"][1])
+    dock.reason_combos["L2"].setCurrentText("fracture")
+    for _ in range(5):
+        c.key("N", "shift")  # back from "lower" … to L2
+    assert dock.part == "L2"
+    c.key("x")
+
+
+def test_muscle_and_spine_per_case_with_next_resume_and_blinding(
+    make_session, make_napari_viewer, canvas, phantom_files, sagittal_files, open_recorder, tmp_path
+):
+    from napari_pvm._widgets.spine_widget import SpineWidget
+
+    first, second = _order(["P001", "P002"])
+    study = _study(
+        tmp_path / "study",
+        [
+            {"patient_id": first, "image": "images/ax1.nii.gz", "sagittal_image": "images/sag1.nii.gz"},
+            {"patient_id": second, "image": "images/ax2.nii.gz"},  # no sagittal series
+        ],
+        ["muscle", "spine"],
+        {
+            "ax1.nii.gz": phantom_files["image"],
+            "ax2.nii.gz": phantom_files["image"],
+            "sag1.nii.gz": sagittal_files["image"],
+        },
+    )
+    truth = json.loads(sagittal_files["annotation"].read_text())
+    # observer B already drew the spine of the first case
+    b_file = study.spine_annotation_path("B", first)
+    b_file.parent.mkdir(parents=True)
+    write_spine_annotation(b_file, {**truth, "patient_id": first, "observer_id": "B", "session": "read1"})
+
+    open_recorder.start()
+    try:
+        viewer, widget = make_session(study)
+        asked = []
+        widget.ask_unfinished = lambda why: asked.append(why)  # None: stay on the case
+        _ready(widget, widget.start())
+        session, spine, measure = widget.session, widget.spine, widget.measure
+        _quiet(spine)
+        assert session.current_id == first and isinstance(spine, SpineWidget)
+        assert spine in viewer.window.dock_widgets.values() and measure in viewer.window.dock_widgets.values()
+        # both images of the case are open; the axial one is shown first, the sagittal one hidden
+        assert widget.view == "muscle" and widget.image_layer.visible and not widget.sagittal_layer.visible
+        assert widget.sagittal_layer.metadata["napari_pvm"]["plane"] == "sagittal"
+        assert "source" not in widget.sagittal_layer.metadata["napari_pvm"]  # no file path on screen
+        ids = (spine.patient_edit.text(), spine.observer_edit.text(), spine.session_edit.text())
+        assert ids == (first, "A", "read1")
+        assert spine.csv_edit.text() == str(study.spine_csv) and spine.observer_edit.isReadOnly()
+        assert spine.layer is None  # B's spine annotation of this case is not shown to A
+        with pytest.raises(SessionError):
+            widget._guard_spine_path(b_file, "load")  # nor loadable through the dock's Load… button
+        # the muscle row of the case (the muscle flow on the canvas is tested in test_session_widget.py)
+        session.record_row({"row_id": "muscle-1", "patient_id": first, "observer_id": "A", "session": "read1"})
+
+        c = canvas(viewer)
+        c.spine = spine
+        c.key("PageDown")  # muscle row but no spine row: asked, and it stays
+        assert len(asked) == 1 and "no row in the shared spine CSV" in asked[0]
+        assert session.current_id == first and session.case_state() != "done"
+
+        c.key("J", "control")  # the sagittal image: axial layers hidden, never removed
+        assert widget.view == "spine" and widget.sagittal_layer.visible and not widget.image_layer.visible
+        sagittal = widget.sagittal_layer
+        assert sagittal.world_to_data(viewer.dims.point)[0] == pytest.approx(truth["slice_index"])  # mid stack
+        _draw_spine(c, sagittal, truth)
+        assert spine.excluded() == {"L2": "fracture"}
+        assert spine.result.vbq == pytest.approx(310 / 100, rel=1e-12)
+        # saved as drawn into A's own spine file, with A's IDs
+        saved = read_spine_annotation(study.spine_annotation_path("A", first))
+        assert (saved.patient_id, saved.observer_id, saved.session) == (first, "A", "read1")
+        assert sorted(saved.vertebrae) == ["L1", "L2", "L3", "L4"] and saved.csf["level"] == "L3"
+        assert saved.excluded == {"L2": "fracture"} and "local_kyphosis" in saved.angles
+        np.testing.assert_allclose(saved.vertebrae["L1"], truth["vertebrae"][0]["vertices"], atol=1.0)
+
+        c.key("Return", "control")  # add the spine row: one key
+        rows = read_rows(study.spine_csv, table="spine")
+        assert len(rows) == 1 and rows.loc[0, "patient_id"] == first and rows.loc[0, "observer_id"] == "A"
+        assert rows.loc[0, "vbq"] == pytest.approx(3.1, rel=1e-12) and rows.loc[0, "vbq_levels"] == "L1;L3;L4"
+        assert rows.loc[0, "local_kyphosis_deg"] == pytest.approx(12.0, abs=1.5)
+        assert session.row_id(measure_set="spine") == rows.loc[0, "row_id"]
+        assert not study.measurements_csv.exists()  # the spine row went to its own table
+
+        # a change after the row: Next asks again
+        spine.include("L2")
+        assert "spine drawing changed" in widget._finished()[1]
+        spine.exclude("L2", "fracture")
+        assert widget._finished() == (True, "")
+
+        widget.ask_unfinished = lambda why: pytest.fail(f"asked although both rows were added: {why}")
+        c.key("PageDown")
+        _ready(widget)
+        entry = _session_file(study)["cases"][first]
+        assert entry["state"] == "done" and entry["row_id"] == "muscle-1"
+        assert entry["spine_row_id"] == rows.loc[0, "row_id"] and entry["spine_row_ids"] == [entry["spine_row_id"]]
+
+        # the second case has no sagittal series: it says so, and the case is skipped with a reason
+        assert session.current_id == second
+        assert widget.sagittal_layer is None and spine.layer is None and spine.result is None
+        assert spine.patient_edit.text() == "" and not spine.excluded()
+        level, message = widget.messages[-1]
+        assert level == "error" and "no sagittal image" in message and "Ctrl-K" in message
+        assert "no sagittal image" in widget.case_label.text()
+        c.key("J", "control")
+        assert widget.view == "muscle" and "no sagittal image" in widget.messages[-1][1]
+        assert [layer.name for layer in viewer.layers] == [second]  # the first case's layers are gone
+        widget.ask_unfinished = lambda why: asked.append(why) or "skip"
+        widget.ask_reason = lambda: "no sagittal series"
+        c.key("PageDown")
+        assert "no sagittal image" in asked[-1] and "no row in the shared CSV" in asked[-1]
+        assert session.case_state(second) == "skipped" and session.skip_reason(second) == "no sagittal series"
+        viewer.close()  # napari closed without End session
+
+        # resume: the first case's spine drawing comes back, and it is still done
+        viewer2, again = make_session(study, viewer=make_napari_viewer(show=True))
+        _ready(again, again.start())
+        assert again.session.current_id == second
+        _ready(again, again.previous())
+        assert again.session.current_id == first and again.session.case_state() == "done"
+        dock = again.spine
+        assert dock.slice_index == truth["slice_index"] and dock.excluded() == {"L2": "fracture"}
+        assert sorted(p for _, _, p in dock._state[0]) == sorted(["L1", "L2", "L3", "L4", "CSF", "upper", "lower"])
+        assert dock.result.vbq == pytest.approx(3.1, rel=1e-12)
+        assert again._finished() == (True, "")
+        again.show_view("spine")
+        assert again.sagittal_layer.visible and dock.layer.visible and not again.image_layer.visible
+        assert again.end()
+        assert not dock.observer_edit.isReadOnly() and dock.path_guard is None
+    finally:
+        paths = open_recorder.stop()
+    b_folder = str(study.observer_dir("B"))
+    assert not [p for p in paths if p.startswith(b_folder + "/") or p == b_folder]
+    assert read_spine_annotation(b_file).observer_id == "B"  # untouched
+
+
+def test_a_spine_only_study_needs_no_measure_dock(make_session, canvas, phantom_files, sagittal_files, tmp_path):
+    from napari_pvm._widgets.measure_widget import MeasureWidget
+
+    first, second = _order(["S1", "S2"])
+    study = _study(
+        tmp_path / "study",
+        [
+            {"patient_id": first, "image": "images/sag.nii.gz"},  # spine only: the image is the sagittal series
+            {"patient_id": second, "image": "images/ax.nii.gz"},  # an axial image by mistake
+        ],
+        ["spine"],
+        {"sag.nii.gz": sagittal_files["image"], "ax.nii.gz": phantom_files["image"]},
+    )
+    truth = json.loads(sagittal_files["annotation"].read_text())
+    viewer, widget = make_session(study)
+    asked = []
+    widget.ask_unfinished = lambda why: asked.append(why)
+    _ready(widget, widget.start())
+    spine = widget.spine
+    _quiet(spine)
+    assert widget.measure is None and widget.image_layer is None
+    assert not [w for w in viewer.window.dock_widgets.values() if isinstance(w, MeasureWidget)]
+    assert widget.view == "spine" and widget.view_box.isHidden()
+    sagittal = widget.sagittal_layer
+    assert [layer.name for layer in viewer.layers] == [first] and sagittal.visible
+
+    c = canvas(viewer)
+    c.key("K", "shift")
+    for _ in range(5):
+        c.key("n")  # L1 … CSF passed over: only the angle is read in this study
+    assert spine.part == "upper"
+    angle = truth["angles"][0]
+    c.pixel_drag(sagittal, angle["upper"][0], angle["upper"][1])
+    assert spine.part == "lower"  # the list goes on to the lower line, not back to L1
+    c.pixel_drag(sagittal, angle["lower"][0], angle["lower"][1])  # the list goes on to the lower line, not back to L1
+    assert spine.result.angles["local_kyphosis"] == pytest.approx(12.0, abs=1.5)
+    c.key("PageDown")  # no spine row yet: asked, stays, no outlines demanded
+    assert len(asked) == 1 and "spine CSV" in asked[0] and "outline" not in asked[0]
+    assert widget.session.current_id == first
+
+    c.key("Return", "control")
+    rows = read_rows(study.spine_csv, table="spine")
+    assert len(rows) == 1 and np.isnan(rows.loc[0, "vbq"])
+    assert rows.loc[0, "local_kyphosis_deg"] == pytest.approx(spine.result.angles["local_kyphosis"], abs=1e-9)
+    widget.ask_unfinished = lambda why: pytest.fail(why)
+    c.key("PageDown")
+    _ready(widget)
+    entry = _session_file(study)["cases"][first]
+    assert entry["state"] == "done" and entry["spine_row_id"] == rows.loc[0, "row_id"] and "row_id" not in entry
+    assert not study.measurements_csv.exists()
+
+    # the second case's image is axial: said, nothing drawn on it, skipped with Ctrl-K and a reason
+    assert widget.sagittal_layer is None and "not a sagittal series" in widget.messages[-1][1]
+    widget.ask_reason = lambda: "axial series only"
+    c.key("K", "control")
+    assert widget.session.skip_reason(second) == "axial series only"
+    assert widget.progress_label.text() == "1 / 2 done, 1 skipped"
