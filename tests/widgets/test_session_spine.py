@@ -9,6 +9,8 @@ import shutil
 import numpy as np
 import pytest
 
+from qtpy.QtWidgets import QLineEdit
+
 from napari_pvm.core.phantom_sagittal import write_sagittal_phantom
 from napari_pvm.core.session import SessionError, create_study, seeded_order, session_seed
 from napari_pvm.core.spine import read_spine_annotation, write_spine_annotation
@@ -40,7 +42,7 @@ def _study(folder, cases, measure_sets, images):
 
 @pytest.fixture
 def make_session(make_napari_viewer):
-    def make(study, viewer=None):
+    def make(study, viewer=None, codes=False):
         from napari.utils._proxies import PublicOnlyProxy
 
         from napari_pvm._widgets.session_widget import SessionWidget
@@ -53,6 +55,7 @@ def make_session(make_napari_viewer):
         widget.notify = lambda message, level="info": widget.messages.append((level, message))
         widget.folder_edit.setText(str(study.folder))
         widget.observer_edit.setText("A")
+        widget.codes_check.setChecked(codes)
         return viewer, widget
 
     return make
@@ -223,6 +226,7 @@ def test_muscle_and_spine_per_case_with_next_resume_and_blinding(
 
 def test_a_spine_only_study_needs_no_measure_dock(make_session, canvas, phantom_files, sagittal_files, tmp_path):
     from napari_pvm._widgets.measure_widget import MeasureWidget
+    from napari_pvm._widgets.spine_widget import SpineWidget
 
     first, second = _order(["S1", "S2"])
     study = _study(
@@ -235,17 +239,21 @@ def test_a_spine_only_study_needs_no_measure_dock(make_session, canvas, phantom_
         {"sag.nii.gz": sagittal_files["image"], "ax.nii.gz": phantom_files["image"]},
     )
     truth = json.loads(sagittal_files["annotation"].read_text())
-    viewer, widget = make_session(study)
+    viewer, widget = make_session(study, codes=True)
+    spine = SpineWidget(viewer)  # docked before the session starts, its messages kept for the test
+    viewer.window.add_dock_widget(spine, name="Spine measures")
+    _quiet(spine)
     asked = []
     widget.ask_unfinished = lambda why: asked.append(why)
     _ready(widget, widget.start())
-    spine = widget.spine
-    _quiet(spine)
+    assert widget.spine is spine
     assert widget.measure is None and widget.image_layer is None
     assert not [w for w in viewer.window.dock_widgets.values() if isinstance(w, MeasureWidget)]
     assert widget.view == "spine" and widget.view_box.isHidden()
     sagittal = widget.sagittal_layer
-    assert [layer.name for layer in viewer.layers] == [first] and sagittal.visible
+    code = study.codes()[first]
+    assert [layer.name for layer in viewer.layers] == [code] and sagittal.visible  # study codes on screen
+    assert spine.patient_edit.text() == first and spine.patient_edit.echoMode() == QLineEdit.EchoMode.Password
 
     c = canvas(viewer)
     c.key("K", "shift")
@@ -260,14 +268,17 @@ def test_a_spine_only_study_needs_no_measure_dock(make_session, canvas, phantom_
     c.key("PageDown")  # no spine row yet: asked, stays, no outlines demanded
     assert len(asked) == 1 and "spine CSV" in asked[0] and "outline" not in asked[0]
     assert widget.session.current_id == first
+    angle_drawn = spine.result.angles["local_kyphosis"]
 
-    c.key("Return", "control")
-    rows = read_rows(study.spine_csv, table="spine")
-    assert len(rows) == 1 and np.isnan(rows.loc[0, "vbq"])
-    assert rows.loc[0, "local_kyphosis_deg"] == pytest.approx(spine.result.angles["local_kyphosis"], abs=1e-9)
-    widget.ask_unfinished = lambda why: pytest.fail(why)
+    widget.ask_unfinished = lambda why: asked.append(why) or "measure"  # "Measure and add the row"
     c.key("PageDown")
     _ready(widget)
+    assert len(asked) == 2
+    rows = read_rows(study.spine_csv, table="spine")
+    assert len(rows) == 1 and np.isnan(rows.loc[0, "vbq"]) and rows.loc[0, "patient_id"] == first
+    assert rows.loc[0, "local_kyphosis_deg"] == pytest.approx(angle_drawn, abs=1e-9)
+    added = [m for level, m in spine.messages if "spine row" in m]
+    assert added and code in added[-1] and first not in added[-1]  # the dock's message keeps the code
     entry = _session_file(study)["cases"][first]
     assert entry["state"] == "done" and entry["spine_row_id"] == rows.loc[0, "row_id"] and "row_id" not in entry
     assert not study.measurements_csv.exists()
