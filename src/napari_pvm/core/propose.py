@@ -80,12 +80,17 @@ BACKGROUND_FLOOR = 0.5
 SMOOTH_MM = 1.5
 #: Closing radius (mm): notches from intramuscular fat streaks are filled.
 CLOSE_MM = 6.0
-#: Grid (mm) and cost evaluations of the example-to-slice alignment (speed).
-REGISTRATION_GRID_MM = 3.0
-REGISTRATION_EVALUATIONS = 150
-#: Weight of "each click lies in the inner half of its muscle on the example"
-#: against image similarity when an example is aligned (per 5 mm squared).
-CLICK_ALIGN = 1.0
+#: Muscles bordered by fat all round (the back muscles inside the thoracolumbar
+#: fascia): their intensity model is "between dark tissue and fat" rather than
+#: "near the click's level", so a smooth residual bias cannot shrink them.
+FAT_BORDERED = ("ES", "MF")
+#: Their border lies half-way between muscle (0) and fat (1), the partial-volume
+#: midpoint; the logistic width is in the same units.
+LIKE_LEVEL = 0.5
+LIKE_WIDTH = 0.08
+#: Tissue darker than the muscle by this share of the muscle-fat contrast is
+#: not muscle (ligaments, cortical bone, fascia).
+LIKE_DARK = 0.3
 #: With examples, an outline is moved to the intensity level (between muscle
 #: and fat) at which the observer put it on them, within this band (mm) around
 #: the random walker's border. Without examples the border is left as found.
@@ -221,117 +226,6 @@ def _disk_mask(shape, centre, radius_mm, spacing):
 
 
 # --------------------------------------------------------- example priors
-def _register_example(target, target_smooth, t_body, t_spacing, ex_image, ex_spacing, ex_masks, ex_body, points=None):
-    """Map each example mask onto the target grid; return ({key: soft mask}, score)."""
-    from scipy import ndimage as ndi
-    from scipy.optimize import minimize
-
-    e_body = ex_body
-
-    def moments(body, spacing):
-        rr, cc = np.nonzero(body)
-        pts = np.column_stack([rr * spacing[0], cc * spacing[1]])
-        return pts.mean(axis=0), pts.std(axis=0) + 1e-6
-
-    ct, st = moments(t_body, t_spacing)
-    union = np.zeros(ex_image.shape, bool)
-    for m in ex_masks.values():
-        union |= m
-    # anchor the example's muscles, not the whole body (subcutaneous fat varies)
-    ce_body, se = moments(e_body, ex_spacing)
-    scale0 = np.clip(np.sqrt(st / se), 0.8, 1.25)
-    # working grid of the comparison: 2 mm pixels over the example's muscle region
-    step = REGISTRATION_GRID_MM
-    rr, cc = np.nonzero(union)
-    margin = 25.0  # mm of surroundings that help the alignment
-    r0, r1 = rr.min() * ex_spacing[0] - margin, rr.max() * ex_spacing[0] + margin
-    c0, c1 = cc.min() * ex_spacing[1] - margin, cc.max() * ex_spacing[1] + margin
-    gy, gx = np.mgrid[r0:r1:step, c0:c1:step]
-    e_vals = ndi.map_coordinates(
-        ndi.gaussian_filter(ex_image, 1.0 / min(ex_spacing)), [gy / ex_spacing[0], gx / ex_spacing[1]], order=1
-    ).ravel()
-    e_vals = (e_vals - e_vals.mean()) / (e_vals.std() + 1e-9)
-    t_smooth = target_smooth
-
-    def transform(params, y, x):
-        ty, tx, ly, lx, rot = params
-        sy, sx = scale0[0] * np.exp(ly), scale0[1] * np.exp(lx)
-        dy, dx = (y - ce_body[0]) * sy, (x - ce_body[1]) * sx
-        a = np.deg2rad(rot)
-        return ct[0] + ty + np.cos(a) * dy - np.sin(a) * dx, ct[1] + tx + np.sin(a) * dy + np.cos(a) * dx
-
-    def inverse(params, y, x):
-        ty, tx, ly, lx, rot = params
-        sy, sx = scale0[0] * np.exp(ly), scale0[1] * np.exp(lx)
-        a = np.deg2rad(rot)
-        y, x = y - ct[0] - ty, x - ct[1] - tx
-        dy, dx = np.cos(a) * y + np.sin(a) * x, -np.sin(a) * y + np.cos(a) * x
-        return dy / sy + ce_body[0], dx / sx + ce_body[1]
-
-    # clicks: each should land in the inner half of its muscle on the example
-    anchors = []
-    for key, p in (points or {}).items():
-        if key not in ex_masks:
-            continue
-        # the inner half as a disk: centre and radius from the muscle's mask
-        # (cheap: no distance transform of the example per click)
-        rr_m, cc_m = np.nonzero(ex_masks[key])
-        centre = (rr_m.mean() * ex_spacing[0], cc_m.mean() * ex_spacing[1])
-        radius = 0.5 * np.sqrt(len(rr_m) * ex_spacing[0] * ex_spacing[1] / np.pi)
-        anchors.append((p[0] * t_spacing[0], p[1] * t_spacing[1], radius, centre))
-    start = np.zeros(5)
-    if anchors:
-        mapped = [transform(start, a[3][0], a[3][1]) for a in anchors]
-        shifts = [(a[0] - m[0], a[1] - m[1]) for a, m in zip(anchors, mapped)]
-        start[:2] = np.median(np.array(shifts, dtype=float), axis=0)
-    anchor_y = np.array([a[0] for a in anchors])
-    anchor_x = np.array([a[1] for a in anchors])
-    anchor_r = np.array([a[2] for a in anchors])
-    anchor_c = np.array([a[3] for a in anchors]).reshape(-1, 2)
-
-    def cost(params):
-        y, x = transform(params, gy, gx)
-        t_vals = ndi.map_coordinates(
-            t_smooth, [y.ravel() / t_spacing[0], x.ravel() / t_spacing[1]], order=1, mode="nearest"
-        )
-        t_vals = (t_vals - t_vals.mean()) / (t_vals.std() + 1e-9)
-        ncc = float(np.mean(t_vals * e_vals))
-        # gentle pull towards the body-based start (the muscles do not move far)
-        ty, tx, ly, lx, rot = params
-        penalty = 0.0
-        if len(anchors):
-            ey, ex = inverse(params, anchor_y, anchor_x)
-            d = np.maximum(np.hypot(ey - anchor_c[:, 0], ex - anchor_c[:, 1]) - anchor_r, 0.0)
-            penalty = CLICK_ALIGN * float(np.mean((d / 5.0) ** 2))
-        return -ncc + penalty + 1e-6 * (ty**2 + tx**2) + 0.5 * (ly**2 + lx**2) + 1e-4 * rot**2
-
-    best = minimize(
-        cost, start, method="Powell", options={"xtol": 0.1, "ftol": 1e-3, "maxfev": REGISTRATION_EVALUATIONS}
-    )
-    params = best.x
-    # inverse map: for each target pixel, where is it in the example?
-    ty, tx, ly, lx, rot = params
-    sy, sx = scale0[0] * np.exp(ly), scale0[1] * np.exp(lx)
-    a = np.deg2rad(rot)
-    # warp only where the example's muscles can land (corners of their box, mapped)
-    corners_y, corners_x = transform(params, np.array([r0, r0, r1, r1]), np.array([c0, c1, c0, c1]))
-    b0 = max(int(np.floor(corners_y.min() / t_spacing[0])), 0)
-    b1 = min(int(np.ceil(corners_y.max() / t_spacing[0])) + 1, target.shape[0])
-    b2 = max(int(np.floor(corners_x.min() / t_spacing[1])), 0)
-    b3 = min(int(np.ceil(corners_x.max() / t_spacing[1])) + 1, target.shape[1])
-    tr, tc = np.mgrid[b0:b1, b2:b3].astype(float)
-    y, x = tr * t_spacing[0] - ct[0] - ty, tc * t_spacing[1] - ct[1] - tx
-    dy, dx = np.cos(a) * y + np.sin(a) * x, -np.sin(a) * y + np.cos(a) * x
-    ey, ex = (dy / sy + ce_body[0]) / ex_spacing[0], (dx / sx + ce_body[1]) / ex_spacing[1]
-    warped = {}
-    for key, m in ex_masks.items():
-        full = np.zeros(target.shape, np.float32)
-        if b1 > b0 and b3 > b2:
-            full[b0:b1, b2:b3] = ndi.map_coordinates(m.astype(np.float32), [ey, ex], order=1, mode="constant", cval=0.0)
-        warped[key] = full
-    return warped, -float(best.fun)
-
-
 def _outline_level(image, spacing, masks, body):
     """Where an observer's outline sits between muscle (0) and fat (1).
 
@@ -365,29 +259,18 @@ def _outline_level(image, spacing, masks, body):
 
 
 def _example_prior(image, body, spacing, examples, wanted, points=None):
-    """Average the aligned example masks: ({key: probability map}, [outline levels])."""
+    """Fused example outlines ({key: probability map}) and the observer's outline levels."""
     if not examples:
         return {}, []
-    from scipy import ndimage as ndi
+    from ._propose_atlas import atlas_prior
 
-    sums, counts, levels = {}, {}, []
-    smooth = ndi.gaussian_filter(image, 1.0 / min(spacing))
+    levels = []
     for ex_image, ex_spacing, ex_masks in examples:
-        ex_body = _body_mask(ex_image, ex_spacing)
-        level = _outline_level(ex_image, ex_spacing, ex_masks, ex_body)
+        level = _outline_level(ex_image, ex_spacing, ex_masks, _body_mask(ex_image, ex_spacing))
         if level is not None:
             levels.append(level)
-        warped, score = _register_example(
-            image, smooth, body, spacing, ex_image, ex_spacing, ex_masks, ex_body, points=points
-        )
-        for key, w in warped.items():
-            if key not in wanted:
-                continue
-            sums[key] = sums.get(key, 0.0) + w
-            counts[key] = counts.get(key, 0) + 1
-    n = len(examples)
-    # a muscle missing in some examples is absent there: average over all examples
-    return {k: v / n for k, v in sums.items()}, levels
+    prior = atlas_prior(image, spacing, body, examples, wanted, points or {}, _body_mask)
+    return prior, levels
 
 
 # ---------------------------------------------------------- segmentation
@@ -458,7 +341,16 @@ def _segment(image, spacing, points, prior, wanted, *, level=None):
             mu = float(np.median(vals))
             sd = 1.4826 * float(np.median(np.abs(vals - mu)))
         sd = max(sd, MIN_SD)
-        likelihood[k] = np.exp(-0.5 * ((opened - mu) / sd) ** 2)
+        if k.split("_")[0] in FAT_BORDERED:
+            # the back muscles border fat: muscle up to half-way to fat (partial
+            # volume), and down to LIKE_DARK below its own level (darker tissue
+            # is ligament, cortical bone or fascia)
+            frac = (opened - mu) / max(1.0 - mu, 1e-6)
+            likelihood[k] = 1.0 / (
+                (1.0 + np.exp((frac - LIKE_LEVEL) / LIKE_WIDTH)) * (1.0 + np.exp((-frac - LIKE_DARK) / LIKE_WIDTH))
+            )
+        else:  # psoas: neighbours of any level (bowel, kidney, vessels); stay near its own level
+            likelihood[k] = np.exp(-0.5 * ((opened - mu) / sd) ** 2)
         levels[k] = (mu, sd)
     local = {k: spatial[k][crop] for k in keys}
     if GEODESIC:
@@ -480,7 +372,10 @@ def _segment(image, spacing, points, prior, wanted, *, level=None):
             start = np.argwhere(disk & (z < 2.5))
             if not len(start):
                 start = [(int(round(p[0])), int(round(p[1])))]
-            unlike = 1.0 / (1.0 + np.exp(-2.0 * (z - 3.0)))
+            if k.split("_")[0] in FAT_BORDERED:
+                unlike = 1.0 - likelihood[k]
+            else:
+                unlike = 1.0 / (1.0 + np.exp(-2.0 * (z - 3.0)))
             cost = 1.0 + GEO_UNLIKE * unlike + GEO_EDGE * grad**2
             geo = MCP_Geometric(cost, sampling=spacing).find_costs(start)[0]
             base = flat.find_costs(start)[0]
@@ -791,6 +686,12 @@ def propose_outlines(image, *, spacing, clicks=None, examples=(), rois=None):
         return {}
     body = _body_mask(image, spacing)
     _check_anatomy(points, body, spacing)
+    # a surface coil's bias would make one muscle look like two tissues: remove it,
+    # with fat as the reference tissue, on the slice and on every example
+    from ._propose_atlas import fat_bias
+
+    image = image / fat_bias(image, spacing, body)
+    examples = [(e / fat_bias(e, s, _body_mask(e, s)), s, m) for e, s, m in examples]
     prior, levels = _example_prior(image, body, spacing, examples, wanted, points=points)
     level = float(np.clip(np.median(levels), 0.2, 0.9)) if levels else None
     masks = _segment(image, spacing, points, prior, wanted, level=level)
