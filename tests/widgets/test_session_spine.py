@@ -11,6 +11,7 @@ import pytest
 
 from qtpy.QtWidgets import QLineEdit
 
+from napari_pvm._widgets.session_widget import _same
 from napari_pvm.core.phantom_sagittal import write_sagittal_phantom
 from napari_pvm.core.session import SessionError, create_study, seeded_order, session_seed
 from napari_pvm.core.spine import read_spine_annotation, write_spine_annotation
@@ -150,6 +151,8 @@ def test_muscle_and_spine_per_case_with_next_resume_and_blinding(
         assert len(asked) == 1 and "no row in the shared spine CSV" in asked[0]
         assert session.current_id == first and session.case_state() != "done"
 
+        c.key("K", "shift")  # the mid-sagittal mark on the axial view: refused, nothing marked on the hidden image
+        assert spine.slice_index is None and "Ctrl-J" in widget.messages[-1][1]
         c.key("J", "control")  # the sagittal image: axial layers hidden, never removed
         assert widget.view == "spine" and widget.sagittal_layer.visible and not widget.image_layer.visible
         sagittal = widget.sagittal_layer
@@ -215,6 +218,9 @@ def test_muscle_and_spine_per_case_with_next_resume_and_blinding(
         assert again._finished() == (True, "")
         again.show_view("spine")
         assert again.sagittal_layer.visible and dock.layer.visible and not again.image_layer.visible
+        assert viewer2.layers.selection.active is dock.layer  # clicks draw on the shown image's layer
+        again.show_view("muscle")
+        assert not dock.layer.visible and _same(viewer2.layers.selection.active, again.image_layer)
         assert again.end()
         assert not dock.observer_edit.isReadOnly() and dock.path_guard is None
     finally:

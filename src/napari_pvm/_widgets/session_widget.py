@@ -56,9 +56,16 @@ KEYS = {
     "Control-K": "skip the case with a reason",
     "Control-J": "switch between the case's axial (muscle) and sagittal (spine) image",
 }
-#: Keys the session routes to the dock of the image shown when a study has spine measures
-#: (both docks bind them; the one of the image on screen must get them).
-_ROUTED_KEYS = ("Control-Enter", "Control-Z")
+#: Keys the session routes to the dock of the image shown when a study has spine
+#: measures: both docks bind some of them on the viewer, and the one of the image on
+#: screen must get them (K / Shift-K on the hidden image would mark a slice nobody sees).
+#: Per key: the Measure dock's action, the Spine dock's action (None: not on that image).
+_ROUTES = {
+    "Control-Enter": ("measure_and_add", "add_to_csv"),
+    "Control-Z": ("undo", "undo"),
+    "k": ("mark_level", None),
+    "Shift-K": (None, "mark_slice"),
+}
 #: Longest wait for the canvas to finish a pending draw before layers are swapped.
 _DRAW_WAIT_MS = 500
 
@@ -293,11 +300,11 @@ class SessionWidget(QWidget):
             self._clear_case()
         finally:
             self._loading = False
-        measure, routed = self.measure, self.spine is not None
+        measure, spine = self.measure, self.spine
         self._release_measure()
         self._release_spine()
-        if routed:
-            _bind_measure_keys(self.viewer, measure)  # Ctrl-Enter / Ctrl-Z belong to the Measure dock again
+        if spine is not None:
+            _bind_dock_keys(self.viewer, measure, spine)  # each routed key belongs to its own dock again
         self.view = None
         self._views = {}
         self._spine_problem = None
@@ -454,6 +461,8 @@ class SessionWidget(QWidget):
         dock = self.measure
         if dock is None or not _alive(dock) or self.image_layer is None:
             return None
+        if getattr(dock, "slice_index", 0) is None:
+            return None  # nothing outlined yet (asking the dock would only show its refusal)
         try:
             return annotation_sha256(_current_annotation(dock))
         except PvmError:
@@ -698,8 +707,12 @@ class SessionWidget(QWidget):
         dock = self.spine if view == "spine" else self.measure
         if dock is not None and _alive(dock):
             _raise_dock(dock)
-            if view == "spine" and dock.layer is not None:
-                self.viewer.layers.selection.active = dock.layer
+        # the active layer is one of the image shown: clicks never draw on a hidden layer
+        if view == "spine":
+            active = dock.layer if dock is not None and dock.layer is not None else target
+        else:
+            active = _layers.outline_layer(self.viewer, target, create=False) or target
+        self.viewer.layers.selection.active = active
         self._update_enabled()
         return view
 
@@ -806,13 +819,13 @@ class SessionWidget(QWidget):
             or (paint is not None and paint.data.any())
         )
 
-    def _save_current(self, quiet=False):
-        """Save the current outlines (and the spine drawing) into the
-        observer's own files.
+    def _save_current(self, quiet=False, spine=True):
+        """Save the current outlines (and, with ``spine``, the spine drawing)
+        into the observer's own files.
 
         Returns ``(ok, number_of_outlines)``; nothing to save is ok.
         """
-        if not self._save_spine(quiet=quiet):
+        if spine and not self._save_spine(quiet=quiet):
             return False, 0
         if self.session is None or not self.ready or not self._has_work():
             return True, 0
@@ -881,7 +894,7 @@ class SessionWidget(QWidget):
         action = str(getattr(event, "action", "") or "").lower().rsplit(".", 1)[-1]
         if action in ("adding", "removing", "changing"):
             return
-        self._save_current(quiet=True)
+        self._save_current(quiet=True, spine=False)  # the spine file is saved by its own edits
         self._update_labels()
 
     # ------------------------------------------------------ rows
@@ -962,26 +975,27 @@ class SessionWidget(QWidget):
             self._route_keys()
 
     def _route_keys(self):
-        """Ctrl-Enter and Ctrl-Z go to the dock of the image shown (both
-        docks bind them on the viewer or their layer; the later binding would
+        """The keys of :data:`_ROUTES` go to the dock of the image shown
+        (both docks bind some of them on the viewer; the later binding would
         otherwise win whatever is on screen)."""
 
         def route(key):
             def run(_viewer):
-                if self.view == "spine":
-                    dock, action = self.spine, {"Control-Enter": "add_to_csv", "Control-Z": "undo"}[key]
-                else:
-                    dock, action = self.measure, _MEASURE_KEYS[key]
+                spine = self.view == "spine"
+                dock = self.spine if spine else self.measure
+                action = _ROUTES[key][1 if spine else 0]
+                if action is None:
+                    other = "the axial image (muscle)" if spine else "the sagittal image (spine)"
+                    if self.session is not None and len(self.session.measure_sets) > 1:
+                        self._say(f"{key} works on {other}: show it first (Ctrl-J)", "info")
+                    return
                 if dock is None or not _alive(dock):
                     return
-                try:
-                    getattr(dock, action)()
-                except PvmError:
-                    pass  # the dock showed why
+                _run_dock_action(dock, action)
 
             return run
 
-        for key in _ROUTED_KEYS:
+        for key in _ROUTES:
             self.viewer.bind_key(key, route(key), overwrite=True)
 
     def _attach_spine(self):
@@ -1176,26 +1190,31 @@ def _current_annotation(dock):
     return current() if callable(current) else dock.annotation()
 
 
-#: The Measure dock's own actions of the keys a spine session routes.
-_MEASURE_KEYS = {"Control-Enter": "measure_and_add", "Control-Z": "undo"}
+def _run_dock_action(dock, action):
+    """Run a dock's key action; a refusal was shown by the dock."""
+    try:
+        if action == "mark_level":
+            dock.mark_level(dock.level_combo.currentText())
+        else:
+            getattr(dock, action)()
+    except PvmError:
+        pass
 
 
-def _bind_measure_keys(viewer, dock):
-    """Give the routed keys back to the Measure dock's own actions."""
-    if dock is None or not _alive(dock):
-        return
+def _bind_dock_keys(viewer, measure, spine):
+    """After a session: each routed key acts on its own dock again, as the
+    docks bind them themselves (nothing when that dock is gone)."""
 
-    def bind(action):
+    def bind(dock, action):
         def run(_viewer):
-            try:
-                getattr(dock, action)()
-            except PvmError:
-                pass  # the dock showed why
+            if dock is not None and action is not None and _alive(dock):
+                _run_dock_action(dock, action)
 
         return run
 
-    for key, action in _MEASURE_KEYS.items():
-        viewer.bind_key(key, bind(action), overwrite=True)
+    for key, (measure_action, spine_action) in _ROUTES.items():
+        dock, action = (measure, measure_action) if measure_action else (spine, spine_action)
+        viewer.bind_key(key, bind(dock, action), overwrite=True)
 
 
 def _find_spine(viewer, beside=None):
