@@ -4,21 +4,29 @@ A T2-weighted (or water + fat) slice has no absolute intensity scale and
 carries a smooth coil-shading field, so fat and muscle are defined per
 patient, from the slice itself:
 
-- **shading** (:func:`calibrate`): with the muscle outlines given, a smooth
-  log-quadratic field is fitted to the *lean muscle* pixels inside them
-  (robustly, iterated: pixels within ±10 % of the fat–muscle span of the
-  current muscle level, outliers beyond 3 MAD dropped). Shading is thus
-  measured where FI% is measured, from tissue of one kind; bright fat or
-  bright muscle elsewhere in the slice cannot enter it. The muscle level
-  ``muscle`` is the 30th percentile of the lean pixels relative to the
-  field (the leanest part of the muscle: healthy muscle holds a few % fat);
-- **fat level**: the median signal of the patient's subcutaneous fat as a
-  whole (every bright region reaching the skin, outside the outlines;
-  :func:`subcutaneous_fat`), divided by the median muscle level over the
-  outlines, gives the fat:muscle contrast ``C``; the fat level is
-  ``C × muscle``. The observer's samples only say which tissue is which
-  (and seed the iteration), so the result hardly depends on which patch of
-  fat was picked;
+- **shading** (:func:`calibrate`): with the muscle outlines given, one
+  log-quadratic field is fitted *jointly* to the lean muscle inside them
+  (pixels within ±10 % of the fat–muscle span of the current muscle level)
+  and the subcutaneous fat beside and behind them (:func:`subcutaneous_fat`),
+  each tissue with its own level and each with the same total weight (the
+  fat region holds several times more pixels than the lean muscle; unweighted,
+  the field would bend to the fat's shape far from the outlines, where FI% is
+  not measured). Four robust passes (residuals beyond 3 MAD dropped). The
+  fitted offset between the two tissues is the fat:muscle contrast at equal
+  coil sensitivity;
+- **local lean level** inside the outlines: what the quadratic leaves
+  (deep and medial muscle a few % darker than lateral muscle, shading at a
+  slab edge that is not quadratic) is measured on the lean muscle itself,
+  as a normalised Gaussian average (σ = 6 px, wider than the thickest fat
+  streak) of the lean pixels' residual, and multiplied into the field inside
+  the outlines. A pixel of tissue fraction *t* at coil sensitivity *s* gives
+  ``s (lean + t (fat - lean))``, so the boundary ``t = ½`` is half-way between
+  lean muscle and fat *at that pixel's own sensitivity*; a field that is 5 %
+  off moves the boundary by several percent of tissue fraction;
+- **levels**: ``muscle`` is the median lean level over the outlines, ``fat``
+  that times the fitted contrast. The observer's samples only say which
+  tissue is which (and seed the iteration), so the result hardly depends on
+  which patch of fat was picked;
 - without outlines (``within=None``) the older rule applies: a field fitted
   to every fat-like pixel of the slice and the two sample medians.
 
@@ -69,6 +77,12 @@ _MIN_LEAN_PIXELS = 200
 _MIN_FAT_PIXELS = 30
 #: Most lean-muscle and fat values kept for the canvas.
 _MAX_TISSUE_VALUES = 2000
+#: Gaussian scale (px) of the local lean level inside the outlines: wider
+#: than the thickest fat streak or blob, so fat cannot pass for shading.
+_LOCAL_SIGMA = 6.0
+#: Weight (in lean pixels of the Gaussian's unit mass) pulling the local
+#: level towards the quadratic field where little lean muscle is near.
+_LOCAL_PRIOR = 0.05
 
 
 # =====================================================================
@@ -102,6 +116,9 @@ class Calibration:
     shading_range : float
         Largest over smallest field value inside the outlines (1 without
         outlines or correction).
+    local : ndarray or None
+        Local lean-level factor (image shape, 1 outside the outlines)
+        multiplied into the quadratic field; None: quadratic only.
     tissue_values : tuple or None
         ``(lean, fat)``: normalised values ``x`` of up to
         ``_MAX_TISSUE_VALUES`` lean-muscle pixels of the outlines and
@@ -119,6 +136,7 @@ class Calibration:
     muscle_sample: float = float("nan")
     fat_sample_spread: float = float("nan")
     shading_range: float = 1.0
+    local: object = dataclasses.field(default=None, compare=False, repr=False)
     tissue_values: object = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
@@ -130,7 +148,10 @@ class Calibration:
         """Multiplicative shading ``B`` at pixel coordinates (1 when uncorrected)."""
         if self.coef is None:
             return np.ones(np.shape(rows), np.float64)
-        return np.exp(_poly_design(rows, cols, self.box) @ self.coef)
+        b = np.exp(_poly_design(rows, cols, self.box) @ self.coef)
+        if self.local is not None:
+            b = b * self.local[np.asarray(rows, np.intp), np.asarray(cols, np.intp)]
+        return b
 
     def scale_offset(self, rows, cols):
         """Per-pixel ``(scale, offset)`` with ``x = I * scale + offset``."""
@@ -157,14 +178,21 @@ def _lsq(a, b):
     return np.linalg.solve(a.T @ a + 1e-9 * np.eye(a.shape[1]), a.T @ b)
 
 
-def _robust_fit(design, logv, keep_mad=3.0):
-    """Least squares, then again without residuals beyond ``keep_mad`` MAD."""
-    c = _lsq(design, logv)
+def _robust_fit(design, logv, keep_mad=3.0, weights=None):
+    """(Weighted) least squares, then again without residuals beyond
+    ``keep_mad`` MAD."""
+    w = np.ones(len(logv)) if weights is None else np.asarray(weights, np.float64)
+
+    def solve(keep):
+        sw = np.sqrt(w[keep])
+        return _lsq(design[keep] * sw[:, None], logv[keep] * sw)
+
+    c = solve(np.ones(len(logv), bool))
     res = logv - design @ c
     mid = np.median(res)
     mad = 1.4826 * np.median(np.abs(res - mid)) + 1e-12
     keep = np.abs(res - mid) < keep_mad * mad
-    return _lsq(design[keep], logv[keep]) if keep.sum() >= design.shape[1] * 4 else c
+    return solve(keep) if keep.sum() >= design.shape[1] * 4 else c
 
 
 def body_mask(image, muscle_level):
@@ -296,7 +324,9 @@ def _calibrate_on_outlines(img, within, muscle, fat):
                 np.hstack([design_f[is_fat], np.ones((is_fat.sum(), 1))]),
             ]
         )
-        coef = _robust_fit(design, np.concatenate([log_m[lean], log_f[is_fat]]))
+        # each tissue carries the same total weight (module docstring)
+        weights = np.concatenate([np.full(lean.sum(), 1.0 / lean.sum()), np.full(is_fat.sum(), 1.0 / is_fat.sum())])
+        coef = _robust_fit(design, np.concatenate([log_m[lean], log_f[is_fat]]), weights=weights)
         contrast = float(np.exp(coef[-1]))
         level_m = design_m @ coef[:-1]
         level_f = design_f @ coef[:-1] + coef[-1]
@@ -308,10 +338,15 @@ def _calibrate_on_outlines(img, within, muscle, fat):
     norm = float(np.median(field))
     field_coef[0] -= np.log(norm)
     field = field / norm
-    m = float(np.median(img[rows, cols][lean] / field[lean]))
+    vals = img[rows, cols]
+    m = float(np.median(vals[lean] / field[lean]))
     f = contrast * norm
+    local = _local_lean_level(vals / (field * m), rows, cols, img.shape, span=f / m - 1.0)
+    field = field * local[rows, cols]
+    lean = np.abs((vals / field - m) / (f - m)) < _LEAN_WINDOW
+    m = float(np.median(vals[lean] / field[lean]))
     rng = np.random.default_rng([CANVAS_SEED, 2])
-    lean_x = (img[rows, cols][lean] / field[lean] - m) / (f - m)
+    lean_x = (vals[lean] / field[lean] - m) / (f - m)
     field_f = np.exp(design_f[is_fat] @ field_coef)
     fat_x = (img[fr, fc][is_fat] / field_f - m) / (f - m)
     values = tuple(
@@ -325,8 +360,36 @@ def _calibrate_on_outlines(img, within, muscle, fat):
         box=box,
         source="outlines",
         shading_range=float(field.max() / field.min()),
+        local=local,
         tissue_values=values,
     )
+
+
+def _local_lean_level(ratio, rows, cols, shape, *, span):
+    """Local lean level inside the outlines, relative to the quadratic fit.
+
+    ``ratio`` is each outline pixel's signal over the fitted lean level.
+    Lean pixels (within ±``_LEAN_WINDOW`` of the span of the local level)
+    are averaged by a Gaussian of ``_LOCAL_SIGMA`` px, normalised by the
+    density of lean pixels (normalised convolution) and pulled towards 1
+    where little lean muscle is near (``_LOCAL_PRIOR``); two passes, the
+    second selecting lean pixels around the first pass's level. Returns an
+    image-shaped factor, 1 outside the outlines.
+    """
+    level = np.ones(len(rows))
+    for _ in range(2):
+        lean = np.abs((ratio / level - 1.0) / span) < _LEAN_WINDOW
+        num = np.zeros(shape)
+        den = np.zeros(shape)
+        num[rows[lean], cols[lean]] = ratio[lean]
+        den[rows[lean], cols[lean]] = 1.0
+        num = ndi.gaussian_filter(num, _LOCAL_SIGMA)
+        den = ndi.gaussian_filter(den, _LOCAL_SIGMA)
+        level = ((num + _LOCAL_PRIOR) / (den + _LOCAL_PRIOR))[rows, cols]
+    out = np.ones(shape)
+    out[rows, cols] = level
+    out.flags.writeable = False
+    return out
 
 
 def _fit_field_to_fat(img, rows_f, cols_f, muscle, fat):

@@ -53,7 +53,7 @@ __all__ = [
 ]
 
 #: Identifier of the algorithm (bumped whenever results could change).
-METHOD = "rf-weka/2"
+METHOD = "rf-weka/3"
 #: Fewest pixels a class needs to be trained on.
 MIN_SAMPLE_PIXELS = 10
 #: At most this many sampled pixels per class are trained on (a fixed

@@ -10,14 +10,18 @@ subcutaneous fat beside them):
 ``"forest"`` (default, method id :data:`napari_pvm.core.classify.METHOD`)
     The Weka-equivalent random forest (:class:`~napari_pvm.core.classify.FatClassifier`)
     trained on the samples and the calibration canvas.
-``"threshold"`` (``threshold-halfway/1``)
+``"threshold"`` (``threshold-halfway/2``)
     Fat where the shading-corrected intensity is above half-way between
     the muscle and fat levels.
-``"gmm"`` (``gmm3/1``)
+``"gmm"`` (``gmm3/2``)
     A three-component Gaussian mixture (scikit-learn, ``random_state=0``,
     means started at muscle, half-way and fat) fitted to the corrected
-    intensities inside the outlines, as in the muscle-MRI literature; fat
-    where a pixel's component has its mean above half-way.
+    intensities inside the outlines, as in the muscle-MRI literature. Its
+    lowest and highest components are the muscle and the fat *inside the
+    outlines*; a pixel's tissue fraction is where its intensity lies between
+    their means (linear mixing), and it is fat above ½ — the FI% definition,
+    so a pixel that is 60 % fat counts even when the partial-volume
+    component claims it.
 ``"dixon"`` (``dixon-tf/1``)
     From the water and fat images of a Dixon acquisition: the tissue fat
     fraction ``t = (F/F_ref) / (F/F_ref + W/W_ref)`` with ``F_ref`` the
@@ -40,7 +44,7 @@ Examples
 >>> within = np.zeros(img.shape, bool); within[25:55, 5:55] = True
 >>> res = classify_fat(img, labels, within=within, spacing=(1.0, 1.0), method="threshold")
 >>> res.method, round(float(100 * res.fat[within].mean()), 1)
-('threshold-halfway/1', 10.7)
+('threshold-halfway/2', 10.7)
 """
 
 import dataclasses
@@ -58,8 +62,8 @@ METHODS = ("forest", "threshold", "gmm", "dixon")
 #: Versioned identifier of each method, recorded in the CSV ``method`` column.
 METHOD_IDS = {
     "forest": _classify.METHOD,
-    "threshold": "threshold-halfway/1",
-    "gmm": "gmm3/1",
+    "threshold": "threshold-halfway/2",
+    "gmm": "gmm3/2",
     "dixon": "dixon-tf/1",
 }
 #: Quality flags and what each means (docs/classifier.md gives the reasons).
@@ -207,19 +211,25 @@ def _forest(img, lab, within, classifier, say):
 
 
 def _gmm_fat(x):
-    """Three-component mixture on the corrected intensities ``x`` (0 muscle,
-    1 fat; the components settle on muscle, partial volume and fat). A
-    component's mean in these units is its tissue fat fraction, so a
-    pixel's expected fat fraction is the posterior-weighted mean of the
-    component means (clipped to 0..1); fat where it exceeds ½."""
+    """Three-component mixture on the corrected intensities ``x`` (0 lean
+    muscle, 1 fat at the patient's own levels). The lowest and highest
+    components are the muscle and the fat inside the outlines; a pixel
+    mixes them linearly, so its tissue fraction is
+    ``(x - mu_muscle) / (mu_fat - mu_muscle)`` and it is fat above ½, i.e.
+    above half-way between the two means. A component is taken for muscle
+    or fat only on its side of half-way of the calibration (a muscle without
+    fat has no fat component: the calibration's fat level stands in, and
+    likewise for muscle)."""
     from sklearn.mixture import GaussianMixture
 
     data = np.asarray(x, np.float64).reshape(-1, 1)
     if len(data) < 3:
         return data[:, 0] > 0.5
     gmm = GaussianMixture(n_components=3, means_init=[[0.0], [0.5], [1.0]], random_state=_GMM_SEED)
-    post = gmm.fit(data).predict_proba(data)
-    return post @ np.clip(gmm.means_[:, 0], 0.0, 1.0) > 0.5
+    means = np.sort(gmm.fit(data).means_[:, 0])
+    mu_muscle = means[0] if means[0] < 0.5 else 0.0
+    mu_fat = means[-1] if means[-1] > 0.5 else 1.0
+    return data[:, 0] > 0.5 * (mu_muscle + mu_fat)
 
 
 def _dixon(img, lab, within, water, fat, say):

@@ -15,12 +15,14 @@ sub-pixel tissue fraction added inside the manual muscle masks:
    sensitivity multiplies W and F alike, so ``t`` does not depend on it.
 3. *Coil sensitivity* (:func:`coil_sensitivity`): ``W/W_lean + F/F_fat`` is
    the sensitivity at any tissue pixel (a pixel of fat fraction ``t`` gives
-   ``s (1 - t) + s t``); smoothed over the body.
+   ``s (1 - t) + s t``); smoothed over the muscle masks only (3 px), so
+   bone, fascia and air beside the muscles do not lower it.
 4. *Infiltration* (:func:`infiltration_cover`, :func:`infiltrate`): streaks
    0.7–3 px wide and blobs drawn on a 5 × finer grid inside the masks give
-   each pixel a fat area fraction ``phi``; signal moves from the water to
-   the fat image in proportion to the local sensitivity:
-   ``W' = (1 - phi) W``, ``F' = F + phi s F_fat`` (plus fat-like noise).
+   each pixel a fat area fraction ``phi``; that share of the pixel's volume
+   is *replaced* by fat at the pixel's own sensitivity (linear mixing):
+   ``W' = (1 - phi) W``, ``F' = (1 - phi) F + phi s F_fat`` (plus fat-like
+   noise), so the tissue fraction becomes ``(1 - phi) t + phi``.
 5. *T2-like image* (:func:`t2_like`): ``W' + c F'`` with ``c`` chosen so that
    the fat:muscle contrast ``c F_fat / W_lean`` is what is asked (2.5–4.5
    for T2-weighted TSE; the plain sum W + F has about 1.8).
@@ -85,6 +87,8 @@ HELD_OUT_SEEDS = (1,)
 #: when the subcutaneous fat region is found.
 _SUBCUT_SIGNAL_FRACTION = 0.9
 _SUPERSAMPLE = 5  # odd: a pixel is never exactly half covered by a symmetric shape
+#: Gaussian scale (px) of the coil sensitivity over the muscles where fat is added.
+_SENSITIVITY_SIGMA = 3.0
 
 
 def is_held_out_slice(slice_index):
@@ -195,18 +199,18 @@ def tissue_references(water, fat, muscles):
     return w_lean * float(np.exp(coef[-1])), w_lean
 
 
-def coil_sensitivity(water, fat, *, f_fat, w_lean, sigma=6.0):
-    """Relative coil sensitivity ``W/W_lean + F/F_fat``, smoothed over the body.
+def coil_sensitivity(water, fat, *, f_fat, w_lean, sigma=6.0, within=None):
+    """Relative coil sensitivity ``W/W_lean + F/F_fat``, smoothed over tissue.
 
     A pixel of tissue fat fraction ``t`` at sensitivity ``s`` gives
     ``W = s (1 - t) W_lean`` and ``F = s t F_fat``, so the sum is ``s``
     whatever the tissue. It is smoothed by a Gaussian of ``sigma`` pixels
-    normalised over the body (normalised convolution).
+    normalised over ``within`` (default: the body; normalised convolution).
     """
     w = np.asarray(water, np.float64)
     f = np.asarray(fat, np.float64)
     raw = np.maximum(w, 0) / w_lean + np.maximum(f, 0) / f_fat
-    body = body_mask(w + f).astype(np.float64)
+    body = (body_mask(w + f) if within is None else np.asarray(within, bool)).astype(np.float64)
     num = ndi.gaussian_filter(raw * body, sigma)
     den = ndi.gaussian_filter(body, sigma)
     return np.divide(num, den, out=np.ones_like(num), where=den > 1e-3)
@@ -298,18 +302,30 @@ def infiltration_cover(mask, target_fi_pct, *, seed, keep_out=None, supersample=
 
 
 def infiltrate(water, fat, cover, *, sensitivity, f_fat, fat_noise=0.0, seed=0):
-    """Move signal from water to fat where ``cover`` (area fraction) adds fat.
+    """Replace the share ``cover`` of each pixel's volume by fat.
 
-    ``W' = (1 - cover) W`` and ``F' = F + cover · s · F_fat`` (+ ``cover ·
-    fat_noise`` Gaussian noise, seeded), so a lean pixel at sensitivity
-    ``s`` gets the tissue fraction ``cover``.
+    ``W' = (1 - cover) W`` and ``F' = (1 - cover) F + cover · s · F_fat``
+    (+ ``cover · fat_noise`` Gaussian noise, seeded): the replaced volume
+    takes its own water *and* fat signal with it, and the fat put in its
+    place gives the signal of pure fat at the pixel's sensitivity ``s``.
+    A pixel of tissue fraction ``t`` thus gets ``(1 - cover) t + cover``
+    (linear mixing at equal coil sensitivity); a lean pixel gets ``cover``.
+    (Keeping ``F`` whole would add the muscle's own fat twice, making a fully
+    replaced pixel brighter than pure fat.)
+
+    Examples
+    --------
+    >>> w, f = np.array([90.0]), np.array([30.0])  # t = 0.1 at s = 1 (w_lean 100, f_fat 300)
+    >>> w2, f2 = infiltrate(w, f, np.array([0.5]), sensitivity=np.array([1.0]), f_fat=300.0)
+    >>> float(tissue_fraction(w2, f2, f_fat=300.0, w_lean=100.0)[0])
+    0.55
     """
     w = np.asarray(water, np.float64)
     f = np.asarray(fat, np.float64)
     cover = np.asarray(cover, np.float64)
     rng = np.random.default_rng([int(seed), 0x6E6F6973])
     noise = rng.normal(0.0, 1.0, w.shape) * fat_noise if fat_noise > 0 else 0.0
-    return (1.0 - cover) * w, f + cover * (sensitivity * f_fat + noise)
+    return (1.0 - cover) * w, (1.0 - cover) * f + cover * (sensitivity * f_fat + noise)
 
 
 def t2_like(water, fat, *, contrast, f_fat, w_lean):
@@ -443,7 +459,8 @@ def family_case(water, fat, labels, *, contrast, target_fi_pct, seed, keep_out=N
     labels = np.asarray(labels)
     muscles = labels > 0
     f_fat, w_lean = tissue_references(w, f, muscles)
-    sens = coil_sensitivity(w, f, f_fat=f_fat, w_lean=w_lean)
+    # sensitivity where fat is added: over the muscle tissue only
+    sens = coil_sensitivity(w, f, f_fat=f_fat, w_lean=w_lean, sigma=_SENSITIVITY_SIGMA, within=muscles)
     sub = subcutaneous_fat(w, f, muscles)
     # fat-like noise: the spread of the fat image around its local mean in
     # subcutaneous fat, relative to the fat level
