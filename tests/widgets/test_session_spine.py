@@ -276,10 +276,16 @@ def test_a_spine_only_study_needs_no_measure_dock(make_session, canvas, phantom_
     assert widget.session.current_id == first
     angle_drawn = spine.result.angles["local_kyphosis"]
 
+    # an L1 ROI left half drawn (two vertices clicked): Next must not take it, nor swap layers under it
+    assert spine.part == "L1" and spine.layer.mode == "add_polygon"
+    l1 = truth["vertebrae"][0]["vertices"]
+    c.polygon(sagittal, l1[:2], finish=None)
     widget.ask_unfinished = lambda why: asked.append(why) or "measure"  # "Measure and add the row"
     c.key("PageDown")
     _ready(widget)
     assert len(asked) == 2
+    saved = read_spine_annotation(study.spine_annotation_path("A", first))
+    assert saved.vertebrae == {} and "local_kyphosis" in saved.angles  # the half-drawn ROI was dropped
     rows = read_rows(study.spine_csv, table="spine")
     assert len(rows) == 1 and np.isnan(rows.loc[0, "vbq"]) and rows.loc[0, "patient_id"] == first
     assert rows.loc[0, "local_kyphosis_deg"] == pytest.approx(angle_drawn, abs=1e-9)
@@ -291,6 +297,7 @@ def test_a_spine_only_study_needs_no_measure_dock(make_session, canvas, phantom_
 
     # the second case's image is axial: said, nothing drawn on it, skipped with Ctrl-K and a reason
     assert widget.sagittal_layer is None and "not a sagittal series" in widget.messages[-1][1]
+    assert len(viewer.layers) == 0  # the first case's image and shapes are gone, nothing of the axial image shown
     widget.ask_reason = lambda: "axial series only"
     c.key("K", "control")
     assert widget.session.skip_reason(second) == "axial series only"
