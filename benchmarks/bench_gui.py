@@ -24,7 +24,9 @@ OpenGL). Conditions:
 - ``load``: the Measure dock loads an annotation (six outlines, samples).
   Floor: two Shapes layers with the same polygons.
 - ``train``: the first Train (full model) in the process. Floor: one Labels
-  layer of the volume's shape (the fat map).
+  layer of the volume's shape (the fat map), added to a viewer that holds
+  the image and two Shapes layers with the case's outlines and samples (the
+  layers napari-pvm's viewer holds when it adds the fat map).
 - ``measure``: the first Measure in the process. Floor: as for ``train``.
 
 *Preview*: with "Live update" on, a brush stroke of the fat label is painted
@@ -147,8 +149,10 @@ def child(condition, variant, folder):
                 viewer.add_shapes(samples, shape_type="polygon", scale=volume.spacing, face_color="transparent")
 
             out["stall_ms"] = _measure_stall(probe, load, lambda: True)
-        else:  # train, measure: the fat map
+        else:  # train, measure: the fat map, added beside the case's image and outlines
             viewer.add_image(data, **kwargs)
+            viewer.add_shapes(shapes, shape_type="polygon", scale=volume.spacing, face_color="transparent")
+            viewer.add_shapes(samples, shape_type="polygon", scale=volume.spacing, face_color="transparent")
             _gui.process_events_for(1.0)
             labels = np.zeros(data.shape, np.uint8)
             labels[k] = 1
