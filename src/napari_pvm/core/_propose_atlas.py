@@ -30,13 +30,15 @@ BIAS_SIGMA_MM = 25.0
 BIAS_GRID_MM = 4.0
 #: Affine search: comparison grid (mm), margin around the example's muscles (mm),
 #: cost evaluations, and the weight of "each click in the inner half of its muscle".
-REG_GRID_MM = 3.0
+REG_GRID_MM = 4.0
 REG_MARGIN_MM = 25.0
-REG_EVALUATIONS = 200
+REG_EVALUATIONS = 120
 CLICK_ALIGN = 1.0
-#: Deformable step: grid (mm) and TV-L1 attachment (smaller is smoother).
-ATLAS_MM = 1.5
+#: Deformable step: grid (mm), TV-L1 attachment (smaller is smoother), warps and iterations (speed).
+ATLAS_MM = 2.0
 FLOW_ATTACHMENT = 5.0
+FLOW_WARPS = 2
+FLOW_ITERATIONS = 5
 #: Locally weighted voting: window (mm) and the squared-difference scale.
 LWV_SIGMA_MM = 4.0
 LWV_H = 0.05
@@ -188,11 +190,11 @@ def align_example(t_smooth, t_spacing, t_body, ex_smooth, ex_spacing, ex_masks, 
     return mapping
 
 
-def atlas_prior(image, spacing, body, examples, wanted, points, body_of):
+def atlas_prior(image, spacing, body, examples, wanted, points):
     """Fused probability map ``{roi_key: (M, N) array}`` of the examples' outlines.
 
-    ``examples`` are ``(image, spacing, {key: mask})`` with bias-corrected
-    images; ``body_of(image, spacing)`` gives an image's body mask.
+    ``examples`` are ``(image, spacing, {key: mask}, body mask)`` with
+    bias-corrected images; ``points`` the clicks ``{key: (row, col)}``.
     """
     from scipy import ndimage as ndi
     from skimage.registration import optical_flow_tvl1
@@ -200,26 +202,27 @@ def atlas_prior(image, spacing, body, examples, wanted, points, body_of):
 
     smooth = ndi.gaussian_filter(image, [1.0 / s for s in spacing])
     aligned = []
-    union = np.zeros(image.shape, bool)
+    # where the examples' muscles land, on a grid of every 4th pixel (speed)
     coarse = np.mgrid[0 : image.shape[0] : 4, 0 : image.shape[1] : 4].astype(float)
-    for ex_image, ex_spacing, ex_masks in examples:
-        ex_body = body_of(ex_image, ex_spacing)
+    landed = np.zeros(coarse.shape[1:], bool)
+    for ex_image, ex_spacing, ex_masks, ex_body in examples:
         ex_smooth = ndi.gaussian_filter(ex_image, [1.0 / s for s in ex_spacing])
         mapping = align_example(smooth, spacing, body, ex_smooth, ex_spacing, ex_masks, ex_body, points)
-        ey, ex = mapping(*coarse)
+        ex_union = np.zeros(ex_image.shape, np.float32)
         for m in ex_masks.values():
-            w = ndi.map_coordinates(m.astype(np.float32), [ey, ex], order=1, mode="constant")
-            union |= resize(w, image.shape, order=1) > 0.5
+            ex_union[m] = 1.0
+        landed |= ndi.map_coordinates(ex_union, mapping(*coarse), order=1, mode="constant") > 0.5
         aligned.append((ex_smooth, ex_body, ex_masks, mapping))
-    if not union.any():
+    if not landed.any():
         return {}
+    rr, cc = np.nonzero(landed)
+    rr, cc = rr * 4, cc * 4
     pad = [int(np.ceil(20.0 / s)) for s in spacing]
-    rr, cc = np.nonzero(union)
     r0, r1 = max(rr.min() - pad[0], 0), min(rr.max() + pad[0] + 1, image.shape[0])
     c0, c1 = max(cc.min() - pad[1], 0), min(cc.max() + pad[1] + 1, image.shape[1])
     step = [ATLAS_MM / s for s in spacing]
     gr, gc = np.meshgrid(np.arange(r0, r1, step[0]), np.arange(c0, c1, step[1]), indexing="ij")
-    core = ndi.map_coordinates(union.astype(float), [gr, gc], order=1) > 0.5
+    core = ndi.map_coordinates(landed.astype(float), [gr / 4.0, gc / 4.0], order=1) > 0.5
 
     def normalised(values, smooth_image, inside):
         # muscle 0 (median where the muscles are), fat 1 (bright body pixels), clipped
@@ -238,7 +241,9 @@ def atlas_prior(image, spacing, body, examples, wanted, points, body_of):
             for k, m in ex_masks.items()
             if k in wanted
         }
-        flow = optical_flow_tvl1(target, moving, attachment=FLOW_ATTACHMENT)
+        flow = optical_flow_tvl1(
+            target, moving, attachment=FLOW_ATTACHMENT, num_warp=FLOW_WARPS, num_iter=FLOW_ITERATIONS
+        )
         coords = ident + flow
         moving = ndi.map_coordinates(moving, coords, order=1, mode="nearest")
         labels = {k: ndi.map_coordinates(m, coords, order=1, mode="nearest") for k, m in labels.items()}

@@ -259,17 +259,20 @@ def _outline_level(image, spacing, masks, body):
 
 
 def _example_prior(image, body, spacing, examples, wanted, points=None):
-    """Fused example outlines ({key: probability map}) and the observer's outline levels."""
+    """Fused example outlines ({key: probability map}) and the observer's outline levels.
+
+    ``examples`` are ``(bias-corrected image, spacing, {key: mask}, body mask)``.
+    """
     if not examples:
         return {}, []
     from ._propose_atlas import atlas_prior
 
     levels = []
-    for ex_image, ex_spacing, ex_masks in examples:
-        level = _outline_level(ex_image, ex_spacing, ex_masks, _body_mask(ex_image, ex_spacing))
+    for ex_image, ex_spacing, ex_masks, ex_body in examples:
+        level = _outline_level(ex_image, ex_spacing, ex_masks, ex_body)
         if level is not None:
             levels.append(level)
-    prior = atlas_prior(image, spacing, body, examples, wanted, points or {}, _body_mask)
+    prior = atlas_prior(image, spacing, body, examples, wanted, points or {})
     return prior, levels
 
 
@@ -691,7 +694,11 @@ def propose_outlines(image, *, spacing, clicks=None, examples=(), rois=None):
     from ._propose_atlas import fat_bias
 
     image = image / fat_bias(image, spacing, body)
-    examples = [(e / fat_bias(e, s, _body_mask(e, s)), s, m) for e, s, m in examples]
+    corrected = []
+    for ex_image, ex_spacing, ex_masks in examples:
+        ex_body = _body_mask(ex_image, ex_spacing)
+        corrected.append((ex_image / fat_bias(ex_image, ex_spacing, ex_body), ex_spacing, ex_masks, ex_body))
+    examples = corrected
     prior, levels = _example_prior(image, body, spacing, examples, wanted, points=points)
     level = float(np.clip(np.median(levels), 0.2, 0.9)) if levels else None
     masks = _segment(image, spacing, points, prior, wanted, level=level)
