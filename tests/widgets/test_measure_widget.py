@@ -99,6 +99,7 @@ def test_measure_add_results_and_csv_agree(dock, qtbot, tmp_path, phantom_files)
 
     assert dock.load_annotation(phantom_files["annotation"])
     assert dock.results() is None
+    dock.proposals_allowed = False  # a measurement re-enables its controls, not Propose
     dock.patient_edit.setText("P001")
     dock.observer_edit.setText("obsA")
     stages = []
@@ -114,6 +115,7 @@ def test_measure_add_results_and_csv_agree(dock, qtbot, tmp_path, phantom_files)
     assert f"{dock.image.name} fat map" in dock.viewer.layers
     assert dock.viewer.layers.selection.active is dock.outlines  # the fat map did not take it
     assert len(dock.table_text().splitlines()) == 1 + 12
+    assert dock.measure_button.isEnabled() and not dock.propose_button.isEnabled()
     # the classification's quality is shown beside the table, as stored in the row
     assert f"fat:muscle contrast {row['fat_muscle_contrast']:.2f}" in dock.quality_label.text()
     assert ("no quality flags" in dock.quality_label.text()) == (not row["qc_flags"])
@@ -148,6 +150,21 @@ def test_measure_and_add_is_one_key(dock, qtbot, tmp_path, phantom_files, canvas
     qtbot.waitUntil(csv.exists, timeout=60_000)
     assert list(read_rows(csv)["patient_id"]) == ["P002"]
     assert "Control-Enter" in KEYS
+
+
+def test_proposals_allowed_switches_propose_off_and_on(dock):
+    _go_to(dock)
+    dock.mark_level("L4")
+    assert dock.proposals_allowed and dock.propose_button.isEnabled()
+    dock.proposals_off_reason = "Outline proposals are off in this study"
+    dock.proposals_allowed = False
+    assert not dock.propose_button.isEnabled()
+    assert dock.propose_button.toolTip() == "Outline proposals are off in this study"
+    with pytest.raises(PvmError, match="off in this study"):
+        dock.propose(clicks={"PS_L": (200.0, 200.0)})
+    assert dock._worker is None and len(dock.outlines.data) == 0  # refused before any work
+    dock.proposals_allowed = True
+    assert dock.propose_button.isEnabled() and "Propose the missing outlines" in dock.propose_button.toolTip()
 
 
 def test_changed_image_clears_case_fields_and_reset_case(dock, qtbot, phantom_files):

@@ -101,6 +101,9 @@ class MeasureWidget(RefusingDock, QWidget):
         self._target = schema.ROI_KEYS[0]
         self._adding = False
         self._awaiting_clicks = False  # Propose pressed once: the next press runs it
+        self._proposals_allowed = True
+        #: why proposals are off when :attr:`proposals_allowed` is False (tooltip and refusal)
+        self.proposals_off_reason = "Outline proposals are off here"
         # dialogs go through these hooks so tests can answer them
         self.confirm = self._ask
         self.notify = _layers.notify
@@ -277,7 +280,23 @@ class MeasureWidget(RefusingDock, QWidget):
         self.classifier_panel.setVisible(on)
         self.classifier_toggle.setText("Fat classifier ▾" if on else "Fat classifier ▸")
 
+    @property
+    def proposals_allowed(self):
+        """Whether Propose may run (a reading session sets it from study.json;
+        default True). When False, the Propose control is disabled and
+        :meth:`propose` refuses with :attr:`proposals_off_reason`."""
+        return self._proposals_allowed
+
+    @proposals_allowed.setter
+    def proposals_allowed(self, allowed):
+        self._proposals_allowed = bool(allowed)
+        self.propose_button.setEnabled(self._check_propose_available() and self._worker is None)
+
     def _check_propose_available(self):
+        if not self._proposals_allowed:
+            self.propose_button.setEnabled(False)
+            self.propose_button.setToolTip(self.proposals_off_reason)
+            return False
         try:
             from ..core import propose  # noqa: F401
         except ImportError as exc:
