@@ -38,6 +38,35 @@ def test_paint_layer_has_image_scale(setup):
     assert layer.selected_label == 1 and layer.mode == "paint"
 
 
+def test_label_colour_warm_up_runs_off_the_gui_thread_and_maps_known_colours():
+    import threading
+
+    from napari_pvm._widgets import _layers
+    from napari_pvm._widgets._style import SAMPLE_COLORS
+
+    errors = []
+
+    def warm():
+        try:
+            _layers.warm_up_label_colors()
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=warm)
+    thread.start()
+    thread.join(timeout=120)
+    assert not thread.is_alive() and not errors
+    # the colormap the layers get: 0 and unknown labels transparent, 1 and 2 the sample colours
+    colours = _layers._label_colormap({1: SAMPLE_COLORS["muscle"], 2: SAMPLE_COLORS["fat"]}).map(
+        np.array([0, 1, 2, 9], np.uint8)
+    )
+    from napari.utils.colormaps.standardize_color import transform_color
+
+    assert colours[0][3] == 0 and colours[3][3] == 0
+    assert np.allclose(colours[1], transform_color(SAMPLE_COLORS["muscle"])[0])
+    assert np.allclose(colours[2], transform_color(SAMPLE_COLORS["fat"])[0])
+
+
 def test_train_shows_same_fat_as_the_core(setup, qtbot):
     viewer, widget, image, ph = setup
     _, labels = _paint_samples(widget, ph)

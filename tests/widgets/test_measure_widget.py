@@ -152,6 +152,20 @@ def test_measure_and_add_is_one_key(dock, qtbot, tmp_path, phantom_files, canvas
     assert "Control-Enter" in KEYS
 
 
+def test_vertices_map_to_image_pixels_through_world_coordinates(make_napari_viewer):
+    from napari_pvm._widgets._layers import _to_image_data
+
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((4, 50, 60)), scale=(3.0, 0.7, 0.8), translate=(1.0, -5.0, 2.0))
+    shapes = viewer.add_shapes(None, ndim=3, scale=(1.5, 0.35, 1.6), translate=(0.0, 3.0, -4.0))
+    vertices = np.array([[2.0, 10.0, 5.0], [2.0, 30.5, 7.25], [2.0, 12.0, 20.0]])
+    expected = np.array([image.world_to_data(shapes.data_to_world(v)) for v in vertices])  # napari, point by point
+    assert np.allclose(_to_image_data(shapes, image, vertices), expected, atol=1e-9)
+    # by hand: world = data * scale + translate, then back with the image's
+    world = vertices * (1.5, 0.35, 1.6) + (0.0, 3.0, -4.0)
+    assert np.allclose(expected, (world - (1.0, -5.0, 2.0)) / (3.0, 0.7, 0.8), atol=1e-9)
+
+
 def test_proposals_allowed_switches_propose_off_and_on(dock):
     _go_to(dock)
     dock.mark_level("L4")

@@ -67,7 +67,16 @@ def image_slice(image, index):
 
 
 def _to_image_data(layer, image, vertices):
-    pts = np.asarray(vertices, dtype=float)
+    """``layer``'s data coordinates (N, D) as ``image``'s, through world coordinates."""
+    pts = np.atleast_2d(np.asarray(vertices, dtype=float))
+    if pts.shape[1] == layer.ndim == image.ndim:
+        try:
+            # the transforms napari's data_to_world / world_to_data use, applied to all
+            # vertices at once (point by point costs tens of ms on the GUI thread per case)
+            world = layer._transforms[1:].simplified(pts)
+            return np.asarray(image._transforms[1:].simplified.inverse(world), dtype=float)
+        except AttributeError:  # napari without these internals: the public path below
+            pass
     world = np.array([layer.data_to_world(p) for p in pts])
     return np.array([image.world_to_data(w) for w in world])
 
