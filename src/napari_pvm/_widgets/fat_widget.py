@@ -43,14 +43,15 @@ def warm_up_in_background():
     colours through numba code, a typed dict included, compiled on the GUI
     thread on first display: about a second, the largest part of the first
     Train's and Measure's stall), then the classifier's forest engine (loaded
-    from numba's disk cache) and the measuring modules.
+    from numba's disk cache), the measuring modules and the image reader's
+    imports; last, the full garbage collection all this made due.
     """
     if _WARMED.is_set():
         return
     _WARMED.set()
 
     def run():
-        for step in (_layers.warm_up_label_colors, _warm_up_classifier):
+        for step in (_layers.warm_up_label_colors, _warm_up_classifier, _warm_up_reading):
             try:
                 step()
             except Exception:  # noqa: BLE001 - warming is an optimisation; the real call reports errors
@@ -68,6 +69,12 @@ def _warm_up_classifier():
     from ..core import classify, measure  # noqa: F401
 
     classify.warm_up()
+
+
+def _warm_up_reading():
+    # the image reader's first call imports nibabel (and pydicom through it): most
+    # of a second that napari's File > Open would otherwise spend on its GUI thread
+    import nibabel  # noqa: F401
 
 
 def train_and_classify(image, labels, within, settings, *, preview=False, model=None):
