@@ -1243,24 +1243,9 @@ def _raise_dock(widget):
 
 def _allow_proposals(dock, allowed):
     """Enable or disable the Measure dock's propose action for this session."""
-    button = getattr(dock, "propose_button", None)
-    if allowed:
-        dock.__dict__.pop("_check_propose_available", None)  # the dock's own check again
-        check = getattr(dock, "_check_propose_available", None)
-        if button is not None and callable(check):
-            button.setEnabled(check())
-        return
-    message = 'Outline proposals are off in this study (study.json has no "proposals": true)'
-
-    def refuse():
-        if button is not None:
-            button.setEnabled(False)
-            button.setToolTip(message)
-        return False
-
-    # the dock re-checks availability whenever it enables its buttons and before proposing
-    dock._check_propose_available = refuse
-    refuse()
+    if not allowed:
+        dock.proposals_off_reason = 'Outline proposals are off in this study (study.json has no "proposals": true)'
+    dock.proposals_allowed = allowed
 
 
 def _camera(viewer):
