@@ -258,8 +258,9 @@ def summarise(rows, label):
 
     df = pd.DataFrame(rows)
     df["muscle"] = df["roi"].str[:2]
+    df["subject"] = df["case"].str.split("/").str[0]  # TUM01 (tuning), TUM02 (held out), phantom, musclemap
     df["abs_area_err_pct"] = df["area_err_pct"].abs()
-    g = df.groupby(["condition", "muscle"]).agg(
+    g = df.groupby(["subject", "condition", "muscle"]).agg(
         n=("dice", "size"),
         dice_mean=("dice", "mean"),
         dice_min=("dice", "min"),

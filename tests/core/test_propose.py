@@ -52,10 +52,10 @@ def test_clicks_find_every_phantom_muscle(phantoms, proposed):
     masks = outline_masks(proposed, target.l4.shape)  # valid polygons, no overlap (contract 1)
     # floors are what the method reaches (docs/proposals.md), not the issue's targets
     scores = {key: dice(mask, target.masks[key]) for key, mask in masks.items()}
-    assert np.mean(list(scores.values())) >= 0.7, scores
+    assert np.mean(list(scores.values())) >= 0.75, scores
     for key, mask in masks.items():
-        # the multifidus with 28 % marbling is the weak case (benchmark minimum ~0.3)
-        assert scores[key] >= (0.4 if key.startswith("MF") else 0.7), (key, scores[key])
+        # the multifidus with 28 % marbling is the weak case (benchmark minimum ~0.64)
+        assert scores[key] >= (0.5 if key.startswith("MF") else 0.7), (key, scores[key])
         # never the other side or another muscle: it overlaps its own muscle most
         assert all(dice(mask, target.masks[o]) < scores[key] for o in schema.ROI_KEYS if o != key), key
 
@@ -86,7 +86,56 @@ def test_examples_of_other_size_and_spacing_are_aligned(phantoms, clicks):
     out = propose_outlines(target.l4, spacing=target.spacing[1:], clicks=clicks, examples=ex)
     masks = outline_masks(out, target.l4.shape)
     assert set(masks) == set(schema.ROI_KEYS)
-    assert np.mean([dice(masks[k], target.masks[k]) for k in masks]) >= 0.7
+    assert np.mean([dice(masks[k], target.masks[k]) for k in masks]) >= 0.78
+
+
+def test_a_coil_bias_changes_proposals_little(phantoms, clicks, proposed):
+    """A smooth intensity bias (0.6 anterior to 1.4 posterior, as from a
+    posterior surface coil) is removed with fat as the reference tissue, so
+    the proposals barely change; without the correction the psoas moves by
+    0.06 Dice and 20 % of its area."""
+    target, _ = phantoms
+    rows = np.linspace(0.0, 1.0, target.l4.shape[0])[:, None]
+    biased = target.l4 * (0.6 + 0.8 * rows)
+    out = propose_outlines(biased, spacing=target.spacing[1:], clicks=clicks)
+    plain = outline_masks(proposed, target.l4.shape)
+    masks = outline_masks(out, target.l4.shape)
+    assert set(masks) == set(schema.ROI_KEYS)
+    for key in schema.ROI_KEYS:
+        before, after = dice(plain[key], target.masks[key]), dice(masks[key], target.masks[key])
+        assert abs(after - before) <= 0.04, (key, before, after)
+
+
+def test_fat_bias_flattens_fat_on_a_phantom(phantoms):
+    from napari_pvm.core._propose_atlas import fat_bias
+    from napari_pvm.core.propose import _body_mask
+
+    target, _ = phantoms
+    rows = np.linspace(0.0, 1.0, target.l4.shape[0])[:, None]
+    biased = target.l4 * (0.6 + 0.8 * rows)
+    fat = target.fat_share > 0.99  # pure fat pixels
+    field = fat_bias(biased, target.spacing[1:], _body_mask(biased, target.spacing[1:]))
+    third = target.l4.shape[0] // 3
+    front, back = fat.copy(), fat.copy()
+    front[third:] = False
+    back[: 2 * third] = False
+
+    def imbalance(im):  # |log| of the posterior over the anterior fat level
+        return abs(np.log(np.median(im[back]) / np.median(im[front])))
+
+    assert imbalance(biased / field) < 0.5 * imbalance(biased), (imbalance(biased / field), imbalance(biased))
+
+
+def test_similarity_from_clicks_recovers_a_known_transform():
+    from napari_pvm.core._propose_atlas import similarity_from_points
+
+    rng = np.random.default_rng(5)
+    src = rng.uniform(0, 100, size=(6, 2))
+    angle = np.deg2rad(7.0)
+    A = 1.1 * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    got_A, got_t = similarity_from_points(src, src @ A.T + [12.0, -4.0])
+    np.testing.assert_allclose(got_A, A, atol=1e-9)
+    np.testing.assert_allclose(got_t, [12.0, -4.0], atol=1e-9)
 
 
 def test_examples_only_find_muscles_without_clicks(phantoms):
@@ -188,6 +237,12 @@ def test_mask_to_polygon_reproduces_masks():
 
 # ------------------------------------------------------------ real slices
 DIXON_LABELS = {"ES_R": 1, "MF_R": 2, "MF_L": 3, "ES_L": 4}
+#: Floors on held-out data: what the method reaches there with a margin (see
+#: docs/benchmarks.md, "Outline proposals"), below the issue's targets
+#: (0.85 with clicks, 0.90 with clicks and examples), which are not reached.
+MIN_DIXON_CLICK = 0.65
+MIN_DIXON_EXAMPLES = {"ES": 0.7, "MF": 0.6}
+MIN_MUSCLEMAP_CLICK = 0.6
 
 
 @pytest.mark.real
@@ -215,7 +270,55 @@ def test_real_dixon_slices_with_clicks(real_data):
             assert all(dice(masks[key], truth[o]) < d for o in truth if o != key) if key in masks else True
             scores.append(d)
     print("TUM02 slices 11, 13, 15, click only: Dice", np.round(scores, 3))
-    assert np.mean(scores) >= 0.65
+    assert np.mean(scores) >= MIN_DIXON_CLICK
+
+
+@pytest.mark.real
+def test_real_dixon_slices_with_clicks_and_examples(real_data):
+    """Held-out subject TUM02, three L4 slices, one inner-half click per
+    muscle and three examples from the other subject (TUM01, the slices
+    around the same level: mid-L4 is slice 15 there, 13 here). Floors are
+    what the method reaches (docs/benchmarks.md), below the issue's 0.90."""
+    from napari_pvm.core.io import read_volume
+
+    folder = real_data / "myosegmentum_dixon_lpm"
+
+    def load(subject):
+        water = read_volume(folder / f"{subject}_water_img_img_L2-L5.nii.gz")
+        fat = read_volume(folder / f"{subject}_fat_img_img_L2-L5.nii.gz")
+        labels = read_volume(folder / f"{subject}_fat_manual_label_segmentation_L2-L5.nii.gz")
+        return water, fat, labels
+
+    water, fat, labels = load("TUM02")
+    o_water, o_fat, o_labels = load("TUM01")
+    spacing = labels.pixel_spacing
+    rng = np.random.default_rng(12)
+    scores, area_errors = {}, {}
+    for k in (11, 13, 15):
+        image = water.slice(k).astype(float) + fat.slice(k)
+        truth = {key: labels.slice(k) == v for key, v in DIXON_LABELS.items()}
+        clicks = {key: inner_click(m, spacing, rng) for key, m in truth.items()}
+        examples = []
+        for j in (k, k + 2, k + 4):
+            ex_truth = {key: o_labels.slice(j) == v for key, v in DIXON_LABELS.items()}
+            ex_rois = {key: mask_to_polygon(m) for key, m in ex_truth.items() if m.any()}
+            examples.append((o_water.slice(j).astype(float) + o_fat.slice(j), o_labels.pixel_spacing, ex_rois))
+        out = propose_outlines(image, spacing=spacing, clicks=clicks, examples=examples, rois=list(truth))
+        masks = outline_masks(out, image.shape)
+        for key, m in truth.items():
+            d = dice(masks[key], m) if key in masks else 0.0
+            if key in masks:  # never another muscle or side
+                assert all(dice(masks[key], truth[o]) < d for o in truth if o != key), (k, key)
+                area_errors.setdefault(key[:2], []).append(100.0 * abs(masks[key].sum() - m.sum()) / m.sum())
+            scores.setdefault(key[:2], []).append(d)
+    print(
+        "TUM02 slices 11, 13, 15, click + 3 examples: mean Dice",
+        {m: round(float(np.mean(v)), 3) for m, v in scores.items()},
+        "mean |area error| %",
+        {m: round(float(np.mean(v)), 1) for m, v in area_errors.items()},
+    )
+    for muscle, floor in MIN_DIXON_EXAMPLES.items():
+        assert np.mean(scores[muscle]) >= floor, (muscle, scores[muscle])
 
 
 MUSCLEMAP_LABELS = {"MF_R": 1, "MF_L": 2, "ES_R": 3, "ES_L": 4, "PS_R": 5, "PS_L": 6}
@@ -249,4 +352,4 @@ def test_real_musclemap_slices_with_clicks(real_data):
         "MuscleMap slices 14, 16, 18, click only: mean Dice",
         {m: round(float(np.mean(v)), 3) for m, v in scores.items()},
     )
-    assert np.mean([d for v in scores.values() for d in v]) >= 0.6
+    assert np.mean([d for v in scores.values() for d in v]) >= MIN_MUSCLEMAP_CLICK

@@ -44,11 +44,13 @@ LWV_SIGMA_MM = 4.0
 LWV_H = 0.05
 
 
-def fat_bias(image, spacing, body, *, iterations=2):
+def fat_bias(image, spacing, body, *, iterations=4):
     """Smooth multiplicative intensity bias, referenced to fat.
 
     Returns an array of the image's shape, about 1 where fat has its median
     level; ``image / fat_bias(...)`` has the same fat level everywhere.
+    Each iteration takes the fat pixels of the image corrected so far, so fat
+    that a strong bias made darker than the threshold joins in later.
 
     Examples
     --------
