@@ -4,19 +4,25 @@
 multifidus (MF) outlines of both sides on one axial slice. It learns only
 from what the observer supplies at run time (no network, no weights):
 
+- **the slice**: a smooth intensity bias (a surface coil's) is divided out,
+  with fat as the reference tissue, so that muscle and fat have one level
+  each across the slice;
 - **clicks**: one point inside a muscle seeds a multi-label random walker with
   prior models (Grady 2005). Each muscle's prior is an anatomical ellipse of
   typical size around its click, lowered where the click can only be reached
   by crossing edges or tissue unlike it (a geodesic detour: a fat plane cuts
   off the next muscle), times how much a pixel's intensity looks like the
-  click's neighbourhood after thin intramuscular fat streaks are opened away;
+  muscle's tissue: for the back muscles (ES, MF), which fat surrounds,
+  anything between dark tissue and the half-way level to fat (the
+  partial-volume midpoint where an outline along the fascia lies); for the
+  psoas, whose neighbours have any level, near the click's own level;
 - **examples**: the observer's own earlier outlined slices are aligned to the
-  slice (scale and translation from the body outline, then translation,
-  scale and rotation maximising normalised cross-correlation around the back
-  muscles, with every click pulled into the inner half of its muscle), their
-  outlines are averaged into a prior, and the intensity level at which this
-  observer puts an outline between muscle and fat is measured on them and
-  applied in a narrow band around each border.
+  slice (a similarity from the example muscles' centroids to the clicks, an
+  affine search on normalised cross-correlation with every click kept in the
+  inner half of its muscle, then a TV-L1 deformable refinement), their
+  outlines are fused by locally weighted voting into a prior, and the
+  intensity level at which this observer puts an outline between muscle and
+  fat is measured on them and applied in a narrow band around each border.
 
 Each muscle then becomes one connected, hole-free, smooth region; pixels are
 never shared (contract 1 order) and each region is traced into a polygon
