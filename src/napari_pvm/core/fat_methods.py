@@ -77,6 +77,10 @@ QC_FLAGS = {
 #: Thresholds of the quality flags.
 QC_LIMITS = {"low_contrast": 2.0, "fat_sample_spread": 0.2, "shading_range": 2.5, "uncertainty": 0.25}
 _GMM_SEED = 0
+#: A mixture component stands for the muscle (the fat) of the outlines only
+#: when its mean lies within this share of the span of the calibrated lean
+#: (fat) level; otherwise it is partial volume and the calibration's level stands.
+_GMM_LEVEL_WINDOW = 0.25
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,10 +220,11 @@ def _gmm_fat(x):
     components are the muscle and the fat inside the outlines; a pixel
     mixes them linearly, so its tissue fraction is
     ``(x - mu_muscle) / (mu_fat - mu_muscle)`` and it is fat above ½, i.e.
-    above half-way between the two means. A component is taken for muscle
-    or fat only on its side of half-way of the calibration (a muscle without
-    fat has no fat component: the calibration's fat level stands in, and
-    likewise for muscle)."""
+    above half-way between the two means. A component is taken for the
+    muscle (the fat) only when its mean lies within ``_GMM_LEVEL_WINDOW`` of
+    the span from the calibrated lean (fat) level; otherwise it is partial
+    volume or bright muscle (a healthy muscle has no fat component) and the
+    calibration's level stands in."""
     from sklearn.mixture import GaussianMixture
 
     data = np.asarray(x, np.float64).reshape(-1, 1)
@@ -227,8 +232,8 @@ def _gmm_fat(x):
         return data[:, 0] > 0.5
     gmm = GaussianMixture(n_components=3, means_init=[[0.0], [0.5], [1.0]], random_state=_GMM_SEED)
     means = np.sort(gmm.fit(data).means_[:, 0])
-    mu_muscle = means[0] if means[0] < 0.5 else 0.0
-    mu_fat = means[-1] if means[-1] > 0.5 else 1.0
+    mu_muscle = means[0] if abs(means[0]) < _GMM_LEVEL_WINDOW else 0.0
+    mu_fat = means[-1] if abs(means[-1] - 1.0) < _GMM_LEVEL_WINDOW else 1.0
     return data[:, 0] > 0.5 * (mu_muscle + mu_fat)
 
 
