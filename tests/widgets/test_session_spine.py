@@ -302,3 +302,36 @@ def test_a_spine_only_study_needs_no_measure_dock(make_session, canvas, phantom_
     c.key("K", "control")
     assert widget.session.skip_reason(second) == "axial series only"
     assert widget.progress_label.text() == "1 / 2 done, 1 skipped"
+
+
+def test_x_moves_the_draw_list_on_and_a_resumed_drawing_continues(
+    make_session, make_napari_viewer, canvas, sagittal_files, tmp_path
+):
+    (only,) = _order(["R1"])
+    study = _study(
+        tmp_path / "study",
+        [{"patient_id": only, "image": "images/sag.nii.gz"}],
+        ["spine"],
+        {"sag.nii.gz": sagittal_files["image"]},
+    )
+    truth = json.loads(sagittal_files["annotation"].read_text())
+    levels = {item["level"]: item["vertices"] for item in truth["vertebrae"]}
+    viewer, widget = make_session(study)
+    _ready(widget, widget.start())
+    spine, sagittal = widget.spine, widget.sagittal_layer
+    c = canvas(viewer)
+    c.key("K", "shift")
+    c.polygon(sagittal, levels["L1"], finish="enter")
+    assert spine.part == "L2"
+    c.key("x")  # L2 left out before it is drawn: the list moves on, so the next ROI is L3's
+    assert spine.excluded() == {"L2": "fracture"} and spine.part == "L3"
+    c.polygon(sagittal, levels["L3"], finish="enter")
+    assert [p for _, _, p in spine._state[0]] == ["L1", "L3"]
+    viewer.close()  # napari closed half-way
+
+    viewer2, again = make_session(study, viewer=make_napari_viewer(show=True))
+    _ready(again, again.start())
+    dock = again.spine
+    assert dock.part == "L4" and dock.excluded() == {"L2": "fracture"}  # at the first missing part, not at L1
+    canvas(viewer2).polygon(again.sagittal_layer, levels["L4"], finish="enter")
+    assert [p for _, _, p in dock._state[0]] == ["L1", "L3", "L4"]  # L1's ROI kept

@@ -537,6 +537,10 @@ class SpineWidget(RefusingDock, QWidget):
             if not self._same(snap, self._state):
                 self.undo_stack.append(self._state)
                 self._state = snap
+        if on and level == self.part:
+            # the level chosen to draw next is left out: the next shape drawn is the
+            # next missing part, not an ROI of the excluded level (x before drawing it)
+            self._advance(after=level)
         self._changed()
 
     # ------------------------------------------------------------ anterior
@@ -794,6 +798,12 @@ class SpineWidget(RefusingDock, QWidget):
                 edit.setText(value)
         if ann.anterior:
             self.anterior = dict(ann.anterior)
+        # the draw list at the first part still missing: the next shape drawn on a
+        # resumed drawing completes it instead of replacing the L1 ROI
+        self.part_combo.blockSignals(True)
+        self.part_combo.setCurrentIndex(0)
+        self.part_combo.blockSignals(False)
+        self._advance()
         self._arm()
         self._changed()
         return True
