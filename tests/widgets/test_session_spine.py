@@ -335,3 +335,38 @@ def test_x_moves_the_draw_list_on_and_a_resumed_drawing_continues(
     assert dock.part == "L4" and dock.excluded() == {"L2": "fracture"}  # at the first missing part, not at L1
     canvas(viewer2).polygon(again.sagittal_layer, levels["L4"], finish="enter")
     assert [p for _, _, p in dock._state[0]] == ["L1", "L3", "L4"]  # L1's ROI kept
+
+
+def test_a_careless_observer_cannot_draw_on_the_hidden_image(
+    make_session, canvas, phantom_files, sagittal_files, tmp_path
+):
+    (only,) = _order(["Q1"])
+    study = _study(
+        tmp_path / "study",
+        [{"patient_id": only, "image": "images/ax.nii.gz", "sagittal_image": "images/sag.nii.gz"}],
+        ["muscle", "spine"],
+        {"ax.nii.gz": phantom_files["image"], "sag.nii.gz": sagittal_files["image"]},
+    )
+    truth = json.loads(sagittal_files["annotation"].read_text())
+    viewer, widget = make_session(study)
+    _ready(widget, widget.start())
+    spine = widget.spine
+    _quiet(spine)
+    assert not spine.image_combo.isEnabled()  # the session chooses the case's sagittal image
+    c = canvas(viewer)
+
+    spine.mark_button.click()  # the dock's Mark button on the axial view: refused, nothing marked
+    assert spine.slice_index is None and "Ctrl-J" in spine.messages[-1][1]
+    c.key("J", "control")
+    sagittal = widget.sagittal_layer
+    c.key("K", "shift")
+    c.polygon(sagittal, truth["vertebrae"][0]["vertices"], finish="enter")
+    c.key("J", "control")  # back to the axial image, then a part chosen in the Spine dock's list
+    spine.part_combo.setCurrentIndex(spine.part_combo.findData("CSF"))
+    assert widget.view == "spine" and sagittal.visible and not widget.image_layer.visible
+    assert viewer.layers.selection.active is spine.layer  # what is drawn next is seen
+    c.polygon(sagittal, truth["csf"]["vertices"], finish="enter")
+    assert [p for _, _, p in spine._state[0]] == ["L1", "CSF"]
+    c.key("J", "control")
+    c.key("Z", "control")  # on the axial view Ctrl-Z is the Measure dock's: the spine drawing stays
+    assert [p for _, _, p in spine._state[0]] == ["L1", "CSF"]

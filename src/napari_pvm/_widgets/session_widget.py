@@ -138,6 +138,7 @@ class SessionWidget(QWidget):
         self._examples = None  # prefetched proposal examples of the current case
         self._build()
         self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
+        self.viewer.layers.selection.events.active.connect(self._on_active_layer)
         self._bind_keys()
         self._update_enabled()
         warm_up_in_background()
@@ -716,6 +717,27 @@ class SessionWidget(QWidget):
         self._update_enabled()
         return view
 
+    def _on_active_layer(self, event=None):
+        """A layer of the hidden image became active (a part chosen in the
+        other dock, a layer picked in the layer list): show that image, so
+        that nothing is drawn on an image the observer does not see."""
+        if self.session is None or self._loading or self.view is None or len(self.session.measure_sets) < 2:
+            return
+        active = self.viewer.layers.selection.active
+        if active is None:
+            return
+        for view in ("muscle", "spine"):
+            image = self._view_image(view)
+            if view != self.view and image is not None and (_same(active, image) or _layers.belongs_to(active, image)):
+                self.show_view(view)
+                return
+
+    def _guard_spine_view(self):
+        """Raise unless the sagittal image is the one shown (the Spine dock
+        marks the slice the viewer shows)."""
+        if self.session is not None and len(self.session.measure_sets) > 1 and self.view != "spine":
+            raise PvmError("the mid-sagittal slice is marked on the sagittal image: show it first (Ctrl-J)")
+
     def _set_ready(self, token):
         if token is not self._token:
             return
@@ -1014,6 +1036,8 @@ class SessionWidget(QWidget):
         if self.show_codes:
             dock.patient_edit.setEchoMode(QLineEdit.EchoMode.Password)
         dock.path_guard = self._guard_spine_path
+        dock.view_guard = self._guard_spine_view
+        dock.image_combo.setEnabled(False)  # the session chooses the case's sagittal image
         if self._spine_notify is None:
             self._spine_notify = dock.notify
             dock.notify = lambda message, level="info": self._spine_notify(self._mask(message), level)
@@ -1034,6 +1058,8 @@ class SessionWidget(QWidget):
             edit.setReadOnly(False)
         dock.patient_edit.setEchoMode(QLineEdit.EchoMode.Normal)
         dock.path_guard = None
+        dock.view_guard = None
+        dock.image_combo.setEnabled(True)
         if self._spine_notify is not None:
             dock.notify = self._spine_notify
             self._spine_notify = None

@@ -107,6 +107,8 @@ class SpineWidget(RefusingDock, QWidget):
         self.notify = _notify
         # set by a reading session: path_guard(path, "load" | "save") raises PvmError to refuse
         self.path_guard = None
+        # set by a reading session: view_guard() raises PvmError when this dock's image is not shown
+        self.view_guard = None
         self._build()
         self.viewer.layers.events.inserted.connect(self._refresh_images)
         self.viewer.layers.events.removed.connect(self._refresh_images)
@@ -305,6 +307,11 @@ class SpineWidget(RefusingDock, QWidget):
     def mark_slice(self):
         """Mark the slice shown as the mid-sagittal slice and start drawing."""
         image = self._require_image()
+        if self.view_guard is not None:
+            try:
+                self.view_guard()
+            except PvmError as exc:
+                self._refuse(str(exc))
         self.slice_index = self._current_slice(image)
         self.slice_label.setText(f"mid-sagittal slice {self.slice_index}")
         self._ensure_layer(image)
