@@ -304,7 +304,7 @@ def test_a_spine_only_study_needs_no_measure_dock(make_session, canvas, phantom_
     assert widget.progress_label.text() == "1 / 2 done, 1 skipped"
 
 
-def test_x_moves_the_draw_list_on_and_a_resumed_drawing_continues(
+def test_x_moves_the_draw_list_on_a_resumed_drawing_continues_and_a_row_is_added_once(
     make_session, make_napari_viewer, canvas, sagittal_files, tmp_path
 ):
     (only,) = _order(["R1"])
@@ -319,6 +319,9 @@ def test_x_moves_the_draw_list_on_and_a_resumed_drawing_continues(
     viewer, widget = make_session(study)
     _ready(widget, widget.start())
     spine, sagittal = widget.spine, widget.sagittal_layer
+    _quiet(spine)
+    answers = []
+    spine.confirm = lambda title, text: answers.append(text) or False  # "No" to a second row
     c = canvas(viewer)
     c.key("K", "shift")
     c.polygon(sagittal, levels["L1"], finish="enter")
@@ -327,14 +330,27 @@ def test_x_moves_the_draw_list_on_and_a_resumed_drawing_continues(
     assert spine.excluded() == {"L2": "fracture"} and spine.part == "L3"
     c.polygon(sagittal, levels["L3"], finish="enter")
     assert [p for _, _, p in spine._state[0]] == ["L1", "L3"]
+    c.key("n")  # L4 passed over for now
+    c.polygon(sagittal, truth["csf"]["vertices"], finish="enter")
+    c.key("Return", "control")
+    c.key("Return", "control")  # pressed twice: asked, and "No" adds nothing
+    rows = read_rows(study.spine_csv, table="spine")
+    assert len(rows) == 1 and rows.loc[0, "vbq"] == pytest.approx(310 / 100, rel=1e-12)
+    assert len(answers) == 1 and rows.loc[0, "row_id"] in answers[0]
     viewer.close()  # napari closed half-way
 
     viewer2, again = make_session(study, viewer=make_napari_viewer(show=True))
     _ready(again, again.start())
     dock = again.spine
+    dock.confirm = lambda title, text: answers.append(text) or False
     assert dock.part == "L4" and dock.excluded() == {"L2": "fracture"}  # at the first missing part, not at L1
-    canvas(viewer2).polygon(again.sagittal_layer, levels["L4"], finish="enter")
-    assert [p for _, _, p in dock._state[0]] == ["L1", "L3", "L4"]  # L1's ROI kept
+    c2 = canvas(viewer2)
+    c2.key("Return", "control")  # the same drawing after a resume: asked again, nothing added
+    assert len(answers) == 2 and len(read_rows(study.spine_csv, table="spine")) == 1
+    c2.polygon(again.sagittal_layer, levels["L4"], finish="enter")
+    assert [p for _, _, p in dock._state[0]] == ["L1", "L3", "L4", "CSF"]  # L1's ROI kept
+    c2.key("Return", "control")  # a changed drawing is added without a question
+    assert len(answers) == 2 and len(read_rows(study.spine_csv, table="spine")) == 2
 
 
 def test_a_careless_observer_cannot_draw_on_the_hidden_image(

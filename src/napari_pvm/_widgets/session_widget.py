@@ -661,6 +661,9 @@ class SessionWidget(QWidget):
                 self._say(f"case {name}: your saved spine annotation could not be loaded", "error")
         if not loaded_ok and layer.ndim == 3:
             show_data_slice(self.viewer, layer, layer.data.shape[0] // 2)  # start in the middle of the stack
+        row_id, sha = session.row_id(measure_set="spine"), self._spine_sha()
+        if loaded_ok and row_id and sha and session.row_is_current(sha, measure_set="spine"):
+            dock.remember_row(row_id, str(session.study.spine_csv))  # Ctrl-Enter again asks before a second row
         self._views["spine"] = (tuple(self.viewer.dims.point), None)
 
     # ------------------------------------------------------------- views

@@ -105,6 +105,8 @@ class SpineWidget(RefusingDock, QWidget):
         self._applying = False
         self._hooked = set()  # unique_id of shapes layers whose events we follow
         self.notify = _notify
+        self.confirm = self._confirm  # (title, text) -> bool; tests answer it
+        self._added = {}  # (drawing digest, CSV, patient, observer, session) -> row_id added
         # set by a reading session: path_guard(path, "load" | "save") raises PvmError to refuse
         self.path_guard = None
         # set by a reading session: view_guard() raises PvmError when this dock's image is not shown
@@ -835,11 +837,40 @@ class SpineWidget(RefusingDock, QWidget):
         self.measure()
         row = dict(self.row)
         row.pop("row_id", None)
+        key = self._row_key(path)
+        earlier = self._added.get(key)
+        if earlier and not self.confirm(
+            "Row already added",
+            f"This exact drawing is already row {earlier} of {Path(path).name}. Add another row anyway?",
+        ):
+            self.notify(f"not added: this drawing is already row {earlier} of {Path(path).name}", "info")
+            return None
         row_id = self._append_row(path, row, table="spine")
+        self._added[key] = row_id
         self.row = {**row, "row_id": row_id}
         self.notify(f"spine row for patient {row['patient_id']} added to {Path(path).name}", "info")
         self.row_added.emit(dict(self.row))
         return row_id
+
+    def _row_key(self, path):
+        from ..core.session import spine_annotation_sha256
+
+        ids = tuple(edit.text().strip() for edit in (self.patient_edit, self.observer_edit, self.session_edit))
+        return (spine_annotation_sha256(self.annotation()), str(Path(path).resolve()), *ids)
+
+    def remember_row(self, row_id, path=None):
+        """Record that the drawing on screen already is row ``row_id`` of the
+        shared spine CSV ``path`` (default: the dock's), so that adding it
+        again asks first (a reading session tells it when a case reopens)."""
+        path = path or self.csv_edit.text().strip()
+        if row_id and path and self.slice_index is not None:
+            self._added[self._row_key(path)] = str(row_id)
+
+    def _confirm(self, title, text):
+        from qtpy.QtWidgets import QMessageBox
+
+        buttons = QMessageBox.StandardButton
+        return QMessageBox.question(self, title, text, buttons.Yes | buttons.No, buttons.No) == buttons.Yes
 
     def reset_case(self):
         """Forget the current case before another opens (a reading session
