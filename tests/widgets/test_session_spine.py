@@ -356,10 +356,13 @@ def test_x_moves_the_draw_list_on_a_resumed_drawing_continues_and_a_row_is_added
 def test_a_careless_observer_cannot_draw_on_the_hidden_image(
     make_session, canvas, phantom_files, sagittal_files, tmp_path
 ):
-    (only,) = _order(["Q1"])
+    first, second = _order(["Q1", "Q2"])
     study = _study(
         tmp_path / "study",
-        [{"patient_id": only, "image": "images/ax.nii.gz", "sagittal_image": "images/sag.nii.gz"}],
+        [
+            {"patient_id": first, "image": "images/ax.nii.gz", "sagittal_image": "images/sag.nii.gz"},
+            {"patient_id": second, "image": "images/ax.nii.gz", "sagittal_image": "images/sag_lost_Q2.nii.gz"},
+        ],
         ["muscle", "spine"],
         {"ax.nii.gz": phantom_files["image"], "sag.nii.gz": sagittal_files["image"]},
     )
@@ -386,3 +389,12 @@ def test_a_careless_observer_cannot_draw_on_the_hidden_image(
     c.key("J", "control")
     c.key("Z", "control")  # on the axial view Ctrl-Z is the Measure dock's: the spine drawing stays
     assert [p for _, _, p in spine._state[0]] == ["L1", "CSF"]
+
+    # the next case's sagittal file is missing: Next's question says so without its path or name
+    asked = []
+    widget.ask_unfinished = lambda why: asked.append(why) or "leave"
+    c.key("PageDown")
+    _ready(widget)
+    assert widget.session.current_id == second
+    c.key("PageDown")
+    assert "cannot be opened" in asked[-1] and "sag_lost_Q2" not in asked[-1] and "images" not in asked[-1]

@@ -334,7 +334,7 @@ class SessionWidget(QWidget):
             return False
         finished, why = self._finished()
         if not finished:
-            choice = self.ask_unfinished(why)
+            choice = self.ask_unfinished(self._mask(why))  # no image path in the dialog
             if choice == "measure":
                 if not self.measure_and_add():
                     return False
