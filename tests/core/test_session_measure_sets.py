@@ -142,3 +142,23 @@ def test_a_bad_measure_set_is_refused_before_a_session_file_is_written(tmp_path)
     with pytest.raises(SessionError, match="unknown measure set 'bone'"):
         ReadingSession.open(Study(study.folder), "A")
     assert not study.session_path("A").exists()
+
+
+def test_a_dock_saves_only_into_the_cases_own_file_of_its_kind(tmp_path):
+    study = _study(tmp_path / "s", ["muscle", "spine"])
+    s = ReadingSession.open(study, "A")
+    pid, other = s.current_id, s.order[1]
+    assert s.check_writable(s.annotation_path()) == study.annotation_path("A", pid)
+    assert s.check_writable(s.spine_annotation_path(), "spine") == study.spine_annotation_path("A", pid)
+    refused = [
+        (study.annotation_path("A", pid), "spine"),  # a spine drawing over the outlines
+        (study.spine_annotation_path("A", pid), "muscle"),  # outlines over the spine drawing
+        (study.spine_annotation_path("A", other), "spine"),  # another case
+        (study.spine_annotation_path("A", pid, "read2"), "spine"),  # another session label
+        (study.observer_dir("A") / "copy.pvm.json", "spine"),
+    ]
+    for path, kind in refused:
+        with pytest.raises(SessionError, match="saved only as"):
+            s.check_writable(path, kind)
+    with pytest.raises(SessionError, match="may only write"):
+        s.check_writable(study.spine_annotation_path("B", pid), "spine")

@@ -12,6 +12,7 @@ import pytest
 from qtpy.QtWidgets import QLineEdit
 
 from napari_pvm._widgets.session_widget import _same
+from napari_pvm.core.errors import PvmError
 from napari_pvm.core.phantom_sagittal import write_sagittal_phantom
 from napari_pvm.core.session import SessionError, create_study, seeded_order, session_seed
 from napari_pvm.core.spine import read_spine_annotation, write_spine_annotation
@@ -386,6 +387,9 @@ def test_a_careless_observer_cannot_draw_on_the_hidden_image(
     assert viewer.layers.selection.active is spine.layer  # what is drawn next is seen
     c.polygon(sagittal, truth["csf"]["vertices"], finish="enter")
     assert [p for _, _, p in spine._state[0]] == ["L1", "CSF"]
+    with pytest.raises(PvmError, match="saved only as"):  # Save… over the outline file: refused
+        spine.save_annotation(str(study.annotation_path("A", first)))
+    assert not study.annotation_path("A", first).exists()
     c.key("J", "control")
     c.key("Z", "control")  # on the axial view Ctrl-Z is the Measure dock's: the spine drawing stays
     assert [p for _, _, p in spine._state[0]] == ["L1", "CSF"]

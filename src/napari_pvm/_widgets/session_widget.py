@@ -1075,7 +1075,7 @@ class SessionWidget(QWidget):
         if mode == "load":
             session.check_readable(path, "spine")
         else:
-            session.study.check_annotation_target(path, session.observer_id, session.current_id)
+            session.check_writable(path, "spine")  # never over the outlines, another case or session
 
     def _attach_measure(self):
         """Find or dock the Measure widget and fill it for this session."""
@@ -1132,7 +1132,7 @@ class SessionWidget(QWidget):
         if mode == "load":
             session.check_readable(path)
         else:
-            session.study.check_annotation_target(path, session.observer_id, session.current_id)
+            session.check_writable(path)  # never over the spine drawing, another case or session
 
     def _say(self, message, level="info"):
         self.notify(self._mask(message), level)

@@ -956,6 +956,41 @@ class ReadingSession:
         path = self.annotation_path(patient_id)
         return path if path.is_file() else None
 
+    def check_writable(self, path, measure_set="muscle"):
+        """Refuse (``SessionError``) to save a drawing anywhere but the current
+        case's own file of its kind: the outlines into
+        ``annotations/<observer>/<patient>.<session>.pvm.json``, a spine
+        drawing (``measure_set="spine"``) into
+        ``annotations/<observer>/spine/<patient>.<session>.pvm.json``. A
+        dock's *Save…* can then never overwrite the outlines with a spine
+        drawing (or the reverse), another case's file or another session
+        label's. Returns the path.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> study = create_study(tempfile.mkdtemp(), [{"patient_id": "P1", "image": "p1.nii.gz"}])
+        >>> s = ReadingSession.open(study, "A")
+        >>> s.check_writable(s.annotation_path()) == s.annotation_path()
+        True
+        >>> s.check_writable(s.annotation_path(), "spine")
+        Traceback (most recent call last):
+        ...
+        napari_pvm.core.session.SessionError: during session read1 the spine drawing of this case is saved only as spine/P1.read1.pvm.json in observer A's folder (saved as you draw)
+        """
+        own = self.spine_annotation_path() if measure_set == "spine" else self.annotation_path()
+        _row_keys(measure_set)
+        self.study.check_annotation_target(path, self.observer_id, self.current_id)
+        if Path(path).resolve() != own.resolve():
+            what = "spine drawing" if measure_set == "spine" else "outlines"
+            name = f"{SPINE_DIR}/{own.name}" if measure_set == "spine" else own.name
+            verb = "is" if measure_set == "spine" else "are"
+            raise SessionError(
+                f"during session {self.session} the {what} of this case {verb} saved only as {name} "
+                f"in observer {self.observer_id}'s folder (saved as you draw)"
+            )
+        return own
+
     def check_readable(self, path, measure_set="muscle"):
         """Refuse (``SessionError``) to load any annotation file but this
         observer's own files of this session (outlines, or with
