@@ -305,7 +305,7 @@ def test_a_spine_only_study_needs_no_measure_dock(make_session, canvas, phantom_
     assert widget.progress_label.text() == "1 / 2 done, 1 skipped"
 
 
-def test_x_moves_the_draw_list_on_a_resumed_drawing_continues_and_a_row_is_added_once(
+def test_x_moves_the_list_on_a_resumed_drawing_continues_with_its_single_line_and_a_row_is_added_once(
     make_session, make_napari_viewer, canvas, sagittal_files, tmp_path
 ):
     (only,) = _order(["R1"])
@@ -333,6 +333,8 @@ def test_x_moves_the_draw_list_on_a_resumed_drawing_continues_and_a_row_is_added
     assert [p for _, _, p in spine._state[0]] == ["L1", "L3"]
     c.key("n")  # L4 passed over for now
     c.polygon(sagittal, truth["csf"]["vertices"], finish="enter")
+    upper = truth["angles"][0]["upper"]
+    c.pixel_drag(sagittal, upper[0], upper[1])  # one endplate line: no angle yet, but kept
     c.key("Return", "control")
     c.key("Return", "control")  # pressed twice: asked, and "No" adds nothing
     rows = read_rows(study.spine_csv, table="spine")
@@ -345,11 +347,12 @@ def test_x_moves_the_draw_list_on_a_resumed_drawing_continues_and_a_row_is_added
     dock = again.spine
     dock.confirm = lambda title, text: answers.append(text) or False
     assert dock.part == "L4" and dock.excluded() == {"L2": "fracture"}  # at the first missing part, not at L1
+    assert [p for _, _, p in dock._state[0]] == ["L1", "L3", "CSF", "upper"]  # the single line came back
     c2 = canvas(viewer2)
     c2.key("Return", "control")  # the same drawing after a resume: asked again, nothing added
     assert len(answers) == 2 and len(read_rows(study.spine_csv, table="spine")) == 1
     c2.polygon(again.sagittal_layer, levels["L4"], finish="enter")
-    assert [p for _, _, p in dock._state[0]] == ["L1", "L3", "L4", "CSF"]  # L1's ROI kept
+    assert [p for _, _, p in dock._state[0]] == ["L1", "L3", "L4", "CSF", "upper"]  # L1's ROI kept
     c2.key("Return", "control")  # a changed drawing is added without a question
     assert len(answers) == 2 and len(read_rows(study.spine_csv, table="spine")) == 2
 

@@ -878,7 +878,8 @@ class SessionWidget(QWidget):
         if annotation is None:
             return True
         drawn = annotation.get("vertebrae") or annotation.get("csf") or annotation.get("excluded")
-        if not (drawn or annotation.get("angles") or session.own_spine_annotation()):
+        lines = annotation.get("angles") or annotation.get("unpaired_line")
+        if not (drawn or lines or session.own_spine_annotation()):
             return True  # a slice marked and nothing drawn: nothing to keep yet
         try:
             session.save_spine_annotation(annotation)

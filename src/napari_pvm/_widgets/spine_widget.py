@@ -67,6 +67,9 @@ PART_COLORS = {
     "lower": "#ff5252",
 }
 LAYER_ROLE = "spine"
+#: Annotation key (an extra key of contract 8) of a single endplate line drawn
+#: so far: ``{"part": "upper" | "lower", "points": [[r0, c0], [r1, c1]]}``.
+UNPAIRED_KEY = "unpaired_line"
 UNDO_DEPTH = 50
 
 #: Keys of the Spine measures dock. ``Shift-K`` works on the viewer; the
@@ -623,6 +626,9 @@ class SpineWidget(RefusingDock, QWidget):
             out["angles"] = [{"name": "local_kyphosis", "upper": lines["upper"], "lower": lines["lower"]}]
         else:
             out["angles"] = []
+            # one endplate line is no angle yet, but it is work: kept so that a reopened drawing shows it
+            for part, points in lines.items():
+                out[UNPAIRED_KEY] = {"part": part, "points": points}
         if self.anterior:
             out["anterior"] = dict(self.anterior)
         return out
@@ -791,6 +797,10 @@ class SpineWidget(RefusingDock, QWidget):
         if "local_kyphosis" in ann.angles:
             upper, lower = ann.angles["local_kyphosis"]
             shapes += [(lift(upper, k), "line", "upper"), (lift(lower, k), "line", "lower")]
+        else:
+            unpaired = _unpaired_line(ann.extra.get(UNPAIRED_KEY))
+            if unpaired is not None:
+                shapes.append((lift(unpaired[1], k), "line", unpaired[0]))
         order = {p: i for i, p in enumerate(PARTS)}
         shapes.sort(key=lambda s: order[s[2]])
         if self._state is not None:
@@ -923,6 +933,17 @@ def show_data_slice(viewer, layer, index):
     data[0] = float(index)
     world = float(np.asarray(layer.data_to_world(data))[0])
     viewer.dims.set_point(viewer.dims.ndim - layer.ndim, world)
+
+
+def _unpaired_line(obj):
+    """``(part, (2, 2) array)`` of a saved single endplate line, None when absent or malformed."""
+    if not isinstance(obj, dict) or obj.get("part") not in LINE_PARTS:
+        return None
+    try:
+        points = np.asarray(obj.get("points"), dtype=float)
+    except (TypeError, ValueError):
+        return None
+    return (obj["part"], points) if points.shape == (2, 2) and np.isfinite(points).all() else None
 
 
 def _drawing(layer):

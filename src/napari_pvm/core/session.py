@@ -1057,6 +1057,7 @@ class ReadingSession:
         except PvmError as exc:
             raise SessionError(str(exc)) from None
         parts = len(parsed.vertebrae) + (parsed.csf is not None) + 2 * len(parsed.angles) + len(parsed.excluded)
+        parts += bool(parsed.extra.get("unpaired_line"))  # one endplate line drawn so far (the Spine dock's key)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             write_spine_annotation(path, obj)
