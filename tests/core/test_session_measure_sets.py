@@ -162,3 +162,24 @@ def test_a_dock_saves_only_into_the_cases_own_file_of_its_kind(tmp_path):
             s.check_writable(path, kind)
     with pytest.raises(SessionError, match="may only write"):
         s.check_writable(study.spine_annotation_path("B", pid), "spine")
+
+
+def test_done_cases_are_reopened_when_the_study_adds_a_measure_set(tmp_path):
+    study = _study(tmp_path / "s", ["muscle"])
+    s = ReadingSession.open(study, "A")
+    first = s.current_id
+    s.record_row(_row(s, "m-1"))
+    s.mark_done()
+    assert s.counts()["done"] == 1
+    info = json.loads(study.study_file.read_text())
+    study.study_file.write_text(json.dumps({**info, "measure_sets": ["muscle", "spine"]}))
+    again = ReadingSession.open(study, "A")  # spine measures added after the first case was read
+    assert again.case_state(first) == "started" and again.counts()["done"] == 0
+    assert again.row_id(first) == "m-1" and again.missing_rows(first) == ("spine",)
+    assert again.first_unfinished() == 0
+    assert json.loads(study.session_path("A").read_text())["cases"][first]["state"] == "started"
+    # back to muscle only: the case has every row the study asks for, and may be marked done again
+    study.study_file.write_text(json.dumps(info))
+    third = ReadingSession.open(study, "A")
+    third.mark_done(first)
+    assert third.case_state(first) == "done"

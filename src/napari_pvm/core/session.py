@@ -619,6 +619,7 @@ class ReadingSession:
         else:
             reading = cls(study, _checked_state(state, path, observer, label), cases=cases, measure_sets=sets)
             reading._reconcile(ids)
+            reading._reopen_incomplete()
             reading._log("resume", patient_id=reading.current_id, position=reading.position)
         reading._state["current"] = reading.current_id
         reading._save()
@@ -640,6 +641,20 @@ class ReadingSession:
             self._state["position"] = order.index(current)
         else:
             self._state["position"] = min(int(self._state.get("position", 0)), len(order) - 1)
+
+    def _reopen_incomplete(self):
+        """Cases marked done that lack the row of a measure set the study asks
+        for now (``measure_sets`` grew after they were read, e.g. ``"spine"``
+        added) become *started* again: "done" keeps meaning every row exists."""
+        reopened = [
+            pid
+            for pid in self._state["order"]
+            if self._state["cases"].get(pid, {}).get("state") == "done" and self.missing_rows(pid)
+        ]
+        for pid in reopened:
+            self._set_entry(pid, state="started")
+        if reopened:
+            self._log("reopened", patient_ids=reopened, missing=list(self.missing_rows(reopened[0])))
 
     # --------------------------------------------------------- properties
     @property
