@@ -396,6 +396,12 @@ def test_a_careless_observer_cannot_draw_on_the_hidden_image(
     c.key("J", "control")
     c.key("Z", "control")  # on the axial view Ctrl-Z is the Measure dock's: the spine drawing stays
     assert [p for _, _, p in spine._state[0]] == ["L1", "CSF"]
+    c.key("k")  # L4 marked on the axial image
+    c.key("J", "control")
+    c.key("F", "shift")  # a fat sample chosen while the sagittal image is shown: the axial image shows
+    assert widget.view == "muscle" and widget.image_layer.visible and not sagittal.visible
+    active = viewer.layers.selection.active
+    assert active.metadata["napari_pvm"]["role"] == "samples" and active.mode == "add_polygon"  # as chosen
 
     # the next case's sagittal file is missing: Next's question says so without its path or name
     asked = []

@@ -733,6 +733,7 @@ class SessionWidget(QWidget):
             image = self._view_image(view)
             if view != self.view and image is not None and (_same(active, image) or _layers.belongs_to(active, image)):
                 self.show_view(view)
+                self.viewer.layers.selection.active = active  # the layer chosen (e.g. samples), not the default
                 return
 
     def _guard_spine_view(self):
