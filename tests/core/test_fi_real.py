@@ -52,6 +52,24 @@ def test_family_truth_is_the_added_tissue_fraction(subjects):
     assert case.image.dtype == np.float32
 
 
+@pytest.mark.parametrize(("subject", "k"), [("TUM01", 6), ("TUM02", 2)])
+def test_family_image_is_linear_in_the_tissue_fraction(subjects, subject, k):
+    """Added fat replaces volume at the muscle's own coil sensitivity, so the
+    T2-like image is linear in the truth's tissue fraction: an oracle that
+    knows the sensitivity counts pixels above half-way between lean muscle
+    and fat and agrees with the truth's FI%. (The earlier family kept the
+    replaced volume's fat signal and smoothed the sensitivity over bone and
+    fascia: this oracle was 1.3 points high on both slices.)"""
+    w, f, lab = slice_of(subjects, subject, k)
+    contrast = 3.0
+    case = V.family_case(w, f, lab, contrast=contrast, target_fi_pct=30.0, seed=k)
+    s = V.coil_sensitivity(w, f, f_fat=case.f_fat, w_lean=case.w_lean, sigma=3.0, within=lab > 0)
+    x = (case.image / (s * case.w_lean) - 1.0) / (contrast - 1.0)
+    fi = V.fi_by_muscle((x > 0.5) & (lab > 0), lab)
+    assert abs(fi["ESMF_B"] - case.truth_fi["ESMF_B"]) <= 0.5, (fi, case.truth_fi)
+    assert max(abs(fi[g] - case.truth_fi[g]) for g in ("ES_B", "MF_B")) <= 1.0, (fi, case.truth_fi)
+
+
 # (subject, slice): a tuning slice and a held-out slice (index % 4 == 3)
 @pytest.mark.parametrize(("subject", "k"), [("TUM01", 8), ("TUM02", 15)])
 def test_default_method_on_family_cases(subjects, subject, k):
