@@ -87,6 +87,10 @@ def test_examples_of_other_size_and_spacing_are_aligned(phantoms, clicks):
     masks = outline_masks(out, target.l4.shape)
     assert set(masks) == set(schema.ROI_KEYS)
     assert np.mean([dice(masks[k], target.masks[k]) for k in masks]) >= 0.78
+    # alignment, optical flow and fusion are deterministic too
+    again = propose_outlines(target.l4, spacing=target.spacing[1:], clicks=clicks, examples=ex)
+    for key in out:
+        np.testing.assert_array_equal(again[key], out[key])
 
 
 def test_a_coil_bias_changes_proposals_little(phantoms, clicks, proposed):
