@@ -346,9 +346,13 @@ def test_x_moves_the_list_on_a_resumed_drawing_continues_with_its_single_line_an
     _ready(again, again.start())
     dock = again.spine
     dock.confirm = lambda title, text: answers.append(text) or False
+    _quiet(dock)
     assert dock.part == "L4" and dock.excluded() == {"L2": "fracture"}  # at the first missing part, not at L1
     assert [p for _, _, p in dock._state[0]] == ["L1", "L3", "CSF", "upper"]  # the single line came back
     c2 = canvas(viewer2)
+    c2.key("Z", "control")  # nothing drawn since it reopened: the saved drawing is not wiped
+    assert [p for _, _, p in dock._state[0]] == ["L1", "L3", "CSF", "upper"]
+    assert len(read_spine_annotation(study.spine_annotation_path("A", only)).vertebrae) == 2
     c2.key("Return", "control")  # the same drawing after a resume: asked again, nothing added
     assert len(answers) == 2 and len(read_rows(study.spine_csv, table="spine")) == 1
     c2.polygon(again.sagittal_layer, levels["L4"], finish="enter")

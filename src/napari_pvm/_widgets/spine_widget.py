@@ -803,7 +803,9 @@ class SpineWidget(RefusingDock, QWidget):
                 shapes.append((lift(unpaired[1], k), "line", unpaired[0]))
         order = {p: i for i, p in enumerate(PARTS)}
         shapes.sort(key=lambda s: order[s[2]])
-        if self._state is not None:
+        if self._state is not None and (self._state[0] or self._state[1]):
+            # a load over a drawing can be undone; a load onto an empty dock (a case
+            # reopening) is the start: Ctrl-Z must not wipe the saved drawing (and its file)
             self.undo_stack.append(self._state)
         for level, reason in ann.excluded.items():
             self.reason_combos[level].setCurrentText(reason)
