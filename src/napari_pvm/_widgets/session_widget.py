@@ -654,7 +654,7 @@ class SessionWidget(QWidget):
         loaded_ok = False
         if path is not None:
             try:
-                loaded_ok = dock.load_annotation(path)
+                loaded_ok = dock.load_annotation(path, start=True)  # Ctrl-Z then never wipes it
             except PvmError:
                 loaded_ok = False
             if not loaded_ok:

@@ -754,8 +754,13 @@ class SpineWidget(RefusingDock, QWidget):
         self.notify(f"spine annotation saved to {Path(path).name}", "info")
         return Path(path)
 
-    def load_annotation(self, path=None):
-        """Show a saved annotation's ROIs, lines, exclusions, slice and IDs."""
+    def load_annotation(self, path=None, *, start=False):
+        """Show a saved annotation's ROIs, lines, exclusions, slice and IDs.
+
+        Loading can be undone (Ctrl-Z goes back to what was on screen), unless
+        ``start`` is true: then the loaded drawing starts the undo history (a
+        reading session reopening a case's own drawing).
+        """
         from ..core.spine import read_spine_annotation
 
         image = self._require_image()
@@ -803,9 +808,9 @@ class SpineWidget(RefusingDock, QWidget):
                 shapes.append((lift(unpaired[1], k), "line", unpaired[0]))
         order = {p: i for i, p in enumerate(PARTS)}
         shapes.sort(key=lambda s: order[s[2]])
-        if self._state is not None and (self._state[0] or self._state[1]):
-            # a load over a drawing can be undone; a load onto an empty dock (a case
-            # reopening) is the start: Ctrl-Z must not wipe the saved drawing (and its file)
+        if start:
+            self.undo_stack = []  # a reopened case: Ctrl-Z must not wipe the saved drawing (and its file)
+        elif self._state is not None:
             self.undo_stack.append(self._state)
         for level, reason in ann.excluded.items():
             self.reason_combos[level].setCurrentText(reason)
