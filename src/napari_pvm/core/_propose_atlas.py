@@ -225,6 +225,8 @@ def atlas_prior(image, spacing, body, examples, wanted, points):
     step = [ATLAS_MM / s for s in spacing]
     gr, gc = np.meshgrid(np.arange(r0, r1, step[0]), np.arange(c0, c1, step[1]), indexing="ij")
     core = ndi.map_coordinates(landed.astype(float), [gr / 4.0, gc / 4.0], order=1) > 0.5
+    if not core.any():  # muscles landed on isolated pixels only: use the whole window
+        core = np.ones(gr.shape, bool)
 
     def normalised(values, smooth_image, inside):
         # muscle 0 (median where the muscles are), fat 1 (bright body pixels), clipped
