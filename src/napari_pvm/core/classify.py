@@ -15,9 +15,10 @@ this task:
   numba;
 - **calibrated on this patient** (:mod:`.calibration`): intensities are
   mapped so that lean muscle is 0 and fat 1 everywhere inside the
-  outlines, after dividing out a coil-shading field fitted to the lean
-  muscle inside the outlines, with the fat level taken from the patient's
-  subcutaneous fat as a whole;
+  outlines, after dividing out a coil-shading field fitted jointly to the
+  lean muscle inside the outlines and the subcutaneous fat beside them
+  (each tissue weighted equally) and refined by the local lean level inside
+  the outlines;
 - **partial volume and thin fat**: besides the sampled pixels the forest
   sees a small synthetic *calibration canvas* built from this patient's
   own sample pixels, labelled fat where more than half of a pixel's area
