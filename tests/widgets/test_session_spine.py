@@ -388,7 +388,10 @@ def test_a_careless_observer_cannot_draw_on_the_hidden_image(
     sagittal = widget.sagittal_layer
     c.key("K", "shift")
     c.polygon(sagittal, truth["vertebrae"][0]["vertices"], finish="enter")
-    c.key("J", "control")  # back to the axial image, then a part chosen in the Spine dock's list
+    c.polygon(sagittal, truth["vertebrae"][1]["vertices"][:2], finish=None)  # L2 half drawn
+    c.key(
+        "J", "control"
+    )  # back to the axial image (the half-drawn ROI is dropped), then a part chosen in the Spine dock's list
     spine.part_combo.setCurrentIndex(spine.part_combo.findData("CSF"))
     assert widget.view == "spine" and sagittal.visible and not widget.image_layer.visible
     assert viewer.layers.selection.active is spine.layer  # what is drawn next is seen
@@ -401,7 +404,11 @@ def test_a_careless_observer_cannot_draw_on_the_hidden_image(
     c.key("Z", "control")  # on the axial view Ctrl-Z is the Measure dock's: the spine drawing stays
     assert [p for _, _, p in spine._state[0]] == ["L1", "CSF"]
     c.key("k")  # L4 marked on the axial image
+    outline = json.loads(phantom_files["annotation"].read_text())["rois"][0]["vertices"]
+    c.polygon(widget.image_layer, outline[:2], finish=None)  # an outline half drawn, then Ctrl-J: dropped
     c.key("J", "control")
+    outlines = [x for x in viewer.layers if x.metadata.get("napari_pvm", {}).get("role") == "outlines"]
+    assert len(outlines) == 1 and len(outlines[0].data) == 0
     c.key("F", "shift")  # a fat sample chosen while the sagittal image is shown: the axial image shows
     assert widget.view == "muscle" and widget.image_layer.visible and not sagittal.visible
     active = viewer.layers.selection.active

@@ -690,6 +690,11 @@ class SessionWidget(QWidget):
             return self.view
         if view == self.view:
             return view
+        # a shape half drawn on the image about to be hidden is dropped, not finished at the cursor
+        shown = self.spine if self.view == "spine" else self.measure if self.view == "muscle" else None
+        cancel = getattr(shown, "cancel_drawing", None) or getattr(shown, "_cancel_drawing", None)
+        if cancel is not None and _alive(shown):
+            cancel()
         camera = _camera(self.viewer)
         if remember and self.view is not None:
             self._views[self.view] = (tuple(self.viewer.dims.point), (tuple(camera.center), camera.zoom))

@@ -499,6 +499,22 @@ class SpineWidget(RefusingDock, QWidget):
             self.part_combo.blockSignals(False)
             self._arm()
 
+    def cancel_drawing(self):
+        """Drop the shape being drawn, if any (a reading session calls it before
+        it hides the image: napari would otherwise finish the half-drawn shape,
+        with the cursor's position as its last vertex). Returns whether one was dropped."""
+        layer = self.layer
+        if layer is None or not _drawing(layer):
+            return False
+        self._applying = True
+        try:
+            layer._finish_drawing()
+        finally:
+            self._applying = False
+        if self._state is not None:
+            self._apply(self._state)
+        return True
+
     def undo(self):
         """Revert the last drawing, deletion or exclusion; False when there is none."""
         if self.layer is not None and _drawing(self.layer):
