@@ -422,3 +422,40 @@ def test_a_careless_observer_cannot_draw_on_the_hidden_image(
     assert widget.session.current_id == second
     c.key("PageDown")
     assert "cannot be opened" in asked[-1] and "sag_lost_Q2" not in asked[-1] and "images" not in asked[-1]
+
+
+def test_a_radiograph_oriented_by_the_observer_is_oriented_again_when_the_case_reopens(
+    make_session, make_napari_viewer, canvas, tmp_path
+):
+    from test_io import write_radiograph
+
+    (only,) = _order(["X1"])
+    pixels = (np.arange(60)[:, None] * 7 + np.arange(80)[None, :] ** 2 % 97).astype(np.uint16)
+    (tmp_path / "src").mkdir()
+    lateral = write_radiograph(tmp_path / "src" / "lat.dcm", pixels, orientation=None, field="ImagerPixelSpacing")
+    study = _study(
+        tmp_path / "study", [{"patient_id": only, "image": "images/lat.dcm"}], ["spine"], {"lat.dcm": lateral}
+    )
+    viewer, widget = make_session(study)
+    _ready(widget, widget.start())
+    spine, image = widget.spine, widget.sagittal_layer
+    _quiet(spine)
+    assert not spine.anterior_box.isHidden()
+    spine.anterior_right.click()  # the observer sees anterior on the image's right
+    np.testing.assert_array_equal(np.squeeze(np.asarray(image.data)), pixels[:, ::-1])
+    c = canvas(viewer)
+    c.key("K", "shift")
+    for _ in range(5):
+        c.key("n")  # to the upper line: only the angle on a radiograph
+    c.pixel_drag(image, (15, 10), (10, 70))
+    c.pixel_drag(image, (45, 10), (52, 70))
+    angle = spine.result.angles["local_kyphosis"]
+    viewer.close()
+
+    viewer2, again = make_session(study, viewer=make_napari_viewer(show=True))
+    _ready(again, again.start())
+    dock = again.spine
+    # shown as the observer oriented it, so the lines sit where they were drawn; not asked again
+    np.testing.assert_array_equal(np.squeeze(np.asarray(again.sagittal_layer.data)), pixels[:, ::-1])
+    assert dock.anterior_box.isHidden() and dock.anterior == {"side_in_file": "right", "source": "observer"}
+    assert dock.result.angles["local_kyphosis"] == pytest.approx(angle, abs=1e-9)

@@ -585,15 +585,20 @@ class SpineWidget(RefusingDock, QWidget):
             self._refuse("this image's orientation comes from its header; nothing to confirm")
         if self.layer is not None and len(self.layer.data):
             self._refuse("confirm the anterior side before drawing (clear the shapes or undo them first)")
+        self._set_anterior(image, side)
+        self.notify(f"anterior confirmed on the image's {side}; the image now shows anterior on the left", "info")
+        self._changed()
+
+    def _set_anterior(self, image, side):
+        """Show ``image`` with anterior on the left, the patient's anterior
+        being on the file's ``side`` (mirrored when "right"), and record it."""
         if side == "right":
             image.data = np.ascontiguousarray(np.asarray(image.data)[..., ::-1])
-        meta = dict(meta, anterior_source="observer", anterior_side_in_file=side)
+        meta = dict(self._meta(image), anterior_source="observer", anterior_side_in_file=side)
         meta.pop("anterior_note", None)
         image.metadata = {**image.metadata, "napari_pvm": meta}
         self.anterior = {"side_in_file": side, "source": "observer"}
         self.anterior_box.setVisible(False)
-        self.notify(f"anterior confirmed on the image's {side}; the image now shows anterior on the left", "info")
-        self._changed()
 
     # ------------------------------------------------------------ annotation
     def _to_image_rc(self, vertices):
@@ -799,6 +804,10 @@ class SpineWidget(RefusingDock, QWidget):
         sha = self._meta(image).get("sha256")
         if ann.image_sha256 and sha and ann.image_sha256 != sha:
             self.notify("this annotation was drawn on another image (its sha256 differs)", "warning")
+        side = (ann.anterior or {}).get("side_in_file")
+        if side in ("left", "right") and self._meta(image).get("anterior_source") == "unconfirmed":
+            # the drawing was made on the radiograph as the observer oriented it: orient it so again
+            self._set_anterior(image, side)
         if image.ndim == 3:
             show_data_slice(self.viewer, image, k)
         self.slice_index = k
