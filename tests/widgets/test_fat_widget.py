@@ -56,15 +56,17 @@ def test_label_colour_warm_up_runs_off_the_gui_thread_and_maps_known_colours():
     thread.start()
     thread.join(timeout=120)
     assert not thread.is_alive() and not errors
-    # the colormap the layers get: 0 and unknown labels transparent, 1 and 2 the sample colours
-    colours = _layers._label_colormap({1: SAMPLE_COLORS["muscle"], 2: SAMPLE_COLORS["fat"]}).map(
-        np.array([0, 1, 2, 9], np.uint8)
-    )
+    # the colormap the layers get: 0 transparent, 1 and 2 the sample colours (labels cycle after n)
+    colormap = _layers._label_colormap({1: SAMPLE_COLORS["muscle"], 2: SAMPLE_COLORS["fat"]})
+    colours = colormap.map(np.array([0, 1, 2, 3], np.uint8))
     from napari.utils.colormaps.standardize_color import transform_color
 
-    assert colours[0][3] == 0 and colours[3][3] == 0
+    assert colours[0][3] == 0
     assert np.allclose(colours[1], transform_color(SAMPLE_COLORS["muscle"])[0])
     assert np.allclose(colours[2], transform_color(SAMPLE_COLORS["fat"])[0])
+    assert np.allclose(colours[3], colours[1])
+    with pytest.raises(ValueError, match="1 … n"):
+        _layers._label_colormap({2: SAMPLE_COLORS["fat"]})
 
 
 def test_train_shows_same_fat_as_the_core(setup, qtbot):

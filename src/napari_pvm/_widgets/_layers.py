@@ -495,9 +495,22 @@ def show_marker(viewer, image, slice_index, location, text, *, keep_active=True)
 
 
 def _label_colormap(colors):
-    from napari.utils.colormaps import DirectLabelColormap
+    """Labels colormap: 0 transparent, label k the k-th of ``colors`` ({1: …, 2: …}).
 
-    return DirectLabelColormap(color_dict={None: "transparent", 0: "transparent", **colors})
+    A cyclic colormap, napari's default kind, rather than a direct one: napari
+    maps a direct colormap's colours through numba code (a typed dict) that is
+    compiled on the GUI thread, not cached on disk; about a second the first
+    time a fat map or painted samples are shown in a process. The labels used
+    here are 1 … n without gaps, so both kinds show the same colours.
+    """
+    from napari.utils.colormaps import CyclicLabelColormap
+    from napari.utils.colormaps.standardize_color import transform_color
+
+    labels = sorted(colors)
+    if labels != list(range(1, len(labels) + 1)):
+        raise ValueError(f"labels must be 1 … n, got {labels}")
+    rgba = np.concatenate([[[0.0, 0.0, 0.0, 0.0]], transform_color([colors[k] for k in labels])])
+    return CyclicLabelColormap(colors=rgba, background_value=0)
 
 
 def _set_label_colors(layer, colors):
@@ -506,10 +519,8 @@ def _set_label_colors(layer, colors):
 
 def warm_up_label_colors():
     """Build the colour texture of a uint8 Labels layer with fixed colours
-    once, off the GUI thread: napari compiles the numba code behind it (a
-    typed dict and a mapping loop, not cached on disk) on first use, which
-    otherwise blocks the GUI for about a second the first time a fat map or
-    painted samples are shown. Safe to call from any thread (no Qt)."""
+    once, off the GUI thread (napari loads the numba code behind it from its
+    disk cache on first use). Safe to call from any thread (no Qt)."""
     colormap = _label_colormap({1: SAMPLE_COLORS["muscle"], 2: SAMPLE_COLORS["fat"]})
     # the same call napari's Labels visual makes for uint8 data
     colormap.map(np.zeros(1, dtype=np.uint8))

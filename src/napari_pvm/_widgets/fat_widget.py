@@ -8,7 +8,6 @@ short pause, and "Train" always fits the full, seeded model that
 measurements use.
 """
 
-import gc
 import hashlib
 import threading
 import time
@@ -35,16 +34,11 @@ _last_full = [None]  # the classifier of the last full training (set in the work
 
 
 def warm_up_in_background():
-    """Compile in a daemon thread, once per process, what the first Train /
-    Measure in a fresh napari would otherwise compile on the GUI thread.
-
-    In order of need: napari's direct label colormap (the fat map and the
-    painted samples are Labels layers with fixed colours; napari maps their
-    colours through numba code, a typed dict included, compiled on the GUI
-    thread on first display: about a second, the largest part of the first
-    Train's and Measure's stall), then the classifier's forest engine (loaded
-    from numba's disk cache), the measuring modules and the image reader's
-    imports; last, the full garbage collection all this made due.
+    """Load in a daemon thread, once per process, what the first Train /
+    Measure in a fresh napari would otherwise load on the GUI thread: the
+    Labels colour mapping (napari's numba code, from its disk cache), the
+    classifier's forest engine (from numba's disk cache), the measuring
+    modules and the image reader's imports.
     """
     if _WARMED.is_set():
         return
@@ -56,11 +50,6 @@ def warm_up_in_background():
                 step()
             except Exception:  # noqa: BLE001 - warming is an optimisation; the real call reports errors
                 pass
-        # compiling leaves tens of thousands of new long-lived objects, which make
-        # Python's next full garbage collection due; run it now rather than in the
-        # middle of the first Train or Measure (a full pass over napari's few hundred
-        # thousand objects holds the interpreter for 0.1-0.4 s)
-        gc.collect()
 
     threading.Thread(target=run, name="napari-pvm warm-up", daemon=True).start()
 
