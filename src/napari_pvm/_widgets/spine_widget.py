@@ -14,9 +14,12 @@ Every control has a method of the same meaning: :meth:`mark_slice`,
 :meth:`confirm_anterior`; and a key (see :data:`KEYS`).
 
 A reading session (``session_widget``) drives the dock per case through
-:meth:`reset_case`, :meth:`load_annotation`, ``path_guard`` and the signals
-:attr:`SpineWidget.changed` (something drawn, deleted or excluded: save it)
-and :attr:`SpineWidget.row_added` (a row went to the shared spine CSV).
+:meth:`reset_case`, :meth:`load_annotation` (``start=True``),
+:meth:`remember_row`, :meth:`cancel_drawing`, the hooks ``path_guard`` (which
+files *Load…* / *Save…* may use) and ``view_guard`` (marking only while the
+sagittal image is shown), and the signals :attr:`SpineWidget.changed`
+(something drawn, deleted or excluded: save it) and
+:attr:`SpineWidget.row_added` (a row went to the shared spine CSV).
 """
 
 import warnings
