@@ -327,6 +327,7 @@ def test_x_moves_the_list_on_a_resumed_drawing_continues_with_its_single_line_an
     c.key("K", "shift")
     c.polygon(sagittal, levels["L1"], finish="enter")
     assert spine.part == "L2"
+    sagittal.name = "my label"  # renamed in the layer list: still the dock's image, still saved as drawn
     c.key("x")  # L2 left out before it is drawn: the list moves on, so the next ROI is L3's
     assert spine.excluded() == {"L2": "fracture"} and spine.part == "L3"
     c.polygon(sagittal, levels["L3"], finish="enter")

@@ -117,6 +117,8 @@ class SpineWidget(RefusingDock, QWidget):
         self.path_guard = None
         # set by a reading session: view_guard() raises PvmError when this dock's image is not shown
         self.view_guard = None
+        self._image = None  # the image layer chosen in the image list
+        self._named = set()  # unique_id of image layers whose renaming we follow
         self._build()
         self.viewer.layers.events.inserted.connect(self._refresh_images)
         self.viewer.layers.events.removed.connect(self._refresh_images)
@@ -244,8 +246,14 @@ class SpineWidget(RefusingDock, QWidget):
         return out
 
     def _refresh_images(self, event=None):
-        current = self.image_combo.currentText()
-        names = [layer.name for layer in self._image_layers()]
+        layers = self._image_layers()
+        for layer in layers:  # a renamed image stays the dock's image (its name is only a label)
+            if layer.unique_id not in self._named:
+                layer.events.name.connect(self._refresh_images)
+                self._named.add(layer.unique_id)
+        kept = self.image
+        current = kept.name if kept is not None else self.image_combo.currentText()
+        names = [layer.name for layer in layers]
         self.image_combo.blockSignals(True)
         self.image_combo.clear()
         self.image_combo.addItems(names)
@@ -256,7 +264,7 @@ class SpineWidget(RefusingDock, QWidget):
             sag = [n for n in names if self._meta(self.viewer.layers[n]).get("plane") == "sagittal"]
             self.image_combo.setCurrentText((sag or names)[-1])
         self.image_combo.blockSignals(False)
-        if self.image_combo.currentText() != current:
+        if self._chosen_layer() is not kept or kept is None and self.image_combo.currentText() != current:
             self._on_image_changed()
 
     @staticmethod
@@ -266,11 +274,16 @@ class SpineWidget(RefusingDock, QWidget):
 
     @property
     def image(self):
+        """The image layer measured (by identity: renaming it changes nothing)."""
+        image = self._image
+        return image if image is not None and any(layer is image for layer in self.viewer.layers) else None
+
+    def _chosen_layer(self):
         name = self.image_combo.currentText()
         return self.viewer.layers[name] if name in self.viewer.layers else None
 
     def _on_image_changed(self, *_):
-        image = self.image
+        self._image = image = self._chosen_layer()
         self.layer = None
         self.slice_index = None
         self.undo_stack = []
