@@ -18,7 +18,13 @@ erector spinae or in the multifidus. Methods:
   medians, no shading correction (the issue's comparison);
 - ``baseline``: scikit-image's default trainable segmentation
   (``multiscale_basic_features`` + ``RandomForestClassifier(100,
-  random_state=0)``), on the midline/ES placement only (it is slow).
+  random_state=0)``), on the midline/ES placement only (it is slow);
+- ``oracle`` (family only, not in the default list): a check of the
+  family itself, not a method. It knows the coil sensitivity ``s`` the fat
+  was added with and the truth's references, and counts pixels above
+  half-way between lean muscle and fat at that sensitivity,
+  ``(I / (s W_lean) - 1) / (C - 1) > 1/2``; as the image is linear in the
+  tissue fraction, it should agree with the truth up to noise.
 
 Prints the ES+MF bilateral FI% error (90th percentile, mean bias, worst),
 ES and MF alone, the spread between placements of the same case, per
@@ -55,7 +61,8 @@ def baseline_fat(image, labels):
 
 
 def cases(folder, *, seed, plain):
-    """Yield (subject, slice, contrast, level, image, truth, labels, fat samples, muscle samples)."""
+    """Yield (subject, slice, contrast, level, image, truth, labels, fat samples,
+    muscle samples, oracle x or None)."""
     from napari_pvm.core import fi_validation as V
 
     for s_idx, subject in enumerate(SUBJECTS):
@@ -69,12 +76,16 @@ def cases(folder, *, seed, plain):
                 f_fat, w_lean = V.tissue_references(w, f, lab > 0)
                 t = V.tissue_fraction(w, f, f_fat=f_fat, w_lean=w_lean)
                 truth = V.fi_by_muscle(t > 0.5, lab)
-                yield subject, k, np.nan, 0.0, (w + f).astype(np.float32), truth, lab, fats, muscles
+                yield subject, k, np.nan, 0.0, (w + f).astype(np.float32), truth, lab, fats, muscles, None
                 continue
             contrast, level = V.case_settings(k, s_idx)
             keep = np.logical_or.reduce(list(muscles.values()))
             case = V.family_case(w, f, lab, contrast=contrast, target_fi_pct=level, seed=seed * 1000 + k, keep_out=keep)
-            yield subject, k, contrast, level, case.image, case.truth_fi, lab, fats, muscles
+            sens = V.coil_sensitivity(
+                w, f, f_fat=case.f_fat, w_lean=case.w_lean, sigma=V._SENSITIVITY_SIGMA, within=lab > 0
+            )
+            oracle_x = (case.image / (sens * case.w_lean) - 1.0) / (contrast - 1.0)
+            yield subject, k, contrast, level, case.image, case.truth_fi, lab, fats, muscles, oracle_x
 
 
 def run(folder, *, seed, plain, methods):
@@ -82,7 +93,9 @@ def run(folder, *, seed, plain, methods):
     from napari_pvm.core.fat_methods import classify_fat
 
     rows = []
-    for subject, k, contrast, level, image, truth, lab, fats, muscles in cases(folder, seed=seed, plain=plain):
+    for subject, k, contrast, level, image, truth, lab, fats, muscles, oracle_x in cases(
+        folder, seed=seed, plain=plain
+    ):
         within = lab > 0
         for (fat_at, fat_mask), (muscle_at, muscle_mask) in itertools.product(fats.items(), muscles.items()):
             labels = np.zeros(lab.shape, np.uint8)
@@ -94,6 +107,10 @@ def run(folder, *, seed, plain, methods):
                     if (fat_at, muscle_at) != ("midline", "ES"):
                         continue
                     fat = baseline_fat(image, labels)
+                elif method == "oracle":
+                    if oracle_x is None:
+                        continue
+                    fat = oracle_x > 0.5
                 elif method == "halfway-raw":
                     fat = image > 0.5 * (np.median(image[labels == 1]) + np.median(image[labels == 2]))
                 else:
