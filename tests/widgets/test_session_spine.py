@@ -410,10 +410,17 @@ def test_a_careless_observer_cannot_draw_on_the_hidden_image(
     c.key("J", "control")
     outlines = [x for x in viewer.layers if x.metadata.get("napari_pvm", {}).get("role") == "outlines"]
     assert len(outlines) == 1 and len(outlines[0].data) == 0
+    # a Measure dock with a view_guard hook gets the session's: Mark only on the axial view
+    measure = widget.measure
+    measure.view_guard = None
+    widget._attach_measure()
+    with pytest.raises(PvmError, match="Ctrl-J"):
+        measure.view_guard()  # the sagittal image is shown
     c.key("F", "shift")  # a fat sample chosen while the sagittal image is shown: the axial image shows
     assert widget.view == "muscle" and widget.image_layer.visible and not sagittal.visible
     active = viewer.layers.selection.active
     assert active.metadata["napari_pvm"]["role"] == "samples" and active.mode == "add_polygon"  # as chosen
+    measure.view_guard()  # the axial image is shown: allowed
 
     # the next case's sagittal file is missing: Next's question says so without its path or name
     asked = []

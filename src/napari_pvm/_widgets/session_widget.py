@@ -747,6 +747,12 @@ class SessionWidget(QWidget):
         if self.session is not None and len(self.session.measure_sets) > 1 and self.view != "spine":
             raise PvmError("the mid-sagittal slice is marked on the sagittal image: show it first (Ctrl-J)")
 
+    def _guard_muscle_view(self):
+        """Raise unless the axial image is the one shown (for a Measure dock
+        with a ``view_guard`` hook: its Mark button marks the slice the viewer shows)."""
+        if self.session is not None and len(self.session.measure_sets) > 1 and self.view != "muscle":
+            raise PvmError("the level is marked on the axial image: show it first (Ctrl-J)")
+
     def _set_ready(self, token):
         if token is not self._token:
             return
@@ -1102,6 +1108,8 @@ class SessionWidget(QWidget):
             dock.patient_edit.setEchoMode(QLineEdit.EchoMode.Password)
         if hasattr(dock, "path_guard"):  # the dock's own Save/Load… buttons obey the session too
             dock.path_guard = self._guard_path
+        if hasattr(dock, "view_guard") and "spine" in session.measure_sets:
+            dock.view_guard = self._guard_muscle_view  # Mark only while the axial image is shown
         if self._dock_notify is None:
             self._dock_notify = dock.notify
             dock.notify = lambda message, level="info": self._dock_notify(self._mask(message), level)
@@ -1123,6 +1131,8 @@ class SessionWidget(QWidget):
         dock.patient_edit.setEchoMode(QLineEdit.EchoMode.Normal)
         if hasattr(dock, "path_guard"):
             dock.path_guard = None
+        if hasattr(dock, "view_guard"):
+            dock.view_guard = None
         if hasattr(dock, "example_provider"):
             dock.example_provider = None
         _allow_proposals(dock, True)
