@@ -183,3 +183,34 @@ def test_done_cases_are_reopened_when_the_study_adds_a_measure_set(tmp_path):
     third = ReadingSession.open(study, "A")
     third.mark_done(first)
     assert third.case_state(first) == "done"
+
+
+def test_a_done_case_whose_drawing_changes_is_started_again_however_it_is_left(tmp_path):
+    study = _study(tmp_path / "s", ["spine"])
+    s = ReadingSession.open(study, "A")
+    drawing = _spine(csf={"level": "L3", "vertices": ROI})
+    s.save_spine_annotation(drawing)
+    s.record_row(_row(s, "s-1"), annotation_sha256=spine_annotation_sha256(drawing), measure_set="spine")
+    s.mark_done()
+    s.save_spine_annotation({**drawing, "patient_id": "ignored"})  # saved again unchanged: still done
+    assert s.case_state() == "done"
+    s.save_spine_annotation({**drawing, "excluded": [{"level": "L1", "reason": "fracture"}]})
+    assert s.case_state() == "started" and s.row_id(measure_set="spine") == "s-1"
+    assert s.to_dict()["log"][-1]["event"] == "changed after done"
+
+
+def test_a_done_case_whose_outlines_change_is_started_again(tmp_path):
+    import numpy as np
+
+    from napari_pvm.core.annotation import Annotation, annotation_sha256
+
+    study = _study(tmp_path / "s", ["muscle"])
+    s = ReadingSession.open(study, "A")
+    outlines = Annotation(slice_index=2, rois={"PS_L": np.array(ROI)})
+    s.save_annotation(outlines)
+    s.record_row(_row(s, "m-1"), annotation_sha256=annotation_sha256(outlines))
+    s.mark_done()
+    s.save_annotation(outlines)  # the same outlines saved again (leaving the case): still done
+    assert s.case_state() == "done"
+    s.save_annotation(Annotation(slice_index=2, rois={"PS_L": np.array(ROI) + 1.0}))
+    assert s.case_state() == "started" and s.row_id() == "m-1"

@@ -222,6 +222,8 @@ def test_muscle_and_spine_per_case_with_next_resume_and_blinding(
         assert viewer2.layers.selection.active is dock.layer  # clicks draw on the shown image's layer
         again.show_view("muscle")
         assert not dock.layer.visible and _same(viewer2.layers.selection.active, again.image_layer)
+        dock.include("L2")  # the done case's drawing changed, and the session ends without Next
+        assert again.session.case_state() == "started"  # no longer done: its spine row is stale
         assert again.end()
         assert not dock.observer_edit.isReadOnly() and dock.path_guard is None
     finally:

@@ -39,6 +39,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .annotation import annotation_sha256 as _outline_digest
 from .annotation import check_identifier, read_annotation, write_annotation, write_json_atomic
 from .batch import read_worklist
 from .errors import PvmError
@@ -1082,6 +1083,7 @@ class ReadingSession:
         entry["spine_saves"] = int(entry.get("spine_saves", 0)) + 1
         if parts and entry.get("state", "open") in ("open", "skipped"):
             entry["state"] = "started"
+        self._reopen_if_changed(pid, "spine", spine_annotation_sha256(obj))
         self._save()
         return path
 
@@ -1110,8 +1112,19 @@ class ReadingSession:
         entry["saves"] = int(entry.get("saves", 0)) + 1
         if annotation.rois and entry.get("state", "open") in ("open", "skipped"):
             entry["state"] = "started"
+        self._reopen_if_changed(pid, "muscle", _outline_digest(annotation))
         self._save()
         return path
+
+    def _reopen_if_changed(self, pid, measure_set, digest):
+        """A done case whose drawing no longer is the one its recorded row was
+        measured from becomes *started* again (whichever way the observer
+        leaves it, not only through Next)."""
+        entry = self._entry(pid)
+        recorded = entry.get(_row_keys(measure_set)[2])
+        if entry.get("state") == "done" and recorded and recorded != digest:
+            entry["state"] = "started"
+            self._log("changed after done", patient_id=pid, table=measure_set)
 
     # -------------------------------------------------------- persistence
     def _log(self, event, **info):
