@@ -166,6 +166,21 @@ def test_vertices_map_to_image_pixels_through_world_coordinates(make_napari_view
     assert np.allclose(expected, (world - (1.0, -5.0, 2.0)) / (3.0, 0.7, 0.8), atol=1e-9)
 
 
+def test_view_guard_refuses_marking_and_changes_nothing(dock):
+    _go_to(dock)
+
+    def guard():
+        raise PvmError("the level is marked on the axial image: show it first")
+
+    dock.view_guard = guard
+    with pytest.raises(PvmError, match="axial image"):
+        dock.mark_level("L4")
+    assert dock.slice_index is None and dock.outlines is None
+    assert dock.messages[-1] == ("warning", "the level is marked on the axial image: show it first")
+    dock.view_guard = None
+    assert dock.mark_level("L4") == 2
+
+
 def test_proposals_allowed_switches_propose_off_and_on(dock):
     _go_to(dock)
     dock.mark_level("L4")

@@ -109,6 +109,9 @@ class MeasureWidget(RefusingDock, QWidget):
         self.notify = _layers.notify
         # set by the reading session: path_guard(path, "load" | "save") raises PvmError to refuse
         self.path_guard = None
+        # set by the reading session: view_guard() raises PvmError when marking the level
+        # must wait (e.g. the sagittal image is shown, not the axial one)
+        self.view_guard = None
         # set by the reading session: () -> [(image2d, spacing, {roi: vertices})] or None
         self.example_provider = None
         self._build()
@@ -422,6 +425,11 @@ class MeasureWidget(RefusingDock, QWidget):
         image = self._require_image()
         if level not in LEVELS:
             self._refuse(f"unknown level {level!r}; use one of {', '.join(LEVELS)}")
+        if self.view_guard is not None:
+            try:
+                self.view_guard()
+            except PvmError as exc:
+                self._refuse(str(exc))
         self.level_combo.setCurrentText(level)
         self.slice_index = _layers.current_slice_index(image, self.viewer)
         self.slice_label.setText(f"slice {self.slice_index}")
