@@ -68,7 +68,10 @@ def image_slice(image, index):
 
 def _to_image_data(layer, image, vertices):
     """``layer``'s data coordinates (N, D) as ``image``'s, through world coordinates."""
-    pts = np.atleast_2d(np.asarray(vertices, dtype=float))
+    pts = np.asarray(vertices, dtype=float)
+    if pts.size == 0:
+        return np.empty((0, image.ndim))
+    pts = np.atleast_2d(pts)
     if pts.shape[1] == layer.ndim == image.ndim:
         try:
             # the transforms napari's data_to_world / world_to_data use, applied to all
