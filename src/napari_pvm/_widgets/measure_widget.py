@@ -467,11 +467,13 @@ class MeasureWidget(RefusingDock, QWidget):
             marker=self._show_marker,
         )
         for layer in (outlines, samples):
-            layer.bind_key("Escape", lambda _layer: self._cancel_drawing(), overwrite=True)
+            layer.bind_key("Escape", lambda _layer: self.cancel_drawing(), overwrite=True)
         self._update_list()
         return self._controller
 
-    def _cancel_drawing(self):
+    def cancel_drawing(self):
+        """Drop a polygon still being drawn (as Escape does); the reading
+        session calls it before it switches the image shown."""
         if self._controller is not None:
             self._controller.cancel_drawing()
 

@@ -692,7 +692,7 @@ class SessionWidget(QWidget):
             return view
         # a shape half drawn on the image about to be hidden is dropped, not finished at the cursor
         shown = self.spine if self.view == "spine" else self.measure if self.view == "muscle" else None
-        cancel = getattr(shown, "cancel_drawing", None) or getattr(shown, "_cancel_drawing", None)
+        cancel = getattr(shown, "cancel_drawing", None)
         if cancel is not None and _alive(shown):
             cancel()
         camera = _camera(self.viewer)
