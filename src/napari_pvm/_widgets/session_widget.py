@@ -591,9 +591,10 @@ class SessionWidget(QWidget):
         finally:
             self._loading = False
             session.start_clock()
-            self._update_labels()
             self._update_enabled()
-            # ready once the previous case's layers are gone (they go after the next draw)
+            # ready once the previous case's layers are gone (they go after the next draw);
+            # the labels are filled then too: their relayout is not added to the stall of
+            # the image layer's first draw
             self._after_draw(lambda: self._set_ready(token))
 
     def _add_case_image(self, name, loaded):
@@ -756,6 +757,7 @@ class SessionWidget(QWidget):
     def _set_ready(self, token):
         if token is not self._token:
             return
+        self._update_labels()
         self.ready = True
         self._update_enabled()
 
