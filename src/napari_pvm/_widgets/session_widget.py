@@ -547,7 +547,19 @@ class SessionWidget(QWidget):
         worker.errored.connect(lambda exc: self._after_draw(lambda: self._show_case(token, None, exc)))
         self._worker = worker
         worker.start()
+        # while the worker reads: napari builds the scale bar's visual the first time it is
+        # shown (tens of ms), which would otherwise add to the image layer's own first stall
+        QTimer.singleShot(0, self._prepare_scale_bar)
         return worker
+
+    def _prepare_scale_bar(self):
+        """Have napari build the scale bar's visual now (shown, then hidden
+        again: the Measure dock shows it with the case's image)."""
+        canvas = getattr(self.viewer, "canvas", None)  # napari >= 0.9 keeps overlays on the canvas
+        scale_bar = canvas.overlays.scale_bar if hasattr(canvas, "overlays") else self.viewer.scale_bar
+        if not scale_bar.visible:
+            scale_bar.visible = True
+            scale_bar.visible = False
 
     def wait_until_ready(self, timeout=60.0):
         """Run the event loop until the case is open (for scripts and tests);
