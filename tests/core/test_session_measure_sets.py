@@ -214,3 +214,13 @@ def test_a_done_case_whose_outlines_change_is_started_again(tmp_path):
     assert s.case_state() == "done"
     s.save_annotation(Annotation(slice_index=2, rois={"PS_L": np.array(ROI) + 1.0}))
     assert s.case_state() == "started" and s.row_id() == "m-1"
+
+
+def test_no_row_is_current_for_an_unknown_drawing(tmp_path):
+    """``row_is_current(None)``: the drawing could not be read, so no row of
+    it is current, with or without a recorded digest."""
+    s = ReadingSession.open(_study(tmp_path / "s", ["muscle", "spine"]), "A")
+    s.record_row(_row(s, "m1"))  # a row recorded without a digest
+    s.record_row(_row(s, "s1"), annotation_sha256="bbb", measure_set="spine")
+    assert s.row_is_current("anything") and not s.row_is_current(None)
+    assert s.row_is_current("bbb", measure_set="spine") and not s.row_is_current(None, measure_set="spine")

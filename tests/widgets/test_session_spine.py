@@ -469,3 +469,37 @@ def test_a_radiograph_oriented_by_the_observer_is_oriented_again_when_the_case_r
     np.testing.assert_array_equal(np.squeeze(np.asarray(again.sagittal_layer.data)), pixels[:, ::-1])
     assert dock.anterior_box.isHidden() and dock.anterior == {"side_in_file": "right", "source": "observer"}
     assert dock.result.angles["local_kyphosis"] == pytest.approx(angle, abs=1e-9)
+
+
+def test_a_spine_row_is_not_current_when_the_saved_spine_drawing_cannot_be_loaded(
+    make_session, sagittal_files, tmp_path
+):
+    """Resuming a case whose spine file was corrupted: the recorded spine row
+    cannot be checked against the drawing, so Next does not take the case as
+    finished (it asks), and the message says why."""
+    from napari_pvm.core.session import ReadingSession, Study, spine_annotation_sha256
+
+    first, second = _order(["S1", "S2"])
+    study = _study(
+        tmp_path / "study",
+        [{"patient_id": pid, "image": "images/sag.nii.gz"} for pid in (first, second)],
+        ["spine"],
+        {"sag.nii.gz": sagittal_files["image"]},
+    )
+    truth = json.loads(sagittal_files["annotation"].read_text())
+    earlier = ReadingSession.open(Study(study.folder), "A")
+    path = earlier.save_spine_annotation(truth)
+    row = {"row_id": "r-1", "patient_id": first, "observer_id": "A", "session": earlier.session}
+    earlier.record_row(row, annotation_sha256=spine_annotation_sha256(json.loads(path.read_text())), measure_set="spine")
+    earlier.close()
+    path.write_text('{"format": "napari-pvm.spine/1", "vertebrae": [')  # cut off: not JSON any more
+
+    viewer, widget = make_session(study)
+    asked = []
+    widget.ask_unfinished = lambda why: asked.append(why)  # answered "stay"
+    _ready(widget, widget.start())
+    assert widget.session.current_id == first and widget.session.row_id(measure_set="spine") == "r-1"
+    assert any("spine annotation could not be loaded" in m for _, m in widget.messages)
+    widget.next()
+    assert len(asked) == 1 and "could not be loaded" in asked[0] and "r-1" in asked[0]
+    assert widget.session.current_id == first  # stayed on the case

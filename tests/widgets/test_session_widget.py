@@ -486,3 +486,29 @@ def test_proposals_follow_study_json_and_learn_only_from_own_finished_cases(make
     assert sorted(rois) == ["PS_L", "PS_R"] and spacing == pytest.approx((1.2, 1.2)) and plane.shape == (336, 336)
     widget.end()
     assert dock.example_provider is None and dock.propose_button.isEnabled()  # released with the session
+
+
+def test_a_row_is_not_current_when_the_saved_outlines_cannot_be_loaded(make_dock, study, phantom_files):
+    """Resuming a case whose outlines file was corrupted: its recorded row
+    cannot be checked against the outlines, so Next asks instead of moving on."""
+    from napari_pvm.core.annotation import annotation_sha256
+
+    earlier = ReadingSession.open(study, "A", "read1")
+    pid = earlier.current_id
+    truth = read_annotation(phantom_files["annotation"])
+    path = earlier.save_annotation(truth)
+    row = {"row_id": "r-1", "patient_id": pid, "observer_id": "A", "session": "read1"}
+    earlier.record_row(row, annotation_sha256=annotation_sha256(read_annotation(path)))
+    earlier.close()
+    path.write_text('{"format": "napari-pvm.annotation/1", "rois": {')  # cut off: not JSON any more
+
+    widget = make_dock(study)
+    _hook_measure(widget)
+    asked = []
+    widget.ask_unfinished = lambda why: asked.append(why)  # answered "stay"
+    _ready(widget, widget.start())
+    assert widget.session.current_id == pid and widget.session.row_id() == "r-1"
+    assert any("outlines could not be loaded" in m for _, m in widget.messages)
+    widget.next()
+    assert len(asked) == 1 and "could not be loaded" in asked[0] and "r-1" in asked[0]
+    assert widget.session.current_id == pid  # stayed on the case

@@ -123,6 +123,7 @@ class SessionWidget(QWidget):
         self.view = None  # "muscle" or "spine": whose image is shown
         self._views = {}  # view -> (dims point, (camera center, zoom) or None) when left
         self._spine_problem = None  # why this case's spine measures cannot be made
+        self._unreadable = set()  # measure sets whose saved drawing of this case could not be loaded
         self.show_codes = False
         self.ready = True
         # dialogs and messages go through these hooks so tests can answer them
@@ -446,12 +447,22 @@ class SessionWidget(QWidget):
                 why = f" ({self._spine_problem})" if self._spine_problem else ""
                 return f"This case has no row in the shared spine CSV yet{why}."
             sha = self._spine_sha()
+            if sha is None and "spine" in self._unreadable:
+                return (
+                    f"Your saved spine drawing of this case could not be loaded, so spine row {row_id} "
+                    "cannot be checked against it; redraw it and add the spine row again."
+                )
             if sha is not None and not session.row_is_current(sha, measure_set="spine"):
                 return f"The spine drawing changed after spine row {row_id} was added."
             return ""
         if row_id is None:
             return "This case has no row in the shared CSV yet."
         sha = self._annotation_sha()
+        if sha is None and "muscle" in self._unreadable:
+            return (
+                f"Your saved outlines of this case could not be loaded, so row {row_id} "
+                "cannot be checked against them; redraw them and add the row again."
+            )
         if sha is not None and not session.row_is_current(sha):
             return f"The outlines changed after row {row_id} was added."
         return ""
@@ -590,6 +601,7 @@ class SessionWidget(QWidget):
             self._retire_case()
             self._views = {}
             self.view = None
+            self._unreadable = set()
             if error is not None:  # the worker itself failed (each image's error is in result)
                 result = dict.fromkeys(("muscle", "spine"), error)
             result = dict(result or {})
@@ -635,6 +647,7 @@ class SessionWidget(QWidget):
         path = session.own_annotation()
         if path is not None:
             if not dock.load_annotation(path):
+                self._unreadable.add("muscle")
                 self._say(f"case {name}: your saved outlines could not be loaded", "error")
             elif dock.slice_index is not None and self.image_layer.ndim == 3:
                 self._show_slice(dock.slice_index)  # by world position: a sagittal series may share the viewer
@@ -671,6 +684,7 @@ class SessionWidget(QWidget):
             except PvmError:
                 loaded_ok = False
             if not loaded_ok:
+                self._unreadable.add("spine")
                 self._say(f"case {name}: your saved spine annotation could not be loaded", "error")
         if not loaded_ok and layer.ndim == 3:
             show_data_slice(self.viewer, layer, layer.data.shape[0] // 2)  # start in the middle of the stack

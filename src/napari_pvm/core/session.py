@@ -841,10 +841,14 @@ class ReadingSession:
 
     def row_is_current(self, annotation_sha256, patient_id=None, measure_set="muscle"):
         """True when the case has a row of ``measure_set`` measured from this
-        annotation digest (or from an annotation not recorded with a digest)."""
+        annotation digest (or from an annotation not recorded with a digest).
+
+        ``annotation_sha256`` None means the drawing is unknown (for example
+        its saved file cannot be read): no row is current then.
+        """
         latest, _, digest, _ = _row_keys(measure_set)
         entry = self._entry(patient_id)
-        if not entry.get(latest):
+        if not entry.get(latest) or annotation_sha256 is None:
             return False
         recorded = entry.get(digest)
         return recorded is None or recorded == annotation_sha256
