@@ -512,3 +512,16 @@ def test_a_row_is_not_current_when_the_saved_outlines_cannot_be_loaded(make_dock
     widget.next()
     assert len(asked) == 1 and "could not be loaded" in asked[0] and "r-1" in asked[0]
     assert widget.session.current_id == pid  # stayed on the case
+
+
+def test_the_session_locks_the_measure_docks_image_list(make_dock, study):
+    """The session chooses the case's image: the Measure dock's image list is
+    locked while it runs (like the Spine dock's) and unlocked when it ends."""
+    widget = make_dock(study)
+    dock = _hook_measure(widget)
+    assert dock.image_combo.isEnabled()
+    _ready(widget, widget.start())
+    assert widget.measure is dock and not dock.image_combo.isEnabled()
+    assert dock.image is not None and dock.image_combo.currentText() == widget.image_layer.name
+    assert widget.end()
+    assert dock.image_combo.isEnabled()

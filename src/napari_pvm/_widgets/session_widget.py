@@ -1138,6 +1138,7 @@ class SessionWidget(QWidget):
             dock.path_guard = self._guard_path
         if hasattr(dock, "view_guard") and "spine" in session.measure_sets:
             dock.view_guard = self._guard_muscle_view  # Mark only while the axial image is shown
+        dock.image_combo.setEnabled(False)  # the session chooses the case's axial image
         if self._dock_notify is None:
             self._dock_notify = dock.notify
             dock.notify = lambda message, level="info": self._dock_notify(self._mask(message), level)
@@ -1161,6 +1162,7 @@ class SessionWidget(QWidget):
             dock.path_guard = None
         if hasattr(dock, "view_guard"):
             dock.view_guard = None
+        dock.image_combo.setEnabled(True)
         if hasattr(dock, "example_provider"):
             dock.example_provider = None
         _allow_proposals(dock, True)
