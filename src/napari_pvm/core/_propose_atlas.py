@@ -184,16 +184,21 @@ def align_example(t_smooth, t_spacing, t_body, ex_smooth, ex_spacing, ex_masks, 
     best = minimize(cost, np.zeros(6), method="Powell", options={"xtol": 0.01, "ftol": 1e-4, "maxfev": REG_EVALUATIONS})
     A, t = affine(best.x)
     A_inv = np.linalg.inv(A)
+    area_scale = abs(float(np.linalg.det(A)))  # example mm² -> slice mm²
 
     def mapping(rows, cols):
         y, x = rows * t_spacing[0] - t[0], cols * t_spacing[1] - t[1]
         return (A_inv[0, 0] * y + A_inv[0, 1] * x) / ex_spacing[0], (A_inv[1, 0] * y + A_inv[1, 1] * x) / ex_spacing[1]
 
+    mapping.area_scale = area_scale
     return mapping
 
 
 def atlas_prior(image, spacing, body, examples, wanted, points):
-    """Fused probability map ``{roi_key: (M, N) array}`` of the examples' outlines.
+    """Fused probability map ``{roi_key: (M, N) array}`` of the examples' outlines,
+    and each muscle's areas on the examples ``{roi_key: [mm², ...]}`` scaled
+    by the affine alignment onto the slice (so a larger body's example
+    counts at this body's size).
 
     ``examples`` are ``(image, spacing, {key: mask}, body mask)`` with
     bias-corrected images; ``points`` the clicks ``{key: (row, col)}``.
@@ -207,16 +212,20 @@ def atlas_prior(image, spacing, body, examples, wanted, points):
     # where the examples' muscles land, on a grid of every 4th pixel (speed)
     coarse = np.mgrid[0 : image.shape[0] : 4, 0 : image.shape[1] : 4].astype(float)
     landed = np.zeros(coarse.shape[1:], bool)
+    areas = {}
     for ex_image, ex_spacing, ex_masks, ex_body in examples:
         ex_smooth = ndi.gaussian_filter(ex_image, [1.0 / s for s in ex_spacing])
         mapping = align_example(smooth, spacing, body, ex_smooth, ex_spacing, ex_masks, ex_body, points)
+        for k, m in ex_masks.items():
+            if k in wanted:
+                areas.setdefault(k, []).append(float(m.sum()) * ex_spacing[0] * ex_spacing[1] * mapping.area_scale)
         ex_union = np.zeros(ex_image.shape, np.float32)
         for m in ex_masks.values():
             ex_union[m] = 1.0
         landed |= ndi.map_coordinates(ex_union, mapping(*coarse), order=1, mode="constant") > 0.5
         aligned.append((ex_smooth, ex_body, ex_masks, mapping))
     if not landed.any():
-        return {}
+        return {}, areas
     rr, cc = np.nonzero(landed)
     rr, cc = rr * 4, cc * 4
     pad = [int(np.ceil(20.0 / s)) for s in spacing]
@@ -261,4 +270,4 @@ def atlas_prior(image, spacing, body, examples, wanted, points):
         full = np.zeros(image.shape)
         full[r0:r1, c0:c1] = resize(v / weight_sum, (r1 - r0, c1 - c0), order=1, anti_aliasing=False)
         out[k] = full
-    return out
+    return out, areas

@@ -22,7 +22,11 @@ from what the observer supplies at run time (no network, no weights):
   inner half of its muscle, then a TV-L1 deformable refinement), their
   outlines are fused by locally weighted voting into a prior, and the
   intensity level at which this observer puts an outline between muscle and
-  fat is measured on them and applied in a narrow band around each border.
+  fat is measured on them and applied in a narrow band around each border;
+  no muscle is proposed larger than the largest of its examples (at this
+  body's size).
+
+No muscle crosses the midline between the left and right clicks of a pair.
 
 Each muscle then becomes one connected, hole-free, smooth region; pixels are
 never shared (contract 1 order) and each region is traced into a polygon
@@ -106,6 +110,14 @@ ADJUST_MM = 3.0
 BODY_LEVEL = 0.05
 #: Pixel size (mm) of the grid the random walker is solved on (speed).
 WORK_MM = 1.25
+#: With examples, a proposed muscle larger than the largest of its examples
+#: (in mm², brought to this body's size by the alignment's scale) times
+#: (1 + AREA_MARGIN) is shrunk to that area, keeping the pixels the random
+#: walker is surest of. The examples already span the observer's range of
+#: levels and bodies, so a proposal beyond all of them is taken as a leak
+#: (compared on TUM01 only: margins 0 and 0.25, and the examples' median
+#: instead of their largest; see docs/proposals.md).
+AREA_MARGIN = 0.0
 
 
 # --------------------------------------------------------------------- input
@@ -270,7 +282,7 @@ def _example_prior(image, body, spacing, examples, wanted, points=None):
     ``examples`` are ``(bias-corrected image, spacing, {key: mask}, body mask)``.
     """
     if not examples:
-        return {}, []
+        return {}, [], {}
     from ._propose_atlas import atlas_prior
 
     levels = []
@@ -278,12 +290,12 @@ def _example_prior(image, body, spacing, examples, wanted, points=None):
         level = _outline_level(ex_image, ex_spacing, ex_masks, ex_body)
         if level is not None:
             levels.append(level)
-    prior = atlas_prior(image, spacing, body, examples, wanted, points or {})
-    return prior, levels
+    prior, areas = atlas_prior(image, spacing, body, examples, wanted, points or {})
+    return prior, levels, areas
 
 
 # ---------------------------------------------------------- segmentation
-def _segment(image, spacing, points, prior, wanted, *, level=None):
+def _segment(image, spacing, points, prior, wanted, *, level=None, areas=None):
     """Multi-label random walker with priors, seeded at the clicks.
 
     Each label (background and every wanted muscle) has a prior probability
@@ -427,6 +439,9 @@ def _segment(image, spacing, points, prior, wanted, *, level=None):
     found = {k: labels == label_of[k] for k in keys}
     if level is not None and ADJUST_MM > 0:
         found = _adjust_to_level(found, data, levels, level, spacing)
+    if areas:
+        found = _bound_areas(found, prob, label_of, areas, spacing)
+    found = _keep_own_side(found, local_points)
     cleaned = _clean(found, local_points, spacing, body[crop])
     out = {}
     for k, m in cleaned.items():
@@ -458,6 +473,50 @@ def _adjust_to_level(masks, data, levels, level, spacing):
         core = ndi.binary_erosion(m, structure=near)
         band = grown & ~core
         out[k] = core | (band & (scaled < level))
+    return out
+
+
+def _keep_own_side(masks, points):
+    """No muscle crosses the midline (the spinous processes and their ligaments).
+
+    The midline runs through the middle of each pair of left and right clicks
+    of the same muscle; its column is their mean (contract 1: column 0 is the
+    patient's right). Without such a pair nothing is cut.
+    """
+    pairs = [
+        (points[f"{m}_R"][1], points[f"{m}_L"][1]) for m in schema.MUSCLES if f"{m}_R" in points and f"{m}_L" in points
+    ]
+    if not pairs:
+        return masks
+    midline = float(np.mean([(a + b) / 2.0 for a, b in pairs]))
+    out = {}
+    for k, m in masks.items():
+        cols = np.arange(m.shape[1])
+        own = cols > midline if k.endswith("_L") else cols < midline
+        out[k] = m & own[None, :]
+    return out
+
+
+def _bound_areas(masks, prob, label_of, areas, spacing):
+    """Shrink a muscle larger than its examples allow to their largest area.
+
+    ``areas`` holds each muscle's areas (mm²) on the aligned examples. A
+    region above ``max(areas) * (1 + AREA_MARGIN)`` keeps that many of its
+    pixels, those where the random walker's probability of the muscle is
+    highest (the seed and the pixels most tied to it).
+    """
+    pixel = spacing[0] * spacing[1]
+    out = dict(masks)
+    for k, m in masks.items():
+        if k not in areas or not areas[k]:
+            continue
+        keep = int(max(areas[k]) * (1.0 + AREA_MARGIN) / pixel)
+        n = int(m.sum())
+        if n <= keep or keep <= 0:
+            continue
+        p = prob[label_of[k] - 1][m]
+        threshold = np.partition(p, n - keep)[n - keep]
+        out[k] = m & (prob[label_of[k] - 1] >= threshold)
     return out
 
 
@@ -705,9 +764,9 @@ def propose_outlines(image, *, spacing, clicks=None, examples=(), rois=None):
         ex_body = _body_mask(ex_image, ex_spacing)
         corrected.append((ex_image / fat_bias(ex_image, ex_spacing, ex_body), ex_spacing, ex_masks, ex_body))
     examples = corrected
-    prior, levels = _example_prior(image, body, spacing, examples, wanted, points=points)
+    prior, levels, areas = _example_prior(image, body, spacing, examples, wanted, points=points)
     level = float(np.clip(np.median(levels), 0.2, 0.9)) if levels else None
-    masks = _segment(image, spacing, points, prior, wanted, level=level)
+    masks = _segment(image, spacing, points, prior, wanted, level=level, areas=areas)
     return _polygons(masks, image.shape)
 
 
