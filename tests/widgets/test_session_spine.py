@@ -490,7 +490,9 @@ def test_a_spine_row_is_not_current_when_the_saved_spine_drawing_cannot_be_loade
     earlier = ReadingSession.open(Study(study.folder), "A")
     path = earlier.save_spine_annotation(truth)
     row = {"row_id": "r-1", "patient_id": first, "observer_id": "A", "session": earlier.session}
-    earlier.record_row(row, annotation_sha256=spine_annotation_sha256(json.loads(path.read_text())), measure_set="spine")
+    earlier.record_row(
+        row, annotation_sha256=spine_annotation_sha256(json.loads(path.read_text())), measure_set="spine"
+    )
     earlier.close()
     path.write_text('{"format": "napari-pvm.spine/1", "vertebrae": [')  # cut off: not JSON any more
 
