@@ -1071,17 +1071,9 @@ class SessionWidget(QWidget):
             dock.row_added.connect(self._on_spine_row_added)
             dock.changed.connect(self._on_spine_changed)
         self.spine = dock
-        session = self.session
-        dock.observer_edit.setText(session.observer_id)
-        dock.session_edit.setText(session.session)
-        dock.csv_edit.setText(str(session.study.spine_csv))
-        for edit in (dock.patient_edit, dock.observer_edit, dock.session_edit, dock.csv_edit):
-            edit.setReadOnly(True)
-        if self.show_codes:
-            dock.patient_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        _lock_case_fields(dock, self.session, self.session.study.spine_csv, hide_patient=self.show_codes)
         dock.path_guard = self._guard_spine_path
         dock.view_guard = self._guard_spine_view
-        dock.image_combo.setEnabled(False)  # the session chooses the case's sagittal image
         if self._spine_notify is None:
             self._spine_notify = dock.notify
             dock.notify = lambda message, level="info": self._spine_notify(self._mask(message), level)
@@ -1098,12 +1090,9 @@ class SessionWidget(QWidget):
                 signal.disconnect(slot)
             except (RuntimeError, ValueError, TypeError):
                 pass
-        for edit in (dock.patient_edit, dock.observer_edit, dock.session_edit, dock.csv_edit):
-            edit.setReadOnly(False)
-        dock.patient_edit.setEchoMode(QLineEdit.EchoMode.Normal)
+        _unlock_case_fields(dock)
         dock.path_guard = None
         dock.view_guard = None
-        dock.image_combo.setEnabled(True)
         if self._spine_notify is not None:
             dock.notify = self._spine_notify
             self._spine_notify = None
@@ -1127,18 +1116,11 @@ class SessionWidget(QWidget):
                 signal.connect(self._on_row_added)
         self.measure = dock
         session = self.session
-        dock.observer_edit.setText(session.observer_id)
-        dock.session_edit.setText(session.session)
-        dock.csv_edit.setText(str(session.study.measurements_csv))
-        for edit in (dock.patient_edit, dock.observer_edit, dock.session_edit, dock.csv_edit):
-            edit.setReadOnly(True)
-        if self.show_codes:
-            dock.patient_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        _lock_case_fields(dock, session, session.study.measurements_csv, hide_patient=self.show_codes)
         if hasattr(dock, "path_guard"):  # the dock's own Save/Load… buttons obey the session too
             dock.path_guard = self._guard_path
         if hasattr(dock, "view_guard") and "spine" in session.measure_sets:
             dock.view_guard = self._guard_muscle_view  # Mark only while the axial image is shown
-        dock.image_combo.setEnabled(False)  # the session chooses the case's axial image
         if self._dock_notify is None:
             self._dock_notify = dock.notify
             dock.notify = lambda message, level="info": self._dock_notify(self._mask(message), level)
@@ -1155,14 +1137,11 @@ class SessionWidget(QWidget):
                 signal.disconnect(self._on_row_added)
             except (RuntimeError, ValueError, TypeError):
                 pass
-        for edit in (dock.patient_edit, dock.observer_edit, dock.session_edit, dock.csv_edit):
-            edit.setReadOnly(False)
-        dock.patient_edit.setEchoMode(QLineEdit.EchoMode.Normal)
+        _unlock_case_fields(dock)
         if hasattr(dock, "path_guard"):
             dock.path_guard = None
         if hasattr(dock, "view_guard"):
             dock.view_guard = None
-        dock.image_combo.setEnabled(True)
         if hasattr(dock, "example_provider"):
             dock.example_provider = None
         _allow_proposals(dock, True)
@@ -1315,6 +1294,31 @@ def _raise_dock(widget):
     if dock is not None:
         dock.show()
         dock.raise_()
+
+
+def _case_fields(dock):
+    return (dock.patient_edit, dock.observer_edit, dock.session_edit, dock.csv_edit)
+
+
+def _lock_case_fields(dock, session, csv_path, *, hide_patient):
+    """Fill a Measure or Spine dock's case fields from the session and lock
+    them, with its image list: the session chooses the case's image."""
+    dock.observer_edit.setText(session.observer_id)
+    dock.session_edit.setText(session.session)
+    dock.csv_edit.setText(str(csv_path))
+    for edit in _case_fields(dock):
+        edit.setReadOnly(True)
+    if hide_patient:
+        dock.patient_edit.setEchoMode(QLineEdit.EchoMode.Password)
+    dock.image_combo.setEnabled(False)
+
+
+def _unlock_case_fields(dock):
+    """Give a dock its case fields and image list back when the session ends."""
+    for edit in _case_fields(dock):
+        edit.setReadOnly(False)
+    dock.patient_edit.setEchoMode(QLineEdit.EchoMode.Normal)
+    dock.image_combo.setEnabled(True)
 
 
 def _allow_proposals(dock, allowed):
