@@ -4,6 +4,7 @@ Usage (from the repository root):
 
     python benchmarks/bench_propose.py                  # phantom + Dixon, every condition
     python benchmarks/bench_propose.py --data dixon --subset holdout
+    python benchmarks/bench_propose.py --data dixon-same --conditions click+examples,examples
     python benchmarks/bench_propose.py --data musclemap   # test-only scan: figures stay local
     python benchmarks/bench_propose.py --speed            # 512×512 slice, 6 clicks, 10 examples
 
@@ -22,7 +23,8 @@ whose distance to the muscle's edge is at least half the largest such
 distance. Examples come only from the other subject (Dixon: the other
 subject's slices around the same level, offset by the documented mid-L4
 difference of 2 slices) or from slices at least 3 slices away (MuscleMap
-scan, phantom seeds other than the target's). A missing outline counts as
+scan; Dixon with ``--data dixon-same``: the same subject's nearest slices at
+least 3 slices away), or phantom seeds other than the target's. A missing outline counts as
 Dice 0.
 
 Tuning used only the Dixon subject TUM01 (``--subset tune``); TUM02
@@ -116,6 +118,19 @@ def dixon_cases(subset):
             js = [min(max(j, 0), o_image.shape[0] - 1) for j in js]
             examples = [example_from(o_image[j], o_spacing, truth_masks(o_labels[j], DIXON_LABELS)) for j in js]
             yield f"{subject}/{k}", image[k], spacing, truth, examples
+
+
+def dixon_same_cases(subset):
+    """Examples from the same subject, the nearest slices at least 3 slices (12 mm) away."""
+    subjects = {"tune": ["TUM01"], "holdout": ["TUM02"], "all": ["TUM01", "TUM02"]}[subset]
+    for subject in subjects:
+        image, labels, spacing = load_dixon(subject)
+        usable = [k for k in range(image.shape[0]) if len(truth_masks(labels[k], DIXON_LABELS)) == 4]
+        for k in usable:
+            truth = truth_masks(labels[k], DIXON_LABELS)
+            far = sorted((j for j in usable if abs(j - k) >= 3), key=lambda j: (abs(j - k), j))[:N_EXAMPLES]
+            examples = [example_from(image[j], spacing, truth_masks(labels[j], DIXON_LABELS)) for j in far]
+            yield f"{subject}-same/{k}", image[k], spacing, truth, examples
 
 
 def musclemap_cases():
@@ -311,7 +326,7 @@ def speed(repeats=3):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", choices=("phantom", "dixon", "musclemap", "default"), default="default")
+    p.add_argument("--data", choices=("phantom", "dixon", "dixon-same", "musclemap", "default"), default="default")
     p.add_argument("--subset", choices=("tune", "holdout", "all"), default="all")
     p.add_argument("--conditions", default="baseline,click,click+examples,examples")
     p.add_argument("--speed", action="store_true")
@@ -328,12 +343,14 @@ def main(argv=None):
                 cases = phantom_cases()
             elif data == "dixon":
                 cases = dixon_cases(args.subset)
+            elif data == "dixon-same":
+                cases = dixon_same_cases(args.subset)
             else:
                 cases = musclemap_cases()
             rows = evaluate(cases, condition)
             for r in rows:
                 r["data"] = data
-            summarise(rows, f"{data} ({args.subset if data == 'dixon' else 'all'}) {condition}")
+            summarise(rows, f"{data} ({args.subset if data.startswith('dixon') else 'all'}) {condition}")
             all_rows += rows
     if args.csv:
         import pandas as pd

@@ -191,14 +191,20 @@ def align_example(t_smooth, t_spacing, t_body, ex_smooth, ex_spacing, ex_masks, 
         return (A_inv[0, 0] * y + A_inv[0, 1] * x) / ex_spacing[0], (A_inv[1, 0] * y + A_inv[1, 1] * x) / ex_spacing[1]
 
     mapping.area_scale = area_scale
+    # how far the example's body shape had to be changed to fit: the log ratio
+    # of the affine map's largest to smallest stretch (0 for a similarity)
+    stretch = np.linalg.svd(A, compute_uv=False)
+    mapping.anisotropy = float(np.log(stretch.max() / stretch.min()))
     return mapping
 
 
 def atlas_prior(image, spacing, body, examples, wanted, points):
     """Fused probability map ``{roi_key: (M, N) array}`` of the examples' outlines,
-    and each muscle's areas on the examples ``{roi_key: [mm², ...]}`` scaled
+    each muscle's areas on the examples ``{roi_key: [mm², ...]}`` scaled
     by the affine alignment onto the slice (so a larger body's example
-    counts at this body's size).
+    counts at this body's size), and each example's anisotropy (the log
+    ratio of its affine map's largest to smallest stretch: near 0 when the
+    example's body has this body's proportions).
 
     ``examples`` are ``(image, spacing, {key: mask}, body mask)`` with
     bias-corrected images; ``points`` the clicks ``{key: (row, col)}``.
@@ -212,10 +218,11 @@ def atlas_prior(image, spacing, body, examples, wanted, points):
     # where the examples' muscles land, on a grid of every 4th pixel (speed)
     coarse = np.mgrid[0 : image.shape[0] : 4, 0 : image.shape[1] : 4].astype(float)
     landed = np.zeros(coarse.shape[1:], bool)
-    areas = {}
+    areas, anisotropy = {}, []
     for ex_image, ex_spacing, ex_masks, ex_body in examples:
         ex_smooth = ndi.gaussian_filter(ex_image, [1.0 / s for s in ex_spacing])
         mapping = align_example(smooth, spacing, body, ex_smooth, ex_spacing, ex_masks, ex_body, points)
+        anisotropy.append(mapping.anisotropy)
         for k, m in ex_masks.items():
             if k in wanted:
                 areas.setdefault(k, []).append(float(m.sum()) * ex_spacing[0] * ex_spacing[1] * mapping.area_scale)
@@ -225,7 +232,7 @@ def atlas_prior(image, spacing, body, examples, wanted, points):
         landed |= ndi.map_coordinates(ex_union, mapping(*coarse), order=1, mode="constant") > 0.5
         aligned.append((ex_smooth, ex_body, ex_masks, mapping))
     if not landed.any():
-        return {}, areas
+        return {}, areas, anisotropy
     rr, cc = np.nonzero(landed)
     rr, cc = rr * 4, cc * 4
     pad = [int(np.ceil(20.0 / s)) for s in spacing]
@@ -270,4 +277,4 @@ def atlas_prior(image, spacing, body, examples, wanted, points):
         full = np.zeros(image.shape)
         full[r0:r1, c0:c1] = resize(v / weight_sum, (r1 - r0, c1 - c0), order=1, anti_aliasing=False)
         out[k] = full
-    return out, areas
+    return out, areas, anisotropy

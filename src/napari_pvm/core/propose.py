@@ -118,6 +118,12 @@ WORK_MM = 1.25
 #: (compared on TUM01 only: margins 0 and 0.25, and the examples' median
 #: instead of their largest; see docs/proposals.md).
 AREA_MARGIN = 0.0
+#: Trust in the examples' shapes from their mean anisotropy (log ratio of the
+#: affine fit's largest to smallest stretch): full below the first value, none
+#: above the second. With full trust the examples alone shape each clicked
+#: muscle; with none, the click's ellipse does and the examples scale it
+#: between PRIOR_FLOOR and 1.
+TRUST_ANISOTROPY = (0.08, 0.20)
 
 
 # --------------------------------------------------------------------- input
@@ -277,12 +283,13 @@ def _outline_level(image, spacing, masks, body):
 
 
 def _example_prior(image, body, spacing, examples, wanted, points=None):
-    """Fused example outlines ({key: probability map}) and the observer's outline levels.
+    """Fused example outlines ({key: probability map}), the observer's outline
+    levels, the examples' muscle areas and how far their shapes can be trusted.
 
     ``examples`` are ``(bias-corrected image, spacing, {key: mask}, body mask)``.
     """
     if not examples:
-        return {}, [], {}
+        return {}, [], {}, 0.0
     from ._propose_atlas import atlas_prior
 
     levels = []
@@ -290,12 +297,26 @@ def _example_prior(image, body, spacing, examples, wanted, points=None):
         level = _outline_level(ex_image, ex_spacing, ex_masks, ex_body)
         if level is not None:
             levels.append(level)
-    prior, areas = atlas_prior(image, spacing, body, examples, wanted, points or {})
-    return prior, levels, areas
+    prior, areas, anisotropy = atlas_prior(image, spacing, body, examples, wanted, points or {})
+    return prior, levels, areas, _shape_trust(anisotropy)
+
+
+def _shape_trust(anisotropy):
+    """How far the examples' outlines can stand for this slice's shapes (0–1).
+
+    Examples that fit this body with a near-similarity (the same body a few
+    slices away, or a body of the same proportions) are trusted for the
+    muscles' shapes; examples whose body had to be stretched unevenly to fit
+    are a looser guide, and the clicks' anatomical ellipses keep the weight.
+    """
+    if not anisotropy:
+        return 0.0
+    low, high = TRUST_ANISOTROPY
+    return float(np.clip((high - np.mean(anisotropy)) / (high - low), 0.0, 1.0))
 
 
 # ---------------------------------------------------------- segmentation
-def _segment(image, spacing, points, prior, wanted, *, level=None, areas=None):
+def _segment(image, spacing, points, prior, wanted, *, level=None, areas=None, trust=0.0):
     """Multi-label random walker with priors, seeded at the clicks.
 
     Each label (background and every wanted muscle) has a prior probability
@@ -329,7 +350,11 @@ def _segment(image, spacing, points, prior, wanted, *, level=None, areas=None):
             # flat within the typical ellipse around the click, falling off beyond it
             beyond = np.maximum(np.sqrt(d2) - PLATEAU, 0.0)
             near = np.exp(-0.5 * (beyond / FALLOFF) ** 2)
-            sp = near if sp is None else near * (PRIOR_FLOOR + (1.0 - PRIOR_FLOOR) * sp)
+            if sp is None:
+                sp = near
+            else:  # trusted examples shape the muscle; the ellipse only where they are not
+                floor = PRIOR_FLOOR * (1.0 - trust)
+                sp = near ** (1.0 - trust) * (floor + (1.0 - floor) * sp)
         spatial[k] = sp
     region = np.zeros(image.shape, bool)
     for k in keys:
@@ -764,9 +789,9 @@ def propose_outlines(image, *, spacing, clicks=None, examples=(), rois=None):
         ex_body = _body_mask(ex_image, ex_spacing)
         corrected.append((ex_image / fat_bias(ex_image, ex_spacing, ex_body), ex_spacing, ex_masks, ex_body))
     examples = corrected
-    prior, levels, areas = _example_prior(image, body, spacing, examples, wanted, points=points)
+    prior, levels, areas, trust = _example_prior(image, body, spacing, examples, wanted, points=points)
     level = float(np.clip(np.median(levels), 0.2, 0.9)) if levels else None
-    masks = _segment(image, spacing, points, prior, wanted, level=level, areas=areas)
+    masks = _segment(image, spacing, points, prior, wanted, level=level, areas=areas, trust=trust)
     return _polygons(masks, image.shape)
 
 
