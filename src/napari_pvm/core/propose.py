@@ -124,6 +124,10 @@ AREA_MARGIN = 0.0
 #: muscle; with none, the click's ellipse does and the examples scale it
 #: between PRIOR_FLOOR and 1.
 TRUST_ANISOTROPY = (0.08, 0.20)
+#: With trusted examples, the clicked muscle's intensity model counts as
+#: much less as they are trusted (likelihood ** (1 - trust)): the examples
+#: show which tissue this observer puts inside the fascia (marbling included).
+TRUST_LIKELIHOOD = 1.0
 
 
 # --------------------------------------------------------------------- input
@@ -398,6 +402,8 @@ def _segment(image, spacing, points, prior, wanted, *, level=None, areas=None, t
         else:  # psoas: neighbours of any level (bowel, kidney, vessels); stay near its own level
             likelihood[k] = np.exp(-0.5 * ((opened - mu) / sd) ** 2)
         levels[k] = (mu, sd)
+        if k in prior and k in points and trust > 0:
+            likelihood[k] = likelihood[k] ** (1.0 - TRUST_LIKELIHOOD * trust)
     local = {k: spatial[k][crop] for k in keys}
     if GEODESIC:
         # a muscle continues only where it can be reached from its click without
