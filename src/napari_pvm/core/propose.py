@@ -24,7 +24,10 @@ from what the observer supplies at run time (no network, no weights):
   intensity level at which this observer puts an outline between muscle and
   fat is measured on them and applied in a narrow band around each border;
   no muscle is proposed larger than the largest of its examples (at this
-  body's size).
+  body's size). Examples that fit this body with a near-similarity (the same
+  body, or one of the same proportions) are trusted for a clicked muscle's
+  shape and tissue in place of the click's generic ellipse and intensity
+  model; examples that had to be stretched unevenly only scale the ellipse.
 
 No muscle crosses the midline between the left and right clicks of a pair.
 
