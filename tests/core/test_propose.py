@@ -93,6 +93,22 @@ def test_examples_of_other_size_and_spacing_are_aligned(phantoms, clicks):
         np.testing.assert_array_equal(again[key], out[key])
 
 
+def test_midline_is_the_axis_of_mirror_symmetry_not_the_clicks_mean():
+    """A back mirrored about column 47, clicked off-centre (the pairs' mean
+    column is 52): the cut follows the image's axis; without a pair, no cut."""
+    from napari_pvm.core.propose import _keep_own_side, _midline_column
+
+    rng = np.random.default_rng(5)
+    half = ndi.gaussian_filter(rng.random((60, 47)), 2.0)
+    image = np.concatenate([half, rng.random((60, 1)), half[:, ::-1]], axis=1)  # columns 0–94, axis 47
+    points = {"MF_R": (30.0, 38.0), "MF_L": (30.0, 60.0), "ES_R": (35.0, 20.0), "ES_L": (35.0, 90.0)}
+    assert _midline_column(image, points, (1.0, 1.0)) == 47.0
+    masks = {"MF_L": np.ones(image.shape, bool)}
+    cut = _keep_own_side(masks, points, image, (1.0, 1.0))["MF_L"]
+    assert cut[:, 48:].all() and not cut[:, :48].any()
+    assert _midline_column(image, {"MF_R": (30.0, 38.0)}, (1.0, 1.0)) is None
+
+
 def test_shape_trust_follows_the_examples_anisotropy():
     """Examples fitted by a near-similarity shape the muscles; stretched ones do not."""
     from napari_pvm.core.propose import TRUST_ANISOTROPY, _shape_trust
@@ -300,13 +316,14 @@ def test_no_muscle_crosses_the_midline_between_paired_clicks():
     from napari_pvm.core import propose as P
 
     full = np.ones((10, 40), bool)
+    flat = np.ones((10, 40))  # no symmetry to find: the pairs' mean column
     clicks = {"ES_R": (5.0, 5.0), "ES_L": (5.0, 25.0), "MF_L": (5.0, 17.0)}  # midline at column 15
-    out = P._keep_own_side({"ES_R": full, "ES_L": full, "MF_L": full}, clicks)
+    out = P._keep_own_side({"ES_R": full, "ES_L": full, "MF_L": full}, clicks, flat, (1.0, 1.0))
     assert out["ES_R"][:, :15].all() and not out["ES_R"][:, 15:].any()
     assert out["ES_L"][:, 16:].all() and not out["ES_L"][:, :16].any()
     assert (out["MF_L"] == out["ES_L"]).all()
     # one side clicked only: no midline known, nothing cut
-    assert P._keep_own_side({"ES_L": full}, {"ES_L": (5.0, 25.0)})["ES_L"].all()
+    assert P._keep_own_side({"ES_L": full}, {"ES_L": (5.0, 25.0)}, flat, (1.0, 1.0))["ES_L"].all()
 
 
 def test_mask_to_polygon_reproduces_masks():

@@ -121,6 +121,11 @@ WORK_MM = 1.25
 #: (compared on TUM01 only: margins 0 and 0.25, and the examples' median
 #: instead of their largest; see docs/proposals.md).
 AREA_MARGIN = 0.0
+#: Midline search: rows within this distance (mm) of the paired clicks, and
+#: the width (mm) compared on either side of a candidate column.
+MIDLINE_ROWS_MM = 15.0
+MIDLINE_HALF_MM = 25.0
+MIDLINE_MIN_NCC = 0.3
 #: Trust in the examples' shapes from their mean anisotropy (log ratio of the
 #: affine fit's largest to smallest stretch): full below the first value, none
 #: above the second. With full trust the examples alone shape each clicked
@@ -475,7 +480,7 @@ def _segment(image, spacing, points, prior, wanted, *, level=None, areas=None, t
         found = _adjust_to_level(found, data, levels, level, spacing)
     if areas:
         found = _bound_areas(found, prob, label_of, areas, spacing)
-    found = _keep_own_side(found, local_points)
+    found = _keep_own_side(found, local_points, data, spacing)
     cleaned = _clean(found, local_points, spacing, body[crop])
     out = {}
     for k, m in cleaned.items():
@@ -510,25 +515,57 @@ def _adjust_to_level(masks, data, levels, level, spacing):
     return out
 
 
-def _keep_own_side(masks, points):
+def _keep_own_side(masks, points, image, spacing):
     """No muscle crosses the midline (the spinous processes and their ligaments).
 
-    The midline runs through the middle of each pair of left and right clicks
-    of the same muscle; its column is their mean (contract 1: column 0 is the
-    patient's right). Without such a pair nothing is cut.
+    The midline is the axis of left-right mirror symmetry of the back
+    (:func:`_midline_column`), searched between the left and right clicks of
+    the pairs (contract 1: column 0 is the patient's right). Without such a
+    pair nothing is cut.
     """
-    pairs = [
-        (points[f"{m}_R"][1], points[f"{m}_L"][1]) for m in schema.MUSCLES if f"{m}_R" in points and f"{m}_L" in points
-    ]
-    if not pairs:
+    midline = _midline_column(image, points, spacing)
+    if midline is None:
         return masks
-    midline = float(np.mean([(a + b) / 2.0 for a, b in pairs]))
     out = {}
     for k, m in masks.items():
         cols = np.arange(m.shape[1])
         own = cols > midline if k.endswith("_L") else cols < midline
         out[k] = m & own[None, :]
     return out
+
+
+def _midline_column(image, points, spacing):
+    """The column about which the back is most nearly mirror-symmetric.
+
+    Searched between the innermost left and right clicks of the pairs, on
+    the rows of the clicks (±MIDLINE_ROWS_MM), comparing MIDLINE_HALF_MM on
+    either side by normalised cross-correlation. The mean of the pairs'
+    midpoints when the image shows no symmetry (correlation below
+    MIDLINE_MIN_NCC); None without a pair.
+    """
+    pairs = [(points[f"{m}_R"], points[f"{m}_L"]) for m in schema.MUSCLES if f"{m}_R" in points and f"{m}_L" in points]
+    if not pairs:
+        return None
+    fallback = float(np.mean([(r[1] + q[1]) / 2.0 for r, q in pairs]))
+    lo = max(r[1] for r, _ in pairs)  # innermost right-side click
+    hi = min(q[1] for _, q in pairs)  # innermost left-side click
+    rows = [p[0] for pair in pairs for p in pair]
+    pad = MIDLINE_ROWS_MM / spacing[0]
+    r0, r1 = int(max(min(rows) - pad, 0)), int(min(max(rows) + pad + 1, image.shape[0]))
+    half = int(round(MIDLINE_HALF_MM / spacing[1]))
+    band = image[r0:r1]
+    best, best_score = None, -np.inf
+    for c in range(int(np.ceil(lo)), int(np.floor(hi)) + 1):
+        w = min(half, c, band.shape[1] - 1 - c)
+        if w < 3:
+            continue
+        right = band[:, c - w : c][:, ::-1].ravel()
+        left = band[:, c + 1 : c + 1 + w].ravel()
+        right, left = right - right.mean(), left - left.mean()
+        score = float(right @ left) / (np.sqrt((right @ right) * (left @ left)) + 1e-12)
+        if score > best_score:
+            best, best_score = float(c), score
+    return fallback if best is None or best_score < MIDLINE_MIN_NCC else best
 
 
 def _bound_areas(masks, prob, label_of, areas, spacing):
