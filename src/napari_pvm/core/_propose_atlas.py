@@ -36,9 +36,9 @@ REG_EVALUATIONS = 120
 CLICK_ALIGN = 1.0
 #: Deformable step: grid (mm), TV-L1 attachment (smaller is smoother), warps and iterations (speed).
 ATLAS_MM = 2.0
-FLOW_ATTACHMENT = 5.0
-FLOW_WARPS = 2
-FLOW_ITERATIONS = 5
+FLOW_ATTACHMENT = 15.0
+FLOW_WARPS = 3
+FLOW_ITERATIONS = 10
 #: Locally weighted voting: window (mm) and the squared-difference scale.
 LWV_SIGMA_MM = 4.0
 LWV_H = 0.05
