@@ -109,6 +109,38 @@ def test_midline_is_the_axis_of_mirror_symmetry_not_the_clicks_mean():
     assert _midline_column(image, {"MF_R": (30.0, 38.0)}, (1.0, 1.0)) is None
 
 
+def test_the_examples_most_like_the_slice_are_fused(phantoms, clicks):
+    """Of four examples, the slice itself (correlation 1 after an identity
+    fit) is among the SELECT_MAX fused; the others are not all used."""
+    from napari_pvm.core import _propose_atlas
+    from napari_pvm.core.propose import _body_mask
+
+    target, others = phantoms
+    spacing = target.spacing[1:]
+    bodies = [_body_mask(target.l4, spacing)] + [_body_mask(p.l4, p.spacing[1:]) for p in others]
+    examples = [(target.l4, spacing, dict(target.masks), bodies[0])]
+    examples += [(p.l4, p.spacing[1:], dict(p.masks), b) for p, b in zip(others, bodies[1:])]
+    fits = []
+    align = _propose_atlas.align_example
+
+    def spy(*args, **kwargs):
+        fits.append(align(*args, **kwargs))
+        return fits[-1]
+
+    try:
+        _propose_atlas.align_example = spy
+        _, areas, anisotropy = _propose_atlas.atlas_prior(
+            target.l4, spacing, bodies[0], examples[::-1], ("ES_L", "MF_L"), clicks
+        )
+    finally:
+        _propose_atlas.align_example = align
+    assert len(fits) == 4 and len(anisotropy) == _propose_atlas.SELECT_MAX == 3
+    best = sorted(fits, key=lambda f: -f.similarity)[:3]
+    assert anisotropy == [f.anisotropy for f in best]
+    assert fits[-1].similarity == max(f.similarity for f in fits) > 0.95  # the slice itself
+    assert len(areas["ES_L"]) == 3
+
+
 def test_shape_trust_follows_the_examples_anisotropy():
     """Examples fitted by a near-similarity shape the muscles; stretched ones do not."""
     from napari_pvm.core.propose import TRUST_ANISOTROPY, _shape_trust

@@ -14,9 +14,11 @@ outlined in three steps, each a standard method of multi-atlas segmentation:
    an affine search that maximises the normalised cross-correlation of the
    smoothed images around the example's muscles, with each click kept in the
    inner half of its muscle on the example.
-3. **Deformable refinement and fusion**: a TV-L1 optical flow (Zach et al.
+3. **Atlas selection, deformable refinement and fusion**: the SELECT_MAX
+   examples that correlate best with the slice after the affine fit
+   (Aljabar et al. 2009) are kept; a TV-L1 optical flow (Zach et al.
    2007; ``skimage.registration.optical_flow_tvl1``) between the slice and
-   each aligned example on a coarse grid, then locally weighted voting
+   each of them on a coarse grid, then locally weighted voting
    (Artaechevarria et al. 2009): each example's warped outlines count where
    its warped image locally looks like the slice.
 
@@ -41,6 +43,11 @@ FLOW_WARPS = 3
 FLOW_ITERATIONS = 10
 #: Locally weighted voting: window (mm) and the squared-difference scale.
 LWV_SIGMA_MM = 4.0
+#: Atlas selection: only the examples most like the slice after the affine fit
+#: (normalised cross-correlation) are refined and fused. Examples of other
+#: levels or unlike bodies blur the fused outlines; three is the fewest that
+#: can still outvote one misfit.
+SELECT_MAX = 3
 LWV_H = 0.05
 
 
@@ -168,18 +175,21 @@ def align_example(t_smooth, t_spacing, t_body, ex_smooth, ex_spacing, ex_masks, 
         )
         return A, A0 @ pivot + t0 - A @ pivot + np.array([ty, tx])
 
-    def cost(params):
-        A, t = affine(params)
+    def similarity(A, t):
         q = A @ grid + t[:, None]
         t_vals = ndi.map_coordinates(t_smooth, [q[0] / t_spacing[0], q[1] / t_spacing[1]], order=1, mode="nearest")
         t_vals = (t_vals - t_vals.mean()) / (t_vals.std() + 1e-9)
+        return float(np.mean(t_vals * e_vals))
+
+    def cost(params):
+        A, t = affine(params)
         penalty = 0.0
         if len(keys):
             back = np.linalg.solve(A, (clicked - t).T).T
             d = np.maximum(np.hypot(*(back - centre_of).T) - half_radius, 0.0)
             penalty = CLICK_ALIGN * float(np.mean((d / 5.0) ** 2))
         ly, lx, rot, shear, _, _ = params
-        return -float(np.mean(t_vals * e_vals)) + penalty + 0.5 * (ly**2 + lx**2 + shear**2) + 1e-4 * rot**2
+        return -similarity(A, t) + penalty + 0.5 * (ly**2 + lx**2 + shear**2) + 1e-4 * rot**2
 
     best = minimize(cost, np.zeros(6), method="Powell", options={"xtol": 0.01, "ftol": 1e-4, "maxfev": REG_EVALUATIONS})
     A, t = affine(best.x)
@@ -191,6 +201,7 @@ def align_example(t_smooth, t_spacing, t_body, ex_smooth, ex_spacing, ex_masks, 
         return (A_inv[0, 0] * y + A_inv[0, 1] * x) / ex_spacing[0], (A_inv[1, 0] * y + A_inv[1, 1] * x) / ex_spacing[1]
 
     mapping.area_scale = area_scale
+    mapping.similarity = similarity(A, t)  # normalised cross-correlation after the fit
     # how far the example's body shape had to be changed to fit: the log ratio
     # of the affine map's largest to smallest stretch (0 for a similarity)
     stretch = np.linalg.svd(A, compute_uv=False)
@@ -219,9 +230,14 @@ def atlas_prior(image, spacing, body, examples, wanted, points):
     coarse = np.mgrid[0 : image.shape[0] : 4, 0 : image.shape[1] : 4].astype(float)
     landed = np.zeros(coarse.shape[1:], bool)
     areas, anisotropy = {}, []
+    fitted = []
     for ex_image, ex_spacing, ex_masks, ex_body in examples:
         ex_smooth = ndi.gaussian_filter(ex_image, [1.0 / s for s in ex_spacing])
         mapping = align_example(smooth, spacing, body, ex_smooth, ex_spacing, ex_masks, ex_body, points)
+        fitted.append((ex_image, ex_spacing, ex_masks, ex_body, ex_smooth, mapping))
+    # atlas selection: the examples that look most like this slice after the fit
+    fitted = sorted(fitted, key=lambda f: -f[5].similarity)[:SELECT_MAX]
+    for ex_image, ex_spacing, ex_masks, ex_body, ex_smooth, mapping in fitted:
         anisotropy.append(mapping.anisotropy)
         for k, m in ex_masks.items():
             if k in wanted:
