@@ -5,6 +5,7 @@ Usage (from the repository root):
     python benchmarks/bench_propose.py                  # phantom + Dixon, every condition
     python benchmarks/bench_propose.py --data dixon --subset holdout
     python benchmarks/bench_propose.py --data dixon-same --conditions click+examples,examples
+    python benchmarks/bench_propose.py --data dixon-spread --conditions click+examples
     python benchmarks/bench_propose.py --data musclemap   # test-only scan: figures stay local
     python benchmarks/bench_propose.py --speed            # 512×512 slice, 6 clicks, 10 examples
 
@@ -24,7 +25,9 @@ distance. Examples come only from the other subject (Dixon: the other
 subject's slices around the same level, offset by the documented mid-L4
 difference of 2 slices) or from slices at least 3 slices away (MuscleMap
 scan; Dixon with ``--data dixon-same``: the same subject's nearest slices at
-least 3 slices away), or phantom seeds other than the target's. A missing outline counts as
+least 3 slices away), or phantom seeds other than the target's. With
+``--data dixon-spread`` the examples are ten slices of the other subject
+spread over its levels (every third slice). A missing outline counts as
 Dice 0.
 
 Tuning used only the Dixon subject TUM01 (``--subset tune``); TUM02
@@ -118,6 +121,25 @@ def dixon_cases(subset):
             js = [min(max(j, 0), o_image.shape[0] - 1) for j in js]
             examples = [example_from(o_image[j], o_spacing, truth_masks(o_labels[j], DIXON_LABELS)) for j in js]
             yield f"{subject}/{k}", image[k], spacing, truth, examples
+
+
+def dixon_spread_cases(subset):
+    """Ten examples of the other subject spread over its levels (every third
+    slice, L2 to the sacrum), as an observer's earlier cases at any level."""
+    subjects = {"tune": ["TUM01"], "holdout": ["TUM02"], "all": ["TUM01", "TUM02"]}[subset]
+    data = {s: load_dixon(s) for s in ("TUM01", "TUM02")}
+    for subject in subjects:
+        other = "TUM02" if subject == "TUM01" else "TUM01"
+        image, labels, spacing = data[subject]
+        o_image, o_labels, o_spacing = data[other]
+        examples = [
+            example_from(o_image[j], o_spacing, truth_masks(o_labels[j], DIXON_LABELS))
+            for j in range(0, o_image.shape[0], 3)
+        ]
+        for k in range(image.shape[0]):
+            truth = truth_masks(labels[k], DIXON_LABELS)
+            if len(truth) == 4:
+                yield f"{subject}-spread/{k}", image[k], spacing, truth, examples
 
 
 def dixon_same_cases(subset):
@@ -326,7 +348,9 @@ def speed(repeats=3):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", choices=("phantom", "dixon", "dixon-same", "musclemap", "default"), default="default")
+    p.add_argument(
+        "--data", choices=("phantom", "dixon", "dixon-same", "dixon-spread", "musclemap", "default"), default="default"
+    )
     p.add_argument("--subset", choices=("tune", "holdout", "all"), default="all")
     p.add_argument("--conditions", default="baseline,click,click+examples,examples")
     p.add_argument("--speed", action="store_true")
@@ -345,6 +369,8 @@ def main(argv=None):
                 cases = dixon_cases(args.subset)
             elif data == "dixon-same":
                 cases = dixon_same_cases(args.subset)
+            elif data == "dixon-spread":
+                cases = dixon_spread_cases(args.subset)
             else:
                 cases = musclemap_cases()
             rows = evaluate(cases, condition)
