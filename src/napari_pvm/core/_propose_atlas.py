@@ -43,12 +43,12 @@ FLOW_WARPS = 3
 FLOW_ITERATIONS = 10
 #: Locally weighted voting: window (mm) and the squared-difference scale.
 LWV_SIGMA_MM = 4.0
+LWV_H = 0.05
 #: Atlas selection: only the examples most like the slice after the affine fit
 #: (normalised cross-correlation) are refined and fused. Examples of other
 #: levels or unlike bodies blur the fused outlines; three is the fewest that
 #: can still outvote one misfit.
 SELECT_MAX = 3
-LWV_H = 0.05
 
 
 def fat_bias(image, spacing, body, *, iterations=4):

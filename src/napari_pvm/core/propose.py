@@ -29,7 +29,8 @@ from what the observer supplies at run time (no network, no weights):
   shape and tissue in place of the click's generic ellipse and intensity
   model; examples that had to be stretched unevenly only scale the ellipse.
 
-No muscle crosses the midline between the left and right clicks of a pair.
+No muscle crosses the midline (the back's axis of mirror symmetry between the
+left and right clicks of a pair).
 
 Each muscle then becomes one connected, hole-free, smooth region; pixels are
 never shared (contract 1 order) and each region is traced into a polygon
@@ -121,8 +122,10 @@ WORK_MM = 1.25
 #: (compared on TUM01 only: margins 0 and 0.25, and the examples' median
 #: instead of their largest; see docs/proposals.md).
 AREA_MARGIN = 0.0
-#: Midline search: rows within this distance (mm) of the paired clicks, and
-#: the width (mm) compared on either side of a candidate column.
+#: Midline search: rows within this distance (mm) of the paired clicks, the
+#: width (mm) compared on either side of a candidate column, and the mirror
+#: correlation below which the image is taken to show no symmetry (then the
+#: mean of the pairs' midpoints is used).
 MIDLINE_ROWS_MM = 15.0
 MIDLINE_HALF_MM = 25.0
 MIDLINE_MIN_NCC = 0.3
