@@ -109,7 +109,7 @@ def test_midline_is_the_axis_of_mirror_symmetry_not_the_clicks_mean():
     assert _midline_column(image, {"MF_R": (30.0, 38.0)}, (1.0, 1.0)) is None
 
 
-def test_the_examples_most_like_the_slice_are_fused(phantoms, clicks):
+def test_the_examples_most_like_the_slice_are_fused(phantoms, clicks, monkeypatch):
     """Of four examples, the slice itself (correlation 1 after an identity
     fit) is among the SELECT_MAX fused; the others are not all used."""
     from napari_pvm.core import _propose_atlas
@@ -127,13 +127,10 @@ def test_the_examples_most_like_the_slice_are_fused(phantoms, clicks):
         fits.append(align(*args, **kwargs))
         return fits[-1]
 
-    try:
-        _propose_atlas.align_example = spy
-        _, areas, anisotropy = _propose_atlas.atlas_prior(
-            target.l4, spacing, bodies[0], examples[::-1], ("ES_L", "MF_L"), clicks
-        )
-    finally:
-        _propose_atlas.align_example = align
+    monkeypatch.setattr(_propose_atlas, "align_example", spy)
+    _, areas, anisotropy = _propose_atlas.atlas_prior(
+        target.l4, spacing, bodies[0], examples[::-1], ("ES_L", "MF_L"), clicks
+    )
     assert len(fits) == 4 and len(anisotropy) == _propose_atlas.SELECT_MAX == 3
     best = sorted(fits, key=lambda f: -f.similarity)[:3]
     assert anisotropy == [f.anisotropy for f in best]
@@ -152,7 +149,7 @@ def test_shape_trust_follows_the_examples_anisotropy():
     assert _shape_trust([low, high]) == pytest.approx(0.5)
 
 
-def test_an_example_of_the_same_body_shapes_the_proposal(phantoms, clicks):
+def test_an_example_of_the_same_body_shapes_the_proposal(phantoms, clicks, monkeypatch):
     """The slice itself as its only example (the same body, fitted by an
     identity) is trusted for the shapes and the tissue it encloses: every
     muscle reaches Dice 0.93, the multifidus with 28 % marbling included
@@ -182,12 +179,9 @@ def test_an_example_of_the_same_body_shapes_the_proposal(phantoms, clicks):
 
     stretched = ndi.zoom(target.l4, (1.0, 1.4), order=1)
     rois = {k: np.asarray(v) * [1.0, 1.4] + [0.0, 0.2] for k, v in target.rois.items()}
-    try:
-        _propose_atlas.align_example = spy
-        propose_outlines(target.l4, spacing=spacing, clicks=clicks, examples=[(stretched, spacing, rois)])
-        propose_outlines(target.l4, spacing=spacing, clicks=clicks, examples=same)
-    finally:
-        _propose_atlas.align_example = align
+    monkeypatch.setattr(_propose_atlas, "align_example", spy)
+    propose_outlines(target.l4, spacing=spacing, clicks=clicks, examples=[(stretched, spacing, rois)])
+    propose_outlines(target.l4, spacing=spacing, clicks=clicks, examples=same)
     assert recorded[0] > 0.2 and recorded[1] < 0.05, recorded
 
 
