@@ -151,6 +151,25 @@ def test_the_examples_most_like_the_slice_are_fused(phantoms, clicks, monkeypatc
     assert len(areas["ES_L"]) == 3
 
 
+def test_examples_of_another_anatomy_place_no_muscle(phantoms, clicks):
+    """An example turned upside down (the back in front) cannot be fitted to
+    the slice with the clicks inside its muscles: it is not used."""
+    from napari_pvm.core import _propose_atlas
+    from napari_pvm.core.propose import _body_mask
+
+    target, others = phantoms
+    spacing = target.spacing[1:]
+    body = _body_mask(target.l4, spacing)
+    upside_down = others[0].l4[::-1]
+    masks = {k: m[::-1] for k, m in others[0].masks.items()}
+    example = (upside_down, others[0].spacing[1:], masks, _body_mask(upside_down, others[0].spacing[1:]))
+    assert _propose_atlas.atlas_prior(target.l4, spacing, body, [example], ("ES_L", "MF_L"), clicks) == ({}, {}, [])
+    # the same example the right way up is used
+    example = (others[0].l4, others[0].spacing[1:], dict(others[0].masks), _body_mask(others[0].l4, spacing))
+    prior, areas, anisotropy = _propose_atlas.atlas_prior(target.l4, spacing, body, [example], ("ES_L",), clicks)
+    assert set(prior) == {"ES_L"} and len(anisotropy) == 1
+
+
 def test_shape_trust_follows_the_examples_anisotropy():
     """Examples fitted by a near-similarity shape the muscles; stretched ones do not."""
     from napari_pvm.core.propose import TRUST_ANISOTROPY, _shape_trust

@@ -49,6 +49,15 @@ LWV_H = 0.05
 #: levels or unlike bodies blur the fused outlines; three is the fewest that
 #: can still outvote one misfit.
 SELECT_MAX = 3
+#: An example whose best affine fit correlates less than this with the slice
+#: shows another anatomy (another level, a cut field of view): when no example
+#: reaches it, the examples place no muscle (clicked muscles are then proposed
+#: from their clicks alone). With clicks, on the tuning subject, examples of
+#: the other subject at the same level reached 0.77-0.93 (0.72 on the lowest
+#: slice of the stack), examples 12 slices (48 mm) or more off the level
+#: mostly 0.61-0.79. Without clicks the fit is free and reaches 0.76-0.87
+#: even at the wrong level, so the rule rarely acts there.
+MIN_FIT_NCC = 0.75
 
 
 def fat_bias(image, spacing, body, *, iterations=4):
@@ -215,7 +224,8 @@ def atlas_prior(image, spacing, body, examples, wanted, points):
     by the affine alignment onto the slice (so a larger body's example
     counts at this body's size), and each example's anisotropy (the log
     ratio of its affine map's largest to smallest stretch: near 0 when the
-    example's body has this body's proportions).
+    example's body has this body's proportions). All empty when no example
+    correlates with the slice by MIN_FIT_NCC after its fit.
 
     ``examples`` are ``(image, spacing, {key: mask}, body mask)`` with
     bias-corrected images; ``points`` the clicks ``{key: (row, col)}``.
@@ -237,6 +247,8 @@ def atlas_prior(image, spacing, body, examples, wanted, points):
         fitted.append((ex_image, ex_spacing, ex_masks, ex_body, ex_smooth, mapping))
     # atlas selection: the examples that look most like this slice after the fit
     fitted = sorted(fitted, key=lambda f: -f[5].similarity)[:SELECT_MAX]
+    if fitted and fitted[0][5].similarity < MIN_FIT_NCC:
+        return {}, {}, []  # no example looks like this slice: they cannot place its muscles
     for ex_image, ex_spacing, ex_masks, ex_body, ex_smooth, mapping in fitted:
         anisotropy.append(mapping.anisotropy)
         for k, m in ex_masks.items():
