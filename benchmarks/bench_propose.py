@@ -6,6 +6,7 @@ Usage (from the repository root):
     python benchmarks/bench_propose.py --data dixon --subset holdout
     python benchmarks/bench_propose.py --data dixon-same --conditions click+examples,examples
     python benchmarks/bench_propose.py --data dixon-spread --conditions click+examples
+    python benchmarks/bench_propose.py --data dixon-far --conditions click,click+examples
     python benchmarks/bench_propose.py --data musclemap   # test-only scan: figures stay local
     python benchmarks/bench_propose.py --speed            # 512×512 slice, 6 clicks, 10 examples
 
@@ -27,7 +28,8 @@ difference of 2 slices) or from slices at least 3 slices away (MuscleMap
 scan; Dixon with ``--data dixon-same``: the same subject's nearest slices at
 least 3 slices away), or phantom seeds other than the target's. With
 ``--data dixon-spread`` the examples are ten slices of the other subject
-spread over its levels (every third slice). A missing outline counts as
+spread over its levels (every third slice); with ``--data dixon-far``, three
+slices of the other subject at least 12 slices off the level. A missing outline counts as
 Dice 0.
 
 Tuning used only the Dixon subject TUM01 (``--subset tune``); TUM02
@@ -140,6 +142,28 @@ def dixon_spread_cases(subset):
             truth = truth_masks(labels[k], DIXON_LABELS)
             if len(truth) == 4:
                 yield f"{subject}-spread/{k}", image[k], spacing, truth, examples
+
+
+def dixon_far_cases(subset):
+    """Three examples of the other subject at least 12 slices (48 mm) off the
+    slice's level: examples of the wrong level, which must not override the
+    clicks."""
+    subjects = {"tune": ["TUM01"], "holdout": ["TUM02"], "all": ["TUM01", "TUM02"]}[subset]
+    data = {s: load_dixon(s) for s in ("TUM01", "TUM02")}
+    for subject in subjects:
+        other = "TUM02" if subject == "TUM01" else "TUM01"
+        image, labels, spacing = data[subject]
+        o_image, o_labels, o_spacing = data[other]
+        offset = DIXON_MID_L4[other] - DIXON_MID_L4[subject]
+        for k in range(image.shape[0]):
+            truth = truth_masks(labels[k], DIXON_LABELS)
+            if len(truth) < 4:
+                continue
+            level = k + offset
+            far = [j for j in range(o_image.shape[0]) if abs(j - level) >= 12]
+            far = far[:3] if level >= o_image.shape[0] // 2 else far[-3:]
+            examples = [example_from(o_image[j], o_spacing, truth_masks(o_labels[j], DIXON_LABELS)) for j in far]
+            yield f"{subject}-far/{k}", image[k], spacing, truth, examples
 
 
 def dixon_same_cases(subset):
@@ -349,7 +373,9 @@ def speed(repeats=3):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument(
-        "--data", choices=("phantom", "dixon", "dixon-same", "dixon-spread", "musclemap", "default"), default="default"
+        "--data",
+        choices=("phantom", "dixon", "dixon-same", "dixon-spread", "dixon-far", "musclemap", "default"),
+        default="default",
     )
     p.add_argument("--subset", choices=("tune", "holdout", "all"), default="all")
     p.add_argument("--conditions", default="baseline,click,click+examples,examples")
@@ -371,6 +397,8 @@ def main(argv=None):
                 cases = dixon_same_cases(args.subset)
             elif data == "dixon-spread":
                 cases = dixon_spread_cases(args.subset)
+            elif data == "dixon-far":
+                cases = dixon_far_cases(args.subset)
             else:
                 cases = musclemap_cases()
             rows = evaluate(cases, condition)
