@@ -107,7 +107,13 @@ def example_from(image_slice, spacing, masks):
     return (image_slice, spacing, {k: v for k, v in rois.items() if v is not None})
 
 
-def dixon_cases(subset):
+def _other_subject_cases(subset, example_slices, tag=""):
+    """Every slice with all four labels, examples from the other subject.
+
+    ``example_slices(level, n)`` picks the other subject's slice indices for
+    a slice at ``level`` on the other subject's stack of ``n`` slices (the
+    documented mid-L4 difference of 2 slices applied).
+    """
     subjects = {"tune": ["TUM01"], "holdout": ["TUM02"], "all": ["TUM01", "TUM02"]}[subset]
     data = {s: load_dixon(s) for s in ("TUM01", "TUM02")}
     for subject in subjects:
@@ -115,55 +121,39 @@ def dixon_cases(subset):
         image, labels, spacing = data[subject]
         o_image, o_labels, o_spacing = data[other]
         offset = DIXON_MID_L4[other] - DIXON_MID_L4[subject]
+        made = {}
         for k in range(image.shape[0]):
             truth = truth_masks(labels[k], DIXON_LABELS)
             if len(truth) < 4:
                 continue
-            js = [k + offset + d for d in (-4, -2, 0, 2, 4)]
-            js = [min(max(j, 0), o_image.shape[0] - 1) for j in js]
-            examples = [example_from(o_image[j], o_spacing, truth_masks(o_labels[j], DIXON_LABELS)) for j in js]
-            yield f"{subject}/{k}", image[k], spacing, truth, examples
+            for j in example_slices(k + offset, o_image.shape[0]):
+                if j not in made:
+                    made[j] = example_from(o_image[j], o_spacing, truth_masks(o_labels[j], DIXON_LABELS))
+            examples = [made[j] for j in example_slices(k + offset, o_image.shape[0])]
+            yield f"{subject}{tag}/{k}", image[k], spacing, truth, examples
+
+
+def dixon_cases(subset):
+    """The other subject's slices around the same level (k-4 ... k+4, every second)."""
+    return _other_subject_cases(subset, lambda level, n: [min(max(level + d, 0), n - 1) for d in (-4, -2, 0, 2, 4)])
 
 
 def dixon_spread_cases(subset):
     """Ten examples of the other subject spread over its levels (every third
     slice, L2 to the sacrum), as an observer's earlier cases at any level."""
-    subjects = {"tune": ["TUM01"], "holdout": ["TUM02"], "all": ["TUM01", "TUM02"]}[subset]
-    data = {s: load_dixon(s) for s in ("TUM01", "TUM02")}
-    for subject in subjects:
-        other = "TUM02" if subject == "TUM01" else "TUM01"
-        image, labels, spacing = data[subject]
-        o_image, o_labels, o_spacing = data[other]
-        examples = [
-            example_from(o_image[j], o_spacing, truth_masks(o_labels[j], DIXON_LABELS))
-            for j in range(0, o_image.shape[0], 3)
-        ]
-        for k in range(image.shape[0]):
-            truth = truth_masks(labels[k], DIXON_LABELS)
-            if len(truth) == 4:
-                yield f"{subject}-spread/{k}", image[k], spacing, truth, examples
+    return _other_subject_cases(subset, lambda level, n: list(range(0, n, 3)), tag="-spread")
 
 
 def dixon_far_cases(subset):
     """Three examples of the other subject at least 12 slices (48 mm) off the
     slice's level: examples of the wrong level, which must not override the
     clicks."""
-    subjects = {"tune": ["TUM01"], "holdout": ["TUM02"], "all": ["TUM01", "TUM02"]}[subset]
-    data = {s: load_dixon(s) for s in ("TUM01", "TUM02")}
-    for subject in subjects:
-        other = "TUM02" if subject == "TUM01" else "TUM01"
-        image, labels, spacing = data[subject]
-        o_image, o_labels, o_spacing = data[other]
-        offset = DIXON_MID_L4[other] - DIXON_MID_L4[subject]
-        for k in range(image.shape[0]):
-            truth = truth_masks(labels[k], DIXON_LABELS)
-            if len(truth) < 4:
-                continue
-            level = k + offset
-            far = [j for j in range(o_image.shape[0]) if abs(j - level) >= 12]
-            far = far[:3] if level >= o_image.shape[0] // 2 else far[-3:]
-            examples = [example_from(o_image[j], o_spacing, truth_masks(o_labels[j], DIXON_LABELS)) for j in far]
-            yield f"{subject}-far/{k}", image[k], spacing, truth, examples
+
+    def far(level, n):
+        away = [j for j in range(n) if abs(j - level) >= 12]
+        return away[:3] if level >= n // 2 else away[-3:]
+
+    return _other_subject_cases(subset, far, tag="-far")
 
 
 def dixon_same_cases(subset):
