@@ -546,10 +546,10 @@ def _midline_column(image, points, spacing):
     midpoints when the image shows no symmetry (correlation below
     MIDLINE_MIN_NCC); None without a pair.
     """
-    pairs = [(points[f"{m}_R"], points[f"{m}_L"]) for m in schema.MUSCLES if f"{m}_R" in points and f"{m}_L" in points]
+    pairs = _click_pairs(points)
     if not pairs:
         return None
-    fallback = float(np.mean([(r[1] + q[1]) / 2.0 for r, q in pairs]))
+    fallback = _pairs_midpoint(pairs)
     lo = max(r[1] for r, _ in pairs)  # innermost right-side click
     hi = min(q[1] for _, q in pairs)  # innermost left-side click
     rows = [p[0] for pair in pairs for p in pair]
@@ -569,6 +569,16 @@ def _midline_column(image, points, spacing):
         if score > best_score:
             best, best_score = float(c), score
     return fallback if best is None or best_score < MIDLINE_MIN_NCC else best
+
+
+def _click_pairs(points):
+    """[(right click, left click)] of the muscles clicked on both sides."""
+    return [(points[f"{m}_R"], points[f"{m}_L"]) for m in schema.MUSCLES if f"{m}_R" in points and f"{m}_L" in points]
+
+
+def _pairs_midpoint(pairs):
+    """Mean column of the pairs' midpoints (column 0 is the patient's right)."""
+    return float(np.mean([(right[1] + left[1]) / 2.0 for right, left in pairs]))
 
 
 def _bound_areas(masks, prob, label_of, areas, spacing):
@@ -856,13 +866,8 @@ def _check_anatomy(points, body, spacing):
             )
     cols = np.nonzero(body.any(axis=0))[0]
     # the midline: between the two sides' clicks when both are given, else the body's middle
-    pairs = [
-        (points[f"{m}_R"][1], points[f"{m}_L"][1]) for m in schema.MUSCLES if f"{m}_R" in points and f"{m}_L" in points
-    ]
-    if pairs:
-        midline = float(np.mean([(a + b) / 2 for a, b in pairs]))
-    else:
-        midline = (cols.min() + cols.max()) / 2.0
+    pairs = _click_pairs(points)
+    midline = _pairs_midpoint(pairs) if pairs else (cols.min() + cols.max()) / 2.0
     for key, p in points.items():
         side = key.split("_")[1]
         # column 0 is the patient's right: left-side muscles lie at larger columns
