@@ -1,0 +1,262 @@
+"""Correct an outline with one stroke (the Measure dock's Reshape tool).
+
+Moving vertices one at a time is slow when a proposed outline is wrong over a
+stretch of its border. Like the "edit selection" tools of ImageJ and OsiriX,
+a stroke drawn from the outline's border, along where the border should be,
+back to the border replaces the stretch of border between its two ends. Of
+the two ways to close the stroke with the rest of the border, the one that
+changes fewer pixels is kept, so a stroke outside the outline adds the
+region between them and a stroke across it cuts off the smaller part.
+
+A stroke that starts or ends a little past the border (an overshoot of up to
+``reach_mm``) is trimmed at the border. All distances are in millimetres
+(``spacing``), so the tool behaves the same on every scanner.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from .errors import AnnotationError
+from .rois import roi_mask, validate_polygon
+
+__all__ = ["REACH_MM", "ReshapeError", "ReshapeResult", "reshape_outline", "reshape_target"]
+
+#: How far (mm) a stroke's ends may lie from the border they attach to:
+#: about the width of a drawn line at the zoom observers outline at.
+REACH_MM = 4.0
+
+
+class ReshapeError(AnnotationError):
+    """A stroke that cannot reshape an outline; ``location`` is ``(row, col)``
+    of the problem in the slice (for a marker on the canvas), or None."""
+
+    def __init__(self, message, *, location=None):
+        super().__init__(message)
+        self.location = None if location is None else (float(location[0]), float(location[1]))
+
+
+@dataclasses.dataclass(frozen=True)
+class ReshapeResult:
+    """An outline after a reshape stroke.
+
+    Attributes
+    ----------
+    vertices : ndarray of shape (N, 2)
+        ``[row, col]`` vertices of the reshaped outline.
+    added_pixels, removed_pixels : int
+        Pixels (contract 1 pixel-centre rule) the stroke added and removed.
+    """
+
+    vertices: np.ndarray
+    added_pixels: int
+    removed_pixels: int
+
+    @property
+    def changed(self):
+        return self.added_pixels + self.removed_pixels > 0
+
+
+def _stroke_array(stroke, shape):
+    try:
+        s = np.asarray(stroke, dtype=float)
+    except (TypeError, ValueError):
+        raise ReshapeError("the stroke must be a list of [row, col] points") from None
+    if s.ndim != 2 or s.shape[1] != 2 or not np.all(np.isfinite(s)):
+        raise ReshapeError("the stroke must be finite [row, col] points")
+    # a stroke dragged past the image edge follows the edge
+    s = np.clip(s, -0.5, np.asarray(shape, dtype=float) - 0.5)
+    keep = np.ones(len(s), bool)
+    keep[1:] = np.any(np.abs(np.diff(s, axis=0)) > 1e-9, axis=1)
+    s = s[keep]
+    if len(s) < 2:
+        raise ReshapeError("the stroke is a single point: drag from the border along the new border")
+    return s
+
+
+def _crossings(s, v):
+    """Where the stroke polyline ``s`` crosses the closed polygon ``v``:
+    array of (stroke position i + t, polygon position j + u), by stroke position."""
+    a, r = s[:-1, None, :], (s[1:] - s[:-1])[:, None, :]
+    b = v[None, :, :]
+    q = (np.roll(v, -1, axis=0) - v)[None, :, :]
+    denom = r[..., 0] * q[..., 1] - r[..., 1] * q[..., 0]
+    ba = b - a
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = (ba[..., 0] * q[..., 1] - ba[..., 1] * q[..., 0]) / denom
+        u = (ba[..., 0] * r[..., 1] - ba[..., 1] * r[..., 0]) / denom
+    hit = (np.abs(denom) > 1e-12) & (t >= 0) & (t <= 1) & (u >= 0) & (u < 1)
+    i, j = np.nonzero(hit)
+    out = np.column_stack([i + t[i, j], j + u[i, j]])
+    return out[np.argsort(out[:, 0], kind="stable")] if len(out) else out.reshape(0, 2)
+
+
+def _nearest_on_border(v, p):
+    """(distance, polygon position j + u) of the border point nearest to ``p``."""
+    a = v
+    d = np.roll(v, -1, axis=0) - v
+    length2 = np.maximum((d**2).sum(axis=1), 1e-12)
+    u = np.clip(((p - a) * d).sum(axis=1) / length2, 0.0, 1.0)
+    dist = np.hypot(*(a + u[:, None] * d - p).T)
+    j = int(np.argmin(dist))
+    return float(dist[j]), j + float(u[j]) if u[j] < 1 else float((j + 1) % len(v))
+
+
+def _point_at(path, position):
+    """Point of a polyline (or closed polygon) at position i + t."""
+    i = int(np.floor(position))
+    t = position - i
+    n = len(path)
+    return (1 - t) * path[i % n] + t * path[(i + 1) % n]
+
+
+def _border_between(n, start, stop, forward):
+    """Vertex indices strictly between border positions ``start`` and ``stop``,
+    walking forwards or backwards round a polygon of ``n`` vertices."""
+    k = np.arange(n, dtype=float)
+    if forward:
+        ahead, span = (k - start) % n, (stop - start) % n
+    else:
+        ahead, span = (start - k) % n, (start - stop) % n
+    inside = (ahead > 1e-9) & (ahead < span - 1e-9)
+    return np.nonzero(inside)[0][np.argsort(ahead[inside], kind="stable")]
+
+
+def _ends(s_mm, v_mm, reach_mm, name):
+    """Stroke positions and border positions where the stroke attaches:
+    ((stroke_a, border_a), (stroke_b, border_b)); a stroke position of None
+    means the stroke's own end, projected onto the border."""
+    length = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(s_mm, axis=0).T))])
+    window = min(reach_mm, 0.5 * length[-1])
+    cross = _crossings(s_mm, v_mm)
+    along = np.interp(cross[:, 0], np.arange(len(s_mm)), length) if len(cross) else np.empty(0)
+    ends = []
+    for which, near in (("starts", along <= window), ("ends", along >= length[-1] - window)):
+        if near.any():  # an overshoot past the border: trim it at the border
+            k = np.nonzero(near)[0][-1 if which == "starts" else 0]
+            ends.append((float(cross[k, 0]), float(cross[k, 1])))
+            continue
+        point = s_mm[0] if which == "starts" else s_mm[-1]
+        dist, pos = _nearest_on_border(v_mm, point)
+        if dist > reach_mm:
+            raise ReshapeError(
+                f"the stroke {which} {dist:.1f} mm from {name}'s border; start and end it on the border "
+                f"(within {reach_mm:g} mm)",
+                location=None,
+            )
+        ends.append((None, pos))
+    return ends
+
+
+def reshape_outline(vertices, stroke, *, shape, spacing=(1.0, 1.0), reach_mm=REACH_MM, name="outline"):
+    """Replace the stretch of an outline's border between a stroke's ends by the stroke.
+
+    Parameters
+    ----------
+    vertices : array_like of shape (N, 2)
+        The outline's ``[row, col]`` vertices (contract 1).
+    stroke : array_like of shape (M, 2)
+        ``[row, col]`` points of the stroke, in drawing order, from the border
+        along the new border back to the border.
+    shape : tuple of 2 ints
+        Shape of the slice.
+    spacing : tuple of 2 floats
+        Pixel spacing (row, col) in mm.
+    reach_mm : float
+        How far the stroke's ends may lie from the border.
+    name : str
+        The outline's name in messages.
+
+    Returns
+    -------
+    ReshapeResult
+
+    Raises
+    ------
+    ReshapeError
+        A stroke that does not start and end on the border (within
+        ``reach_mm``), or crosses the border between its ends so that the
+        outline would cross itself either way round.
+
+    Examples
+    --------
+    A square pushed out on its right side by a stroke from its top-right to
+    its bottom-right corner:
+
+    >>> square = [[10, 10], [10, 20], [20, 20], [20, 10]]
+    >>> res = reshape_outline(square, [[10, 20], [15, 26], [20, 20]], shape=(40, 40))
+    >>> res.added_pixels > 0, res.removed_pixels
+    (True, 0)
+    """
+    v = validate_polygon(vertices, shape, name=name)
+    s = _stroke_array(stroke, shape)
+    sp = np.asarray(spacing, dtype=float)
+    if sp.shape != (2,) or not np.all(sp > 0):
+        raise ReshapeError(f"spacing must be two positive numbers in mm, got {spacing!r}")
+    (sa, ba), (sb, bb) = _ends(s * sp, v * sp, reach_mm, name)
+    lo = 0 if sa is None else int(np.floor(sa)) + 1
+    hi = len(s) if sb is None else int(np.floor(sb)) + 1
+    inner = s[lo:hi]
+    if sa is not None and sb is not None and sb - sa < 1e-9:
+        raise ReshapeError("the stroke only touches the border: drag from the border along the new border back to it")
+    # where the stroke attaches: its crossing with the border, or its end's nearest border point
+    a = _point_at(s, sa) if sa is not None else _point_at(v, ba)
+    b = _point_at(s, sb) if sb is not None else _point_at(v, bb)
+    path = np.vstack([[a], inner, [b]])
+    before = roi_mask(v, shape)
+    candidates, problem = [], None
+    for forward in (True, False):
+        ring = np.vstack([path, v[_border_between(len(v), bb, ba, forward)]])
+        try:
+            ring = validate_polygon(ring, shape, name=name)
+        except AnnotationError as exc:
+            problem = problem or exc
+            continue
+        after = roi_mask(ring, shape)
+        candidates.append((int(np.count_nonzero(after != before)), ring, after))
+    if not candidates:
+        points = [_point_at(v, pos) for _, pos in _crossings(path, v)]
+        away = [p for p in points if min(np.hypot(*(p - a)), np.hypot(*(p - b))) > 1e-6]
+        where = away[0] if away else None
+        raise ReshapeError(
+            f"the stroke crosses {name}'s border between its ends; draw it from the border to the border "
+            "without crossing it in between (or in two strokes)",
+            location=where,
+        ) from problem
+    _, ring, after = min(candidates, key=lambda c: c[0])
+    if not after.any():
+        raise ReshapeError(f"the stroke would leave {name} without a pixel; draw it again")
+    return ReshapeResult(
+        vertices=ring,
+        added_pixels=int(np.count_nonzero(after & ~before)),
+        removed_pixels=int(np.count_nonzero(before & ~after)),
+    )
+
+
+def reshape_target(outlines, stroke, *, spacing=(1.0, 1.0), prefer=None, reach_mm=REACH_MM):
+    """The outline a stroke reshapes: one whose border both ends reach.
+
+    ``outlines`` is ``{key: vertices}``; ``prefer`` (the outline chosen in
+    the draw list) wins when both ends reach it, else the outline whose
+    border is nearest to the farther end. Raises :class:`ReshapeError` when
+    no outline is within ``reach_mm`` of both ends.
+    """
+    s = np.asarray(stroke, dtype=float)
+    sp = np.asarray(spacing, dtype=float)
+    if s.ndim != 2 or s.shape[1] != 2 or len(s) < 2:
+        raise ReshapeError("the stroke must be at least two [row, col] points")
+    reach = {}
+    for key, vertices in outlines.items():
+        v = np.asarray(vertices, dtype=float) * sp
+        far = max(_nearest_on_border(v, s[0] * sp)[0], _nearest_on_border(v, s[-1] * sp)[0])
+        if far <= reach_mm:
+            reach[key] = far
+    if not reach:
+        raise ReshapeError(
+            f"the stroke does not start and end on an outline's border (within {reach_mm:g} mm); "
+            "drag from a border along the new border back to it",
+            location=tuple(s[0]),
+        )
+    if prefer in reach:
+        return prefer
+    return min(reach, key=lambda k: (reach[k], k))

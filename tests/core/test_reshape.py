@@ -1,0 +1,107 @@
+"""Reshaping an outline with one stroke (napari_pvm.core.reshape): known
+answers on squares and on a phantom muscle, the stroke's ends measured in mm,
+and strokes that cannot reshape refused with a reason."""
+
+import numpy as np
+import pytest
+
+from napari_pvm.core.reshape import ReshapeError, reshape_outline, reshape_target
+from napari_pvm.core.rois import polygon_area_px, roi_mask
+
+SQUARE = np.array([[10.0, 10.0], [10.0, 20.0], [20.0, 20.0], [20.0, 10.0]])
+SHAPE = (40, 40)
+
+
+def test_a_stroke_outside_adds_the_region_between_it_and_the_border():
+    bump = [[10, 20], [15, 26], [20, 20]]
+    res = reshape_outline(SQUARE, bump, shape=SHAPE)
+    assert polygon_area_px(res.vertices) == pytest.approx(100 + 0.5 * 10 * 6)
+    triangle = roi_mask(bump, SHAPE) & ~roi_mask(SQUARE, SHAPE)
+    assert res.added_pixels == triangle.sum() > 0 and res.removed_pixels == 0
+    np.testing.assert_array_equal(roi_mask(res.vertices, SHAPE), roi_mask(SQUARE, SHAPE) | triangle)
+
+
+def test_a_stroke_across_cuts_off_the_smaller_part():
+    res = reshape_outline(SQUARE, [[10, 12.5], [20, 12.5]], shape=SHAPE)
+    cols = np.arange(SHAPE[1])[None, :] * np.ones(SHAPE)
+    np.testing.assert_array_equal(roi_mask(res.vertices, SHAPE), roi_mask(SQUARE, SHAPE) & (cols > 12.5))
+    assert res.removed_pixels == 3 * 11 and res.added_pixels == 0
+
+
+def test_overshoot_direction_and_winding_do_not_matter():
+    want = roi_mask(reshape_outline(SQUARE, [[10, 12.5], [20, 12.5]], shape=SHAPE).vertices, SHAPE)
+    for outline in (SQUARE, SQUARE[::-1]):
+        for stroke in ([[7, 12.5], [23, 12.5]], [[23, 12.5], [15, 12.5], [7, 12.5]]):
+            got = reshape_outline(outline, stroke, shape=SHAPE).vertices
+            np.testing.assert_array_equal(roi_mask(got, SHAPE), want)
+
+
+def test_the_stroke_ends_are_measured_in_mm():
+    stroke = [[12, 23], [15, 26], [18, 23]]  # both ends 3 pixels right of the border
+    assert reshape_outline(SQUARE, stroke, shape=SHAPE, spacing=(1.0, 1.0)).added_pixels > 0
+    with pytest.raises(ReshapeError, match=r"starts 6\.0 mm from ES_L's border"):
+        reshape_outline(SQUARE, stroke, shape=SHAPE, spacing=(1.0, 2.0), name="ES_L")
+
+
+def test_a_stroke_along_the_true_border_removes_a_proposals_bulge():
+    from scipy import ndimage
+
+    from napari_pvm.core.clip import mask_to_polygon
+    from napari_pvm.core.phantom import make_phantom
+
+    ph = make_phantom(seed=3, n_slices=1, spacing=0.9)
+    truth = ph.masks["MF_L"]
+    shape = truth.shape
+    # the proposal leaks up to 9 px across the lateral border over a stretch of the muscle
+    rows, cols = np.nonzero(truth)
+    centre = (rows.mean(), cols.max() if cols.mean() > shape[1] / 2 else cols.min())
+    rr, cc = np.ogrid[: shape[0], : shape[1]]
+    disk = (rr - centre[0]) ** 2 + (cc - centre[1]) ** 2 <= 9**2
+    proposal = ndimage.binary_fill_holes(truth | disk)
+    wrong = mask_to_polygon(proposal)
+    # the observer traces the true border where the bulge is, from border to border
+    border = mask_to_polygon(truth)
+    near = np.hypot(border[:, 0] - centre[0], border[:, 1] - centre[1]) <= 12
+    n = len(border)
+    first = next(i for i in range(n) if near[i] and not near[i - 1])  # the run of border near the bulge
+    stroke = border[[(first + k) % n for k in range(int(near.sum()))]]
+    res = reshape_outline(wrong, stroke, shape=shape, spacing=ph.spacing[1:])
+    got = roi_mask(res.vertices, shape)
+    dice_before = 2 * (proposal & truth).sum() / (proposal.sum() + truth.sum())
+    dice_after = 2 * (got & truth).sum() / (got.sum() + truth.sum())
+    assert dice_before < 0.95 and dice_after > 0.99, (dice_before, dice_after)
+    assert res.removed_pixels > 0.9 * (proposal & ~truth).sum()
+
+
+@pytest.mark.parametrize(
+    ("stroke", "message"),
+    [
+        ([[30, 30], [35, 35]], "starts .* mm from outline's border"),
+        ([[10, 15]], "single point"),
+        ([[10, 15], [np.nan, 3]], "finite"),
+        ([[10, 15, 1], [20, 15, 1]], "finite \\[row, col\\]"),
+        # crosses the left and the right border between its ends: both ways round would cross themselves
+        ([[10, 15], [15, 5], [15, 25], [20, 15]], "crosses outline's border between its ends"),
+    ],
+)
+def test_strokes_that_cannot_reshape_are_refused(stroke, message):
+    with pytest.raises(ReshapeError, match=message):
+        reshape_outline(SQUARE, stroke, shape=SHAPE)
+
+
+def test_the_crossing_is_located_for_the_marker():
+    with pytest.raises(ReshapeError) as info:
+        reshape_outline(SQUARE, [[10, 15], [15, 5], [15, 25], [20, 15]], shape=SHAPE)
+    r, c = info.value.location
+    assert 10 <= r <= 20 and c in (10.0, 20.0)
+
+
+def test_the_target_is_the_outline_both_ends_reach():
+    left = SQUARE
+    right = SQUARE + [0, 10]  # shares the column-20 border
+    along = [[10, 20], [15, 22], [20, 20]]
+    assert reshape_target({"ES_L": left, "MF_L": right}, along, prefer="MF_L") == "MF_L"
+    assert reshape_target({"ES_L": left, "MF_L": right}, along, prefer="ES_L") == "ES_L"
+    assert reshape_target({"ES_L": left, "MF_L": right}, [[10, 29], [15, 33], [20, 29]]) == "MF_L"
+    with pytest.raises(ReshapeError, match="does not start and end on an outline's border"):
+        reshape_target({"ES_L": left}, [[30, 30], [35, 35]])
