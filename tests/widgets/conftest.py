@@ -197,6 +197,18 @@ class Canvas:
     def pixel_drag(self, layer, start_rc, end_rc, **kw):
         self.drag(self.pixel_to_canvas(layer, start_rc), self.pixel_to_canvas(layer, end_rc), **kw)
 
+    def pixel_stroke(self, layer, points_rc, *, steps=4):
+        """A freehand stroke: press on the first of ``points_rc`` (image
+        pixels of ``layer``), move through the others with the button held
+        (``steps`` moves per segment), release on the last."""
+        points = [np.asarray(self.pixel_to_canvas(layer, rc), dtype=float) for rc in points_rc]
+        self.move(tuple(points[0]))
+        self.press(tuple(points[0]))
+        for a, b in zip(points[:-1], points[1:]):
+            for t in np.linspace(0, 1, steps + 1)[1:]:
+                self.move(tuple(a + t * (b - a)), pressed=True)
+        self.release(tuple(points[-1]))
+
     def polygon(self, layer, vertices_rc, *, finish="enter"):
         """Draw a polygon by clicking its vertices (image pixels of ``layer``),
         finished with ``"enter"``, ``"double"`` (double click on the last

@@ -163,6 +163,7 @@ _ROLES = {
     "overlay": "overlay",
     "map": "map",
     "clicks": "clicks",
+    "stroke": "stroke",
     "marker": "marker",
 }
 
@@ -452,6 +453,26 @@ def clicks_layer(viewer, image):
         face_color="#ffffff",
         border_color="#000000",
         metadata=_metadata("clicks", image),
+        **_units(image),
+    )
+
+
+def stroke_layer(viewer, image):
+    """Shapes layer the observer drags reshape strokes on (each stroke is
+    applied to an outline and removed at once)."""
+    layer = owned_layer(viewer, "stroke", image)
+    if layer is not None:
+        return layer
+    return viewer.add_shapes(
+        None,
+        ndim=image.ndim,
+        name=f"{image.name} reshape stroke",
+        scale=image.scale,
+        translate=image.translate,
+        edge_color="#ffff00",
+        face_color="transparent",
+        edge_width=1.0,
+        metadata=_metadata("stroke", image),
         **_units(image),
     )
 

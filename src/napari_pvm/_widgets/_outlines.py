@@ -357,6 +357,40 @@ class OutlineController:
         self._on_change()
         return added
 
+    # -------------------------------------------------------- reshape
+    def reshape(self, stroke, *, spacing, prefer=None):
+        """Reshape the outline whose border the stroke (image ``[row, col]``
+        points) starts and ends on (:mod:`napari_pvm.core.reshape`); the
+        stroke is the new border, so neighbours lose the pixels it takes.
+        One undo step. Returns ``(key, ReshapeResult)``; raises
+        :class:`~napari_pvm.core.errors.AnnotationError` (nothing changes).
+        """
+        from ..core.reshape import reshape_outline, reshape_target
+
+        self.sync_now()
+        state = self._state
+        shape = self._shape()
+        current = {r: self._to_image(v) for v, r, _ in state.outlines}
+        key = reshape_target(current, stroke, spacing=spacing, prefer=prefer)
+        result = reshape_outline(current[key], stroke, shape=shape, spacing=spacing, name=key)
+        outlines = []
+        for v, r, g in state.outlines:
+            if r == key:
+                new = result.vertices
+            else:  # the stroke wins a shared border: the neighbour yields what it took
+                clipped = clip_outline(current[r], {key: result.vertices}, shape=shape, name=r)
+                new = clipped.vertices if clipped.changed else None
+            if new is not None:
+                v = self._from_image(new, v)
+                if g in ("proposed", "edited"):
+                    g = "edited" if self._differs_from_proposal(r, v) else "proposed"
+            outlines.append((v, r, g))
+        self.problems.clear()
+        self._show_marker(None, "")
+        self.record(_Snapshot(outlines, list(state.samples)))
+        self._on_change()
+        return key, result
+
     # ------------------------------------------------------- geometry
     def _shape(self):
         return tuple(self.image.data.shape[-2:])

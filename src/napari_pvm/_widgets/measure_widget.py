@@ -68,6 +68,7 @@ KEYS = {
     "Shift-F": "draw a fat sample",
     "Shift-U": "draw a lean-muscle sample",
     "Shift-O": "propose outlines (press again after the clicks)",
+    "Shift-R": "reshape outlines with strokes (press again to draw)",
     "Control-Enter": "measure and add the row to the shared CSV",
     "Control-Z": "undo the last outline or sample operation",
 }
@@ -101,6 +102,7 @@ class MeasureWidget(RefusingDock, QWidget):
         self._target = schema.ROI_KEYS[0]
         self._adding = False
         self._awaiting_clicks = False  # Propose pressed once: the next press runs it
+        self._stroke_layers = []  # reshape stroke layers whose data events reach this dock
         self._proposals_allowed = True
         #: why proposals are off when :attr:`proposals_allowed` is False (tooltip and refusal)
         self.proposals_off_reason = "Outline proposals are off here"
@@ -171,6 +173,12 @@ class MeasureWidget(RefusingDock, QWidget):
 
         self.propose_button = QPushButton("Propose (Shift-O)")
         self.propose_button.clicked.connect(lambda: self._run(self._propose_action))
+        self.reshape_button = QPushButton("Reshape (Shift-R)")
+        self.reshape_button.setToolTip(
+            "Correct an outline with a stroke: drag from its border along where the border should be, "
+            "back to the border; press again to draw"
+        )
+        self.reshape_button.clicked.connect(lambda: self._run(self._reshape_action))
         self.undo_button = QPushButton("Undo (Ctrl-Z)")
         self.undo_button.clicked.connect(lambda: self.undo())
         self._check_propose_available()
@@ -244,6 +252,7 @@ class MeasureWidget(RefusingDock, QWidget):
         layout.addWidget(self.problem_label)
         tools = QHBoxLayout()
         tools.addWidget(self.propose_button)
+        tools.addWidget(self.reshape_button)
         tools.addWidget(self.undo_button)
         layout.addLayout(tools)
         ids = QGridLayout()
@@ -320,6 +329,7 @@ class MeasureWidget(RefusingDock, QWidget):
             "Shift-F": lambda: self.choose("fat"),
             "Shift-U": lambda: self.choose("muscle"),
             "Shift-O": self._propose_action,
+            "Shift-R": self._reshape_action,
             "Control-Enter": self.measure_and_add,
             "Control-Z": self.undo,
         }
@@ -732,7 +742,7 @@ class MeasureWidget(RefusingDock, QWidget):
             paint = _layers.paint_layer(self.viewer, image, create=False)
             if paint is not None and np.any(paint.data):
                 paint.data = np.zeros_like(paint.data)
-            for role in ("clicks", "marker"):
+            for role in ("clicks", "stroke", "marker"):
                 layer = _layers.owned_layer(self.viewer, role, image)
                 if layer is not None and len(layer.data):
                     layer.data = np.empty((0, layer.ndim))
@@ -1152,6 +1162,74 @@ class MeasureWidget(RefusingDock, QWidget):
         self.progress.setValue(0)
         self.progress.setFormat("no proposal: see the message")
         self.notify(str(exc) if isinstance(exc, PvmError) else f"proposal failed: {exc}", "error")
+
+    # ---------------------------------------------------------- reshape
+    def _reshape_action(self):
+        """The Reshape control: strokes dragged on the canvas reshape outlines
+        until it is pressed again (or an outline or sample is chosen)."""
+        image = self._require_slice()
+        ctrl = self._attach_layers(create=True)
+        layer = _layers.owned_layer(self.viewer, "stroke", image)
+        if layer is not None and _layers.same(self.viewer.layers.selection.active, layer):
+            return self.choose(self._target)  # pressed again: back to drawing
+        ctrl.sync_now()
+        if not ctrl._state.outlines:
+            self._refuse("nothing to reshape yet: draw or propose outlines first")
+        layer = _layers.stroke_layer(self.viewer, image)
+        if not any(_layers.same(layer, seen) for seen in self._stroke_layers):
+            layer.events.data.connect(self._on_stroke_event)
+            self._stroke_layers.append(layer)
+        self.viewer.layers.selection.active = layer
+        layer.mode = "add_path"
+        self.notify(
+            "drag from an outline's border along where its border should be, back to the border; "
+            "press Reshape (Shift-R) again to draw",
+            "info",
+        )
+        return layer
+
+    def _on_stroke_event(self, event=None):
+        from ._outlines import _in_progress
+
+        if not _in_progress(event):
+            QTimer.singleShot(0, self._take_stroke)
+
+    def _take_stroke(self):
+        """Apply a finished stroke (napari may still be drawing: look again later)."""
+        image = self.image
+        layer = _layers.owned_layer(self.viewer, "stroke", image) if image is not None else None
+        if layer is None or not len(layer.data):
+            return
+        if layer._is_creating:
+            QTimer.singleShot(30, self._take_stroke)
+            return
+        stroke = _layers._to_image_data(layer, image, layer.data[-1])[:, -2:]
+        layer.data = []
+        self._run(self.reshape, stroke)
+
+    def reshape(self, stroke):
+        """Reshape an outline with a stroke of image ``[row, col]`` points
+        dragged from its border along where the border should be, back to the
+        border (:mod:`napari_pvm.core.reshape`). On a shared border the
+        draw-list choice is reshaped and the neighbour yields. Returns the
+        outline's key; one undo step."""
+        image = self._require_slice()
+        ctrl = self._attach_layers(create=True)
+        spacing = _layers.image_spacing(image)
+        try:
+            key, result = ctrl.reshape(np.asarray(stroke, dtype=float), spacing=spacing, prefer=self.active_muscle)
+        except AnnotationError as exc:
+            if getattr(exc, "location", None) is not None:
+                self._show_marker(exc.location, "reshape")
+            self._refuse(str(exc))
+        cm2 = spacing[0] * spacing[1] / 100.0
+        change = (result.added_pixels - result.removed_pixels) * cm2
+        self.notify(
+            f"{roi_label(key)} reshaped: {result.added_pixels} pixels added, "
+            f"{result.removed_pixels} removed ({change:+.2f} cm²)",
+            "info",
+        )
+        return key
 
     # ------------------------------------------------------------ dialogs
     def _ask(self, title, text):

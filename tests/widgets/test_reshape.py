@@ -1,0 +1,123 @@
+"""The Reshape tool of the Measure dock, driven by real strokes on the canvas:
+a stroke across an outline cuts off its smaller part, a stroke along a shared
+border moves it (the neighbour yields), undo restores, a stray stroke is
+refused with nothing changed."""
+
+import numpy as np
+
+from napari_pvm.core.annotation import read_annotation
+from napari_pvm.core.rois import roi_mask
+
+
+def _masks(dock):
+    shape = dock.image.data.shape[-2:]
+    return {f"{r['muscle']}_{r['side']}": roi_mask(np.array(r["vertices"]), shape) for r in dock.annotation()["rois"]}
+
+
+def _start_reshape(dock, c):
+    c.key("R", "shift")
+    layer = dock.viewer.layers.selection.active
+    assert layer.metadata["napari_pvm"]["role"] == "stroke", (dock.messages, layer.mode)
+    assert layer.metadata["napari_pvm"]["role"] == "stroke" and layer.mode == "add_path"
+    return layer
+
+
+def test_a_stroke_across_an_outline_cuts_off_its_smaller_part_and_undo_restores(measure_case, qtbot, phantom_files):
+    dock, c = measure_case
+    truth = read_annotation(phantom_files["annotation"])
+    assert dock.load_annotation(phantom_files["annotation"])
+    c.fit()
+    before = _masks(dock)
+    ps = before["PS_L"]
+    rows, cols = np.nonzero(ps)
+    # a chord half-way between pixel centres, below the middle: the part under it is the smaller one
+    chord = np.floor(rows.mean() + 0.3 * (rows.max() - rows.mean())) + 0.5
+    stroke_layer = _start_reshape(dock, c)
+    c.pixel_stroke(dock.image, [(chord, cols.min() - 2), (chord, cols.max() + 2)], steps=8)
+    qtbot.waitUntil(lambda: not len(stroke_layer.data), timeout=5000)
+    after = _masks(dock)
+    rr = np.arange(ps.shape[0])[:, None] * np.ones(ps.shape[1])
+    np.testing.assert_array_equal(after["PS_L"], ps & (rr < chord))
+    for key in ("PS_R", "ES_L", "ES_R", "MF_L", "MF_R"):
+        np.testing.assert_array_equal(after[key], before[key])
+    assert dock.origins()["PS_L"] == "drawn"  # a drawn outline stays drawn when corrected
+    assert any("PS L reshaped" in text and "removed" in text for _, text in dock.messages)
+    # still in reshape mode for the next stroke; Ctrl-Z undoes the stroke exactly
+    assert dock.viewer.layers.selection.active is stroke_layer
+    c.key("z", "ctrl")
+    np.testing.assert_array_equal(_masks(dock)["PS_L"], roi_mask(truth.rois["PS_L"], ps.shape))
+
+
+def test_a_stroke_into_the_neighbour_moves_the_border_and_the_neighbour_yields(measure_case, qtbot, phantom_files):
+    dock, c = measure_case
+    assert dock.load_annotation(phantom_files["annotation"])
+    c.fit()
+    before = _masks(dock)
+    es, mf = before["ES_L"], before["MF_L"]
+    rows = [r for r in range(es.shape[0]) if es[r].any() and mf[r].any()]
+    medial = -1 if np.nonzero(mf)[1].mean() < np.nonzero(es)[1].mean() else 1  # MF lies this way from ES
+
+    def es_edge(r):  # ES's border pixel facing MF
+        cols = np.nonzero(es[r])[0]
+        return cols.min() if medial < 0 else cols.max()
+
+    def mf_edge(r):  # MF's border pixel facing ES
+        cols = np.nonzero(mf[r])[0]
+        return cols.max() if medial < 0 else cols.min()
+
+    top, bottom = rows[3], rows[-4]
+    # from ES's border across the fat gap, 3 pixels into MF, and back to ES's border
+    middle = [(r, mf_edge(r) + 3 * medial) for r in np.linspace(top + 3, bottom - 3, 5).round().astype(int)]
+    stroke = [(top, es_edge(top))] + middle + [(bottom, es_edge(bottom))]
+    dock.choose("ES_L")
+    stroke_layer = _start_reshape(dock, c)
+    c.pixel_stroke(dock.image, stroke, steps=3)
+    qtbot.waitUntil(lambda: not len(stroke_layer.data), timeout=5000)
+    after = _masks(dock)
+    gained = after["ES_L"] & ~es
+    assert not (es & ~after["ES_L"]).any()  # ES only grew
+    assert (gained & mf).sum() >= 2 * (bottom - top)  # a strip of MF about 3 pixels wide
+    assert not (after["ES_L"] & after["MF_L"]).any()  # no pixel counted twice
+    np.testing.assert_array_equal(after["MF_L"], mf & ~gained)  # MF gave exactly what ES took
+    assert dock.origins()["MF_L"] == "drawn" and dock.origins()["ES_L"] == "drawn"
+    # pressing Reshape again goes back to drawing the chosen outline
+    c.key("R", "shift")
+    assert dock.viewer.layers.selection.active is dock.outlines and dock.outlines.mode == "add_polygon"
+
+
+def test_a_stroke_away_from_every_border_is_refused_and_changes_nothing(measure_case, qtbot, phantom_files):
+    dock, c = measure_case
+    assert dock.load_annotation(phantom_files["annotation"])
+    c.fit()
+    before = _masks(dock)
+    stroke_layer = _start_reshape(dock, c)
+    c.pixel_stroke(dock.image, [(5, 5), (5, 25), (15, 25)], steps=4)  # the image's corner, outside the body
+    qtbot.waitUntil(lambda: not len(stroke_layer.data), timeout=5000)
+    assert any(
+        level == "warning" and "does not start and end on an outline's border" in text for level, text in dock.messages
+    )
+    after = _masks(dock)
+    for key in before:
+        np.testing.assert_array_equal(after[key], before[key])
+
+
+def test_a_proposal_corrected_with_a_stroke_becomes_edited(measure_case, qtbot, phantom_files):
+    from scipy import ndimage
+
+    dock, c = measure_case
+    truth = read_annotation(phantom_files["annotation"])
+    shape = dock.image.data.shape[-2:]
+    c.fit()
+    masks = {k: roi_mask(v, shape) for k, v in truth.rois.items()}
+    clicks = {k: np.unravel_index(int(np.argmax(ndimage.distance_transform_edt(m))), shape) for k, m in masks.items()}
+    dock.propose(clicks={k: (float(r), float(cc)) for k, (r, cc) in clicks.items()}, wait=True)
+    assert set(dock.origins().values()) == {"proposed"}
+    ps = _masks(dock)["PS_R"]
+    rows, cols = np.nonzero(ps)
+    chord = np.floor(rows.mean() + 0.3 * (rows.max() - rows.mean())) + 0.5
+    stroke_layer = _start_reshape(dock, c)
+    c.pixel_stroke(dock.image, [(chord, cols.min() - 2), (chord, cols.max() + 2)], steps=8)
+    qtbot.waitUntil(lambda: not len(stroke_layer.data), timeout=5000)
+    origins = dock.origins()
+    assert origins["PS_R"] == "edited"
+    assert all(origins[k] == "proposed" for k in origins if k != "PS_R")
