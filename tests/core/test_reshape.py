@@ -28,6 +28,13 @@ def test_a_stroke_across_cuts_off_the_smaller_part():
     assert res.removed_pixels == 3 * 11 and res.added_pixels == 0
 
 
+def test_the_other_side_keeps_the_smaller_part():
+    res = reshape_outline(SQUARE, [[10, 12.5], [20, 12.5]], shape=SHAPE, other_side=True)
+    cols = np.arange(SHAPE[1])[None, :] * np.ones(SHAPE)
+    np.testing.assert_array_equal(roi_mask(res.vertices, SHAPE), roi_mask(SQUARE, SHAPE) & (cols < 12.5))
+    assert res.removed_pixels == 8 * 11 and res.added_pixels == 0
+
+
 def test_overshoot_direction_and_winding_do_not_matter():
     want = roi_mask(reshape_outline(SQUARE, [[10, 12.5], [20, 12.5]], shape=SHAPE).vertices, SHAPE)
     for outline in (SQUARE, SQUARE[::-1]):

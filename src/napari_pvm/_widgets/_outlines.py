@@ -27,6 +27,7 @@ from qtpy.QtCore import QTimer
 
 from ..core import schema
 from ..core.clip import ClipError, clip_outline
+from ..core.errors import AnnotationError
 from ..core.rois import roi_mask
 from ._style import ROI_COLORS, SAMPLE_COLORS
 
@@ -358,21 +359,26 @@ class OutlineController:
         return added
 
     # -------------------------------------------------------- reshape
-    def reshape(self, stroke, *, spacing, prefer=None):
+    def reshape(self, stroke, *, spacing, prefer=None, other_side=False, replace_last=False):
         """Reshape the outline whose border the stroke (image ``[row, col]``
         points) starts and ends on (:mod:`napari_pvm.core.reshape`); the
         stroke is the new border, so neighbours lose the pixels it takes.
-        One undo step. Returns ``(key, ReshapeResult)``; raises
+        One undo step; ``replace_last`` applies the stroke to the state
+        before the last operation instead and replaces that operation's
+        result (the last stroke the other way round). Returns ``(key,
+        ReshapeResult)``; raises
         :class:`~napari_pvm.core.errors.AnnotationError` (nothing changes).
         """
         from ..core.reshape import reshape_outline, reshape_target
 
         self.sync_now()
-        state = self._state
+        if replace_last and not self.undo_stack:
+            raise AnnotationError("there is no stroke to turn round")
+        state = self.undo_stack[-1] if replace_last else self._state
         shape = self._shape()
         current = {r: self._to_image(v) for v, r, _ in state.outlines}
         key = reshape_target(current, stroke, spacing=spacing, prefer=prefer)
-        result = reshape_outline(current[key], stroke, shape=shape, spacing=spacing, name=key)
+        result = reshape_outline(current[key], stroke, shape=shape, spacing=spacing, other_side=other_side, name=key)
         outlines = []
         for v, r, g in state.outlines:
             if r == key:
@@ -387,7 +393,11 @@ class OutlineController:
             outlines.append((v, r, g))
         self.problems.clear()
         self._show_marker(None, "")
-        self.record(_Snapshot(outlines, list(state.samples)))
+        snap = _Snapshot(outlines, list(state.samples))
+        if replace_last:
+            self._apply(snap)  # undo still goes back to before the stroke
+        else:
+            self.record(snap)
         self._on_change()
         return key, result
 

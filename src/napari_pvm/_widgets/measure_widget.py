@@ -69,6 +69,7 @@ KEYS = {
     "Shift-U": "draw a lean-muscle sample",
     "Shift-O": "propose outlines (press again after the clicks)",
     "Shift-R": "reshape outlines with strokes (press again to draw)",
+    "Shift-T": "turn the last stroke round: keep the other side",
     "Control-Enter": "measure and add the row to the shared CSV",
     "Control-Z": "undo the last outline or sample operation",
 }
@@ -103,6 +104,7 @@ class MeasureWidget(RefusingDock, QWidget):
         self._adding = False
         self._awaiting_clicks = False  # Propose pressed once: the next press runs it
         self._stroke_layers = []  # reshape stroke layers whose data events reach this dock
+        self._last_stroke = None  # (stroke, other_side, state it made, key): what Shift-T turns round
         self._proposals_allowed = True
         #: why proposals are off when :attr:`proposals_allowed` is False (tooltip and refusal)
         self.proposals_off_reason = "Outline proposals are off here"
@@ -330,6 +332,7 @@ class MeasureWidget(RefusingDock, QWidget):
             "Shift-U": lambda: self.choose("muscle"),
             "Shift-O": self._propose_action,
             "Shift-R": self._reshape_action,
+            "Shift-T": self.turn_last_stroke,
             "Control-Enter": self.measure_and_add,
             "Control-Z": self.undo,
         }
@@ -1207,26 +1210,42 @@ class MeasureWidget(RefusingDock, QWidget):
         layer.data = []
         self._run(self.reshape, stroke)
 
-    def reshape(self, stroke):
+    def reshape(self, stroke, *, other_side=False):
         """Reshape an outline with a stroke of image ``[row, col]`` points
         dragged from its border along where the border should be, back to the
         border (:mod:`napari_pvm.core.reshape`). On a shared border the
         draw-list choice is reshaped and the neighbour yields. Returns the
         outline's key; one undo step."""
+        return self._reshape(np.asarray(stroke, dtype=float), other_side=other_side)
+
+    def turn_last_stroke(self):
+        """Shift-T: the last stroke the other way round (a cut keeps the
+        other part); pressing again turns it back. Returns the outline's key."""
+        ctrl = self._controller
+        last = self._last_stroke
+        if ctrl is None or last is None or ctrl._state is not last[2]:
+            self._refuse("no stroke to turn round: the last operation was not a reshape stroke")
+        return self._reshape(last[0], other_side=not last[1], replace_last=True)
+
+    def _reshape(self, stroke, *, other_side, replace_last=False):
         image = self._require_slice()
         ctrl = self._attach_layers(create=True)
         spacing = _layers.image_spacing(image)
+        prefer = self._last_stroke[3] if replace_last else self.active_muscle
         try:
-            key, result = ctrl.reshape(np.asarray(stroke, dtype=float), spacing=spacing, prefer=self.active_muscle)
+            key, result = ctrl.reshape(
+                stroke, spacing=spacing, prefer=prefer, other_side=other_side, replace_last=replace_last
+            )
         except AnnotationError as exc:
             if getattr(exc, "location", None) is not None:
                 self._show_marker(exc.location, "reshape")
             self._refuse(str(exc))
+        self._last_stroke = (stroke, other_side, ctrl._state, key)
         cm2 = spacing[0] * spacing[1] / 100.0
         change = (result.added_pixels - result.removed_pixels) * cm2
         self.notify(
             f"{roi_label(key)} reshaped: {result.added_pixels} pixels added, "
-            f"{result.removed_pixels} removed ({change:+.2f} cm²)",
+            f"{result.removed_pixels} removed ({change:+.2f} cm²); Shift-T keeps the other side instead",
             "info",
         )
         return key

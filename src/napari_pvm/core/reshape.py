@@ -6,7 +6,9 @@ a stroke drawn from the outline's border, along where the border should be,
 back to the border replaces the stretch of border between its two ends. Of
 the two ways to close the stroke with the rest of the border, the one that
 changes fewer pixels is kept, so a stroke outside the outline adds the
-region between them and a stroke across it cuts off the smaller part.
+region between them and a stroke across it cuts off the smaller part; the
+observer can ask for the other way round (``other_side=True``), for a cut
+that keeps the smaller part.
 
 A stroke that starts or ends a little past the border (an overshoot of up to
 ``reach_mm``) is trimmed at the border. All distances are in millimetres
@@ -148,7 +150,9 @@ def _ends(s_mm, v_mm, reach_mm, name):
     return ends
 
 
-def reshape_outline(vertices, stroke, *, shape, spacing=(1.0, 1.0), reach_mm=REACH_MM, name="outline"):
+def reshape_outline(
+    vertices, stroke, *, shape, spacing=(1.0, 1.0), reach_mm=REACH_MM, other_side=False, name="outline"
+):
     """Replace the stretch of an outline's border between a stroke's ends by the stroke.
 
     Parameters
@@ -164,6 +168,11 @@ def reshape_outline(vertices, stroke, *, shape, spacing=(1.0, 1.0), reach_mm=REA
         Pixel spacing (row, col) in mm.
     reach_mm : float
         How far the stroke's ends may lie from the border.
+    other_side : bool
+        Keep the other way round, the one that changes more pixels: a cut
+        that keeps the smaller part (a proposal twice the muscle's size is
+        trimmed to the muscle), or the region between the stroke and the
+        border alone.
     name : str
         The outline's name in messages.
 
@@ -223,7 +232,14 @@ def reshape_outline(vertices, stroke, *, shape, spacing=(1.0, 1.0), reach_mm=REA
             "without crossing it in between (or in two strokes)",
             location=where,
         ) from problem
-    _, ring, after = min(candidates, key=lambda c: c[0])
+    candidates.sort(key=lambda c: c[0])
+    if other_side:
+        if len(candidates) < 2:
+            raise ReshapeError(
+                f"the other way round, {name}'s outline would cross itself; undo (Ctrl-Z) and draw the stroke again"
+            ) from problem
+        candidates = candidates[::-1]
+    _, ring, after = candidates[0]
     if not after.any():
         raise ReshapeError(f"the stroke would leave {name} without a pixel; draw it again")
     return ReshapeResult(

@@ -42,7 +42,12 @@ def test_a_stroke_across_an_outline_cuts_off_its_smaller_part_and_undo_restores(
         np.testing.assert_array_equal(after[key], before[key])
     assert dock.origins()["PS_L"] == "drawn"  # a drawn outline stays drawn when corrected
     assert any("PS L reshaped" in text and "removed" in text for _, text in dock.messages)
-    # still in reshape mode for the next stroke; Ctrl-Z undoes the stroke exactly
+    # Shift-T keeps the other side of the same stroke, and turns it back
+    c.key("T", "shift")
+    np.testing.assert_array_equal(_masks(dock)["PS_L"], ps & (rr > chord))
+    c.key("T", "shift")
+    np.testing.assert_array_equal(_masks(dock)["PS_L"], ps & (rr < chord))
+    # still in reshape mode for the next stroke; one Ctrl-Z undoes the stroke exactly
     assert dock.viewer.layers.selection.active is stroke_layer
     c.key("z", "ctrl")
     np.testing.assert_array_equal(_masks(dock)["PS_L"], roi_mask(truth.rois["PS_L"], ps.shape))
@@ -99,6 +104,9 @@ def test_a_stroke_away_from_every_border_is_refused_and_changes_nothing(measure_
     after = _masks(dock)
     for key in before:
         np.testing.assert_array_equal(after[key], before[key])
+    # nothing to turn round either
+    c.key("T", "shift")
+    assert any("no stroke to turn round" in text for _, text in dock.messages)
 
 
 def test_a_proposal_corrected_with_a_stroke_becomes_edited(measure_case, qtbot, phantom_files):
