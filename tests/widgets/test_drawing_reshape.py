@@ -129,3 +129,27 @@ def test_a_proposal_corrected_with_a_stroke_becomes_edited(measure_case, qtbot, 
     origins = dock.origins()
     assert origins["PS_R"] == "edited"
     assert all(origins[k] == "proposed" for k in origins if k != "PS_R")
+
+
+def test_escape_drops_a_stroke_in_progress(measure_case, qtbot, phantom_files):
+    dock, c = measure_case
+    assert dock.load_annotation(phantom_files["annotation"])
+    c.fit()
+    before = _masks(dock)
+    ps = before["PS_L"]
+    rows, cols = np.nonzero(ps)
+    stroke_layer = _start_reshape(dock, c)
+    # napari's click-move-click way of drawing a path: the first click starts it, moves add points
+    start = np.array(c.pixel_to_canvas(dock.image, (rows.mean(), cols.min() - 2)))
+    end = np.array(c.pixel_to_canvas(dock.image, (rows.mean(), cols.max() + 2)))
+    c.click(tuple(start))
+    for t in np.linspace(0, 1, 8)[1:]:
+        c.move(tuple(start + t * (end - start)))
+    assert stroke_layer._is_creating
+    c.key("Escape")
+    qtbot.waitUntil(lambda: not len(stroke_layer.data) and not stroke_layer._is_creating, timeout=5000)
+    qtbot.wait(100)
+    after = _masks(dock)
+    for key in before:
+        np.testing.assert_array_equal(after[key], before[key])
+    assert not any("reshaped" in text for _, text in dock.messages)

@@ -105,6 +105,7 @@ class MeasureWidget(RefusingDock, QWidget):
         self._awaiting_clicks = False  # Propose pressed once: the next press runs it
         self._stroke_layers = []  # reshape stroke layers whose data events reach this dock
         self._last_stroke = None  # (stroke, other_side, state it made, key): what Shift-T turns round
+        self._drop_stroke = False  # the stroke being drawn was cancelled
         self._proposals_allowed = True
         #: why proposals are off when :attr:`proposals_allowed` is False (tooltip and refusal)
         self.proposals_off_reason = "Outline proposals are off here"
@@ -485,10 +486,14 @@ class MeasureWidget(RefusingDock, QWidget):
         return self._controller
 
     def cancel_drawing(self):
-        """Drop a polygon still being drawn (as Escape does); the reading
-        session calls it before it switches the image shown."""
+        """Drop a polygon or reshape stroke still being drawn (as Escape
+        does); the reading session calls it before it switches the image shown."""
         if self._controller is not None:
             self._controller.cancel_drawing()
+        stroke = _layers.owned_layer(self.viewer, "stroke", self.image) if self.image is not None else None
+        if stroke is not None and stroke._is_creating:
+            self._drop_stroke = True
+            stroke._finish_drawing()
 
     # ------------------------------------------------------- draw list
     @property
@@ -1181,6 +1186,7 @@ class MeasureWidget(RefusingDock, QWidget):
         layer = _layers.stroke_layer(self.viewer, image)
         if not any(_layers.same(layer, seen) for seen in self._stroke_layers):
             layer.events.data.connect(self._on_stroke_event)
+            layer.bind_key("Escape", lambda _layer: self.cancel_drawing(), overwrite=True)
             self._stroke_layers.append(layer)
         self.viewer.layers.selection.active = layer
         layer.mode = "add_path"
@@ -1208,6 +1214,9 @@ class MeasureWidget(RefusingDock, QWidget):
             return
         stroke = _layers._to_image_data(layer, image, layer.data[-1])[:, -2:]
         layer.data = []
+        if self._drop_stroke:  # Escape, or the image is being switched
+            self._drop_stroke = False
+            return
         self._run(self.reshape, stroke)
 
     def reshape(self, stroke, *, other_side=False):
