@@ -28,6 +28,11 @@ OpenGL). Conditions:
   the image and two Shapes layers with the case's outlines and samples (the
   layers napari-pvm's viewer holds when it adds the fat map).
 - ``measure``: the first Measure in the process. Floor: as for ``train``.
+- ``reshape``: one Reshape stroke across the left psoas of a case with six
+  outlines (the dock's ``reshape``, what a stroke's release runs: the core
+  reshape, the neighbours' clip, the layers updated). Floor: napari alone
+  replacing the data of a Shapes layer holding the same six polygons with
+  the reshaped ones.
 
 *Preview*: with "Live update" on, a brush stroke of the fat label is painted
 with real mouse events on the canvas of a 512 × 512 slice; the latency is
@@ -52,7 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _gui  # noqa: E402
 
 SETTLE_S = 0.5
-CONDITIONS = ("open", "next", "load", "train", "measure")
+CONDITIONS = ("open", "next", "load", "train", "measure", "reshape")
 
 
 # ====================================================================== child
@@ -90,6 +95,18 @@ def _measure_dock(viewer, files):
     dock.notify = lambda message, level="info": None
     dock.confirm = lambda *a, **k: True
     return dock
+
+
+def _psoas_chord(truth, shape=(512, 512)):
+    """A stroke across the left psoas, a little below its middle, 2 pixels past both sides."""
+    import numpy as np
+
+    from napari_pvm.core.rois import roi_mask
+
+    rows, cols = np.nonzero(roi_mask(truth.rois["PS_L"], shape))
+    row = np.floor(rows.mean() + 0.3 * (rows.max() - rows.mean())) + 0.5
+    across = cols[np.abs(rows - row) < 1]
+    return np.array([[row, across.min() - 2], [row, across.mean()], [row, across.max() + 2]])
 
 
 def child(condition, variant, folder):
@@ -140,6 +157,18 @@ def child(condition, variant, folder):
                 QTimer.singleShot(100, remove)
 
             out["stall_ms"] = _measure_stall(probe, swap, lambda: bool(removed))
+        elif condition == "reshape":
+            from napari_pvm.core.reshape import reshape_outline
+
+            viewer.add_image(data, **kwargs)
+            layer = viewer.add_shapes(shapes, shape_type="polygon", scale=volume.spacing, face_color="transparent")
+            _gui.process_events_for(1.0)
+            keys = list(truth.rois)
+            cut = reshape_outline(truth.rois["PS_L"], _psoas_chord(truth), shape=data.shape[1:]).vertices
+            reshaped = [
+                np.column_stack([np.full(len(cut), k), cut]) if key == "PS_L" else s for key, s in zip(keys, shapes)
+            ]
+            out["stall_ms"] = _measure_stall(probe, lambda: setattr(layer, "data", reshaped), lambda: True)
         elif condition == "load":
             viewer.add_image(data, **kwargs)
             _gui.process_events_for(1.0)
@@ -195,7 +224,13 @@ def child(condition, variant, folder):
         else:
             dock.load_annotation(str(files["annotation"]))
             _gui.process_events_for(1.0)
-            if condition == "train":
+            if condition == "reshape":
+                dock._reshape_action()
+                _gui.process_events_for(0.5)
+                out["stall_ms"] = _measure_stall(
+                    probe, lambda: dock.reshape(_psoas_chord(truth)), lambda: dock._last_stroke is not None
+                )
+            elif condition == "train":
                 panel = dock.classifier_panel
                 out["stall_ms"] = _measure_stall(
                     probe, lambda: panel.train(), lambda: panel._worker is None and panel.result is not None
