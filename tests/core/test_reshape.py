@@ -112,3 +112,35 @@ def test_the_target_is_the_outline_both_ends_reach():
     assert reshape_target({"ES_L": left, "MF_L": right}, [[10, 29], [15, 33], [20, 29]]) == "MF_L"
     with pytest.raises(ReshapeError, match="does not start and end on an outline's border"):
         reshape_target({"ES_L": left}, [[30, 30], [35, 35]])
+
+
+def test_random_strokes_give_a_valid_outline_or_a_reason():
+    """Seeded strokes of every kind on star-shaped outlines: each either gives a
+    valid outline whose pixel counts match, or is refused with ReshapeError."""
+    from napari_pvm.core.rois import validate_polygon
+
+    rng = np.random.default_rng(20261207)
+    shape = (64, 64)
+    outcomes = {"reshaped": 0, "refused": 0}
+    for _ in range(300):
+        n = int(rng.integers(5, 25))
+        angles = np.sort(rng.uniform(0, 2 * np.pi, n))
+        radii = rng.uniform(8, 20, n)
+        outline = np.column_stack([32 + radii * np.sin(angles), 32 + radii * np.cos(angles)])
+        if np.max(np.diff(np.r_[angles, angles[0] + 2 * np.pi])) >= np.pi:
+            continue  # not star-shaped about the centre: it may cross itself
+        # a stroke from near one border point to near another, through random points
+        ends = outline[rng.choice(n, 2, replace=False)] + rng.normal(0, 1.5, (2, 2))
+        middle = rng.uniform(8, 56, (int(rng.integers(0, 5)), 2))
+        stroke = np.vstack([ends[:1], middle, ends[1:]])
+        try:
+            res = reshape_outline(outline, stroke, shape=shape, spacing=(0.8, 0.8))
+        except ReshapeError:
+            outcomes["refused"] += 1
+            continue
+        validate_polygon(res.vertices, shape)
+        before, after = roi_mask(outline, shape), roi_mask(res.vertices, shape)
+        assert res.added_pixels == np.count_nonzero(after & ~before)
+        assert res.removed_pixels == np.count_nonzero(before & ~after)
+        outcomes["reshaped"] += 1
+    assert outcomes["reshaped"] > 100 and outcomes["refused"] > 10, outcomes
