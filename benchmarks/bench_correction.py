@@ -270,9 +270,7 @@ def main(argv=None):
             summarise(rows, timing, f"{data} {condition}", args.target)
             all_rows += rows
     if args.csv:
-        import pandas as pd
-
-        pd.DataFrame(all_rows).to_csv(args.csv, index=False)
+        bp.write_rows(all_rows, args.csv)
     return 0
 
 

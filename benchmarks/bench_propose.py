@@ -397,10 +397,15 @@ def main(argv=None):
             summarise(rows, f"{data} ({args.subset if data.startswith('dixon') else 'all'}) {condition}")
             all_rows += rows
     if args.csv:
-        import pandas as pd
-
-        pd.DataFrame(all_rows).to_csv(args.csv, index=False)
+        write_rows(all_rows, args.csv)
     return 0
+
+
+def write_rows(rows, path):
+    """Per-outline rows as a CSV (``--csv``)."""
+    import pandas as pd
+
+    pd.DataFrame(rows).to_csv(path, index=False)
 
 
 if __name__ == "__main__":
