@@ -153,3 +153,15 @@ def test_escape_drops_a_stroke_in_progress(measure_case, qtbot, phantom_files):
     for key in before:
         np.testing.assert_array_equal(after[key], before[key])
     assert not any("reshaped" in text for _, text in dock.messages)
+
+
+def test_reshape_finishes_a_polygon_in_progress_as_what_it_was_started_for(measure_case, qtbot, phantom_files):
+    dock, c = measure_case
+    truth = read_annotation(phantom_files["annotation"])
+    c.fit()
+    c.key("R", "shift")  # nothing outlined yet: refused
+    assert any("nothing to reshape yet" in text for _, text in dock.messages)
+    assert dock.viewer.layers.selection.active is dock.outlines
+    c.polygon(dock.image, truth.rois["PS_L"][::4], finish=None)  # PS L, left in progress
+    _start_reshape(dock, c)
+    assert dock.origins() == {"PS_L": "drawn"}

@@ -514,11 +514,7 @@ class MeasureWidget(RefusingDock, QWidget):
             self._refuse(f"unknown target {target!r}; use one of {', '.join(TARGETS)}")
         self._require_slice()
         ctrl = self._attach_layers(create=True)
-        if ctrl.busy():  # a polygon in progress is finished as what it was started for
-            for layer in (ctrl.outlines, ctrl.samples):
-                if layer._is_creating:
-                    layer._finish_drawing()
-            ctrl.sync_now()
+        _finish_polygon(ctrl)
         self._target = target
         if target in schema.ROI_KEYS:
             layer, defaults, color = ctrl.outlines, {"roi": target, "origin": "drawn"}, ROI_COLORS[target]
@@ -1180,7 +1176,7 @@ class MeasureWidget(RefusingDock, QWidget):
         layer = _layers.owned_layer(self.viewer, "stroke", image)
         if layer is not None and _layers.same(self.viewer.layers.selection.active, layer):
             return self.choose(self._target)  # pressed again: back to drawing
-        ctrl.sync_now()
+        _finish_polygon(ctrl)
         if not ctrl._state.outlines:
             self._refuse("nothing to reshape yet: draw or propose outlines first")
         layer = _layers.stroke_layer(self.viewer, image)
@@ -1333,6 +1329,15 @@ def _wait_for(worker, done):
     if not done():
         loop.exec()
     timer.stop()
+
+
+def _finish_polygon(ctrl):
+    """A polygon in progress is finished as what it was started for, and settled."""
+    if ctrl.busy():
+        for layer in (ctrl.outlines, ctrl.samples):
+            if layer._is_creating:
+                layer._finish_drawing()
+    ctrl.sync_now()
 
 
 def _row_in_csv(csv_path, sha, patient_id, observer_id):
