@@ -1180,6 +1180,8 @@ class MeasureWidget(RefusingDock, QWidget):
         if not ctrl._state.outlines:
             self._refuse("nothing to reshape yet: draw or propose outlines first")
         layer = _layers.stroke_layer(self.viewer, image)
+        # forget the stroke layers of earlier cases (removed with their image)
+        self._stroke_layers = [s for s in self._stroke_layers if any(_layers.same(s, x) for x in self.viewer.layers)]
         if not any(_layers.same(layer, seen) for seen in self._stroke_layers):
             layer.events.data.connect(self._on_stroke_event)
             layer.bind_key("Escape", lambda _layer: self.cancel_drawing(), overwrite=True)

@@ -1,9 +1,9 @@
 """Correct an outline with one stroke (the Measure dock's Reshape tool).
 
 Moving vertices one at a time is slow when a proposed outline is wrong over a
-stretch of its border. Like the "edit selection" tools of ImageJ and OsiriX,
-a stroke drawn from the outline's border, along where the border should be,
-back to the border replaces the stretch of border between its two ends. Of
+stretch of its border. A stroke drawn from the outline's border, along where
+the border should be, back to the border replaces the stretch of border
+between its two ends. Of
 the two ways to close the stroke with the rest of the border, the one that
 changes fewer pixels is kept, so a stroke outside the outline adds the
 region between them and a stroke across it cuts off the smaller part; the
