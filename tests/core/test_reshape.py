@@ -5,7 +5,7 @@ and strokes that cannot reshape refused with a reason."""
 import numpy as np
 import pytest
 
-from napari_pvm.core.reshape import ReshapeError, reshape_outline, reshape_target
+from napari_pvm.core.reshape import ReshapeError, reshape_neighbours, reshape_outline, reshape_target
 from napari_pvm.core.rois import polygon_area_px, roi_mask
 
 SQUARE = np.array([[10.0, 10.0], [10.0, 20.0], [20.0, 20.0], [20.0, 10.0]])
@@ -78,6 +78,47 @@ def test_a_stroke_along_the_true_border_removes_a_proposals_bulge():
     dice_after = 2 * (got & truth).sum() / (got.sum() + truth.sum())
     assert dice_before < 0.95 and dice_after > 0.99, (dice_before, dice_after)
     assert res.removed_pixels > 0.9 * (proposal & ~truth).sum()
+
+
+LEFT = np.array([[9.5, 9.5], [9.5, 19.5], [20.5, 19.5], [20.5, 9.5]])  # columns 10-19, rows 10-20
+
+
+def _neighbours_after(stroke, right, **kw):
+    moved = reshape_outline(LEFT, stroke, shape=SHAPE, **kw).vertices
+    return moved, reshape_neighbours("MF_L", LEFT, moved, {"ES_L": right}, shape=SHAPE)
+
+
+def test_on_a_shared_border_the_stroke_is_the_new_border_of_both():
+    right = LEFT + [0, 10]  # columns 20-29: shares the border at column 19.5
+    union = roi_mask(LEFT, SHAPE) | roi_mask(right, SHAPE)
+    # cut the left outline back by 3 columns: the right one takes the strip
+    moved, changed = _neighbours_after([[9.5, 16.5], [20.5, 16.5]], right)
+    got = roi_mask(changed["ES_L"], SHAPE)
+    np.testing.assert_array_equal(got, union & ~roi_mask(moved, SHAPE))
+    # push it 3 columns into the right one: the right one yields them
+    moved, changed = _neighbours_after([[9.5, 19.5], [12, 22.5], [18, 22.5], [20.5, 19.5]], right)
+    got = roi_mask(changed["ES_L"], SHAPE)
+    assert not (got & roi_mask(moved, SHAPE)).any()
+    np.testing.assert_array_equal(got | roi_mask(moved, SHAPE), union)
+
+
+def test_a_piece_cut_off_beside_fat_belongs_to_no_outline():
+    right = LEFT + [0, 13]  # a 3-column fat gap between the two
+    moved, changed = _neighbours_after([[9.5, 16.5], [20.5, 16.5]], right)
+    assert changed == {}
+    # cut a corner whose edge is mostly fat even though it touches the neighbour's column
+    right = LEFT + [0, 10]
+    moved, changed = _neighbours_after([[9.5, 14.5], [12.5, 19.5]], right)
+    assert changed == {}
+
+
+def test_a_stroke_that_would_cut_the_neighbour_in_two_is_refused():
+    from napari_pvm.core.clip import ClipError
+
+    thin = np.array([[9.5, 19.5], [9.5, 21.5], [20.5, 21.5], [20.5, 19.5]])  # columns 20-21
+    moved = reshape_outline(LEFT, [[12.5, 19.5], [14, 25], [16, 25], [17.5, 19.5]], shape=SHAPE).vertices
+    with pytest.raises(ClipError, match="pieces"):
+        reshape_neighbours("MF_L", LEFT, moved, {"ES_L": thin}, shape=SHAPE)
 
 
 @pytest.mark.parametrize(

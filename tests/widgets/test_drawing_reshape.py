@@ -85,6 +85,16 @@ def test_a_stroke_into_the_neighbour_moves_the_border_and_the_neighbour_yields(m
     assert not (after["ES_L"] & after["MF_L"]).any()  # no pixel counted twice
     np.testing.assert_array_equal(after["MF_L"], mf & ~gained)  # MF gave exactly what ES took
     assert dock.origins()["MF_L"] == "drawn" and dock.origins()["ES_L"] == "drawn"
+    # now they share a border: a stroke back along ES's old border moves it for both,
+    # MF takes back what the stroke cuts off ES (the fat gap included)
+    back = [(r, es_edge(r)) for r in np.linspace(top, bottom, 7).round().astype(int)]
+    c.pixel_stroke(dock.image, back, steps=3)
+    qtbot.waitUntil(lambda: not len(stroke_layer.data), timeout=5000)
+    again = _masks(dock)
+    assert 2 * (again["ES_L"] & es).sum() / (again["ES_L"].sum() + es.sum()) > 0.98
+    np.testing.assert_array_equal(again["ES_L"] | again["MF_L"], after["ES_L"] | after["MF_L"])
+    assert not (again["ES_L"] & again["MF_L"]).any()
+    assert (again["MF_L"] & mf).sum() == mf.sum()  # all of MF's own pixels are MF's again
     # pressing Reshape again goes back to drawing the chosen outline
     c.key("R", "shift")
     assert dock.viewer.layers.selection.active is dock.outlines and dock.outlines.mode == "add_polygon"

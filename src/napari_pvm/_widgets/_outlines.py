@@ -361,15 +361,15 @@ class OutlineController:
     # -------------------------------------------------------- reshape
     def reshape(self, stroke, *, spacing, prefer=None, other_side=False, replace_last=False):
         """Reshape the outline whose border the stroke (image ``[row, col]``
-        points) starts and ends on (:mod:`napari_pvm.core.reshape`); the
-        stroke is the new border, so neighbours lose the pixels it takes.
+        points) starts and ends on (:mod:`napari_pvm.core.reshape`); on a
+        shared border the stroke is the neighbour's new border too.
         One undo step; ``replace_last`` applies the stroke to the state
         before the last operation instead and replaces that operation's
         result (the last stroke the other way round). Returns ``(key,
         ReshapeResult)``; raises
         :class:`~napari_pvm.core.errors.AnnotationError` (nothing changes).
         """
-        from ..core.reshape import reshape_outline, reshape_target
+        from ..core.reshape import reshape_neighbours, reshape_outline, reshape_target
 
         self.sync_now()
         if replace_last and not self.undo_stack:
@@ -379,13 +379,13 @@ class OutlineController:
         current = {r: self._to_image(v) for v, r, _ in state.outlines}
         key = reshape_target(current, stroke, spacing=spacing, prefer=prefer)
         result = reshape_outline(current[key], stroke, shape=shape, spacing=spacing, other_side=other_side, name=key)
+        # the stroke is the new border of both outlines where they share one
+        others = {r: v for r, v in current.items() if r != key}
+        moved = reshape_neighbours(key, current[key], result.vertices, others, shape=shape)
+        moved[key] = result.vertices
         outlines = []
         for v, r, g in state.outlines:
-            if r == key:
-                new = result.vertices
-            else:  # the stroke wins a shared border: the neighbour yields what it took
-                clipped = clip_outline(current[r], {key: result.vertices}, shape=shape, name=r)
-                new = clipped.vertices if clipped.changed else None
+            new = moved.get(r)
             if new is not None:
                 v = self._from_image(new, v)
                 if g in ("proposed", "edited"):

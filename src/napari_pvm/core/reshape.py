@@ -13,6 +13,10 @@ that keeps the smaller part.
 A stroke that starts or ends a little past the border (an overshoot of up to
 ``reach_mm``) is trimmed at the border. All distances are in millimetres
 (``spacing``), so the tool behaves the same on every scanner.
+
+On a border two outlines share, the stroke is the new border of both
+(:func:`reshape_neighbours`): the neighbour yields what the stroke takes,
+and takes what the stroke cuts off along their shared border.
 """
 
 import dataclasses
@@ -22,7 +26,11 @@ import numpy as np
 from .errors import AnnotationError
 from .rois import roi_mask, validate_polygon
 
-__all__ = ["REACH_MM", "ReshapeError", "ReshapeResult", "reshape_outline", "reshape_target"]
+#: A piece cut off an outline goes to the neighbour that borders at least this
+#: share of the piece's outer edge (the rest is the stroke's side).
+SHARED_BORDER = 0.5
+
+__all__ = ["REACH_MM", "ReshapeError", "ReshapeResult", "reshape_neighbours", "reshape_outline", "reshape_target"]
 
 #: How far (mm) a stroke's ends may lie from the border they attach to:
 #: about the width of a drawn line at the zoom observers outline at.
@@ -276,3 +284,77 @@ def reshape_target(outlines, stroke, *, spacing=(1.0, 1.0), prefer=None, reach_m
     if prefer in reach:
         return prefer
     return min(reach, key=lambda k: (reach[k], k))
+
+
+def reshape_neighbours(name, before, after, neighbours, *, shape):
+    """The neighbours of outline ``name`` once a stroke has moved its border.
+
+    The stroke is the new border of both outlines on a shared border: a
+    neighbour yields the pixels the stroke gave to ``name`` (the clip of
+    :func:`napari_pvm.core.clip.clip_outline`), and each piece the stroke
+    cut off ``name`` goes to the neighbour that borders most of the piece's
+    outer edge (at least :data:`SHARED_BORDER` of it); a piece bordered
+    mostly by fat or bone belongs to no outline.
+
+    Parameters
+    ----------
+    name : str
+        The reshaped outline.
+    before, after : array_like of shape (N, 2)
+        Its ``[row, col]`` vertices before and after the stroke.
+    neighbours : dict
+        ``{key: vertices}`` of the other outlines.
+    shape : tuple of 2 ints
+        Shape of the slice.
+
+    Returns
+    -------
+    dict
+        ``{key: vertices}`` of the neighbours that changed.
+
+    Raises
+    ------
+    napari_pvm.core.clip.ClipError
+        A neighbour would be cut into pieces or left with a hole.
+
+    Examples
+    --------
+    Two squares side by side; a stroke moves the left one's right border two
+    columns to the left, and the right square takes the strip:
+
+    >>> left = [[-0.5, -0.5], [-0.5, 9.5], [9.5, 9.5], [9.5, -0.5]]
+    >>> right = [[-0.5, 9.5], [-0.5, 19.5], [9.5, 19.5], [9.5, 9.5]]
+    >>> moved = reshape_outline(left, [[-0.5, 7.5], [9.5, 7.5]], shape=(12, 24)).vertices
+    >>> grown = reshape_neighbours("left", left, moved, {"right": right}, shape=(12, 24))
+    >>> int(roi_mask(grown["right"], (12, 24)).sum())
+    120
+    """
+    from scipy import ndimage
+
+    from .clip import clip_outline, mask_to_polygon
+
+    changed = {}
+    masks = {}
+    for key, vertices in neighbours.items():
+        clipped = clip_outline(vertices, {name: after}, shape=shape, name=key)
+        if clipped.changed:
+            changed[key] = clipped.vertices
+        masks[key] = roi_mask(clipped.vertices, shape)
+    after_mask = roi_mask(after, shape)
+    cut = roi_mask(before, shape) & ~after_mask
+    pieces, n = ndimage.label(cut)  # 4-connected, as outlines are
+    for i in range(1, n + 1):
+        piece = pieces == i
+        edge = ndimage.binary_dilation(piece) & ~piece & ~after_mask  # not the stroke's side
+        if not edge.any() or not masks:
+            continue
+        shares = {key: np.count_nonzero(edge & m) for key, m in masks.items()}
+        key = max(shares, key=lambda k: (shares[k], k))
+        if shares[key] < SHARED_BORDER * np.count_nonzero(edge):
+            continue
+        grown = masks[key] | piece
+        if not np.array_equal(ndimage.binary_fill_holes(grown), grown):
+            continue  # the piece would close a hole in the neighbour: leave it unassigned
+        masks[key] = grown
+        changed[key] = mask_to_polygon(grown)
+    return changed
