@@ -42,7 +42,8 @@ import bench_propose as bp  # noqa: E402
 
 from napari_pvm.core.clip import clip_outline, mask_to_polygon  # noqa: E402
 from napari_pvm.core.propose import propose_outlines  # noqa: E402
-from napari_pvm.core.reshape import ReshapeError, reshape_outline  # noqa: E402
+from napari_pvm.core.errors import AnnotationError  # noqa: E402
+from napari_pvm.core.reshape import ReshapeError, reshape_neighbours, reshape_outline  # noqa: E402
 from napari_pvm.core.rois import roi_mask  # noqa: E402
 
 MAX_STROKES = 8
@@ -139,6 +140,62 @@ def correct(vertices, truth, shape, spacing, target):
     return strokes, turns, d, d >= target
 
 
+def correct_slice(outlines, truths, shape, spacing, target):
+    """The same observer on a whole slice, as the dock applies strokes: a
+    stroke on one outline also moves a neighbour's border where they share
+    one (:func:`napari_pvm.core.reshape.reshape_neighbours`).
+
+    Each step strokes the outline with the lowest Dice still below
+    ``target``; a stroke that does not raise the slice's mean Dice is turned
+    round once, and when that does not either, that outline is given up
+    (drawn by hand). Returns ``{key: (strokes, turns, dice, fixed)}``.
+    """
+    current = {k: np.asarray(v, dtype=float) for k, v in outlines.items()}
+    borders = {k: true_border(m) for k, m in truths.items()}
+    counts = {k: [0, 0] for k in current}
+    given_up = set()
+
+    def dices(state):
+        return {k: dice(roi_mask(v, shape), truths[k]) for k, v in state.items()}
+
+    d = dices(current)
+    while True:
+        todo = [k for k in current if d[k] < target and k not in given_up and counts[k][0] < MAX_STROKES]
+        if not todo:
+            break
+        key = min(todo, key=lambda k: (d[k], k))
+        lab, n = ndi.label(roi_mask(current[key], shape) ^ truths[key])
+        sizes = np.bincount(lab.ravel())
+        sizes[0] = 0
+        stroke = stroke_along_truth(borders[key], lab == np.argmax(sizes))
+        if stroke is None:
+            given_up.add(key)
+            continue
+        stroke = attach(stroke, current[key])
+        best = None
+        for other_side in (False, True):
+            try:
+                moved = reshape_outline(
+                    current[key], stroke, shape=shape, spacing=spacing, other_side=other_side
+                ).vertices
+                others = {k: v for k, v in current.items() if k != key}
+                state = dict(
+                    current, **reshape_neighbours(key, current[key], moved, others, shape=shape), **{key: moved}
+                )
+            except AnnotationError:
+                break
+            counts[key][1 if other_side else 0] += 1
+            new = dices(state)
+            if np.mean(list(new.values())) > np.mean(list(d.values())):
+                best = (state, new)
+                break
+        if best is None:
+            given_up.add(key)
+            continue
+        current, d = best
+    return {k: (counts[k][0], counts[k][1], d[k], d[k] >= target) for k in current}
+
+
 def manual_vertices(truth, target):
     """Fewest vertices of a hand-drawn polygon (simplified true border) reaching ``target``."""
     from skimage.measure import approximate_polygon
@@ -153,7 +210,7 @@ def manual_vertices(truth, target):
     return best
 
 
-def evaluate(cases, condition, target, seed=bp.SEED):
+def evaluate(cases, condition, target, seed=bp.SEED, joint=False):
     rows, timing = [], {"reshape": [], "clip": []}
     for name, image, spacing, truth, examples in cases:
         rng = np.random.default_rng([seed] + [ord(ch) for ch in name])  # as bench_propose
@@ -163,6 +220,8 @@ def evaluate(cases, condition, target, seed=bp.SEED):
             kwargs["examples"] = examples
         out = propose_outlines(image, **kwargs)
         shape = image.shape
+        if joint:
+            done = correct_slice({k: v for k, v in out.items() if k in truth}, truth, shape, spacing, target)
         for key, m in truth.items():
             hand = manual_vertices(m, target)
             if key not in out:
@@ -180,7 +239,10 @@ def evaluate(cases, condition, target, seed=bp.SEED):
                     )
                 )
                 continue
-            strokes, turns, d, fixed = correct(out[key], m, shape, spacing, target)
+            if joint:
+                strokes, turns, d, fixed = done[key]
+            else:
+                strokes, turns, d, fixed = correct(out[key], m, shape, spacing, target)
             rows.append(
                 dict(
                     case=name,
@@ -259,15 +321,29 @@ def main(argv=None):
     p.add_argument("--subset", choices=("tune", "holdout", "all"), default="all")
     p.add_argument("--conditions", default="click,click+examples")
     p.add_argument("--target", type=float, default=0.95)
+    p.add_argument(
+        "--joint",
+        action="store_true",
+        help="correct each slice's outlines together, a stroke moving a shared border for both (as the dock does)",
+    )
     p.add_argument("--csv", help="write per-outline rows to this CSV")
+    p.add_argument(
+        "--yield-only",
+        action="store_true",
+        help="with --joint: the neighbour only yields what a stroke takes (nothing cut off is handed over)",
+    )
     args = p.parse_args(argv)
+    if args.yield_only:
+        import napari_pvm.core.reshape as reshape
+
+        reshape.SHARED_BORDER = np.inf  # no piece reaches the share: none is handed over
     datasets = ["phantom", "dixon"] if args.data == "default" else [args.data]
     all_rows = []
     for data in datasets:
         for condition in args.conditions.split(","):
             cases = bp.phantom_cases() if data == "phantom" else bp.dixon_cases(args.subset)
-            rows, timing = evaluate(cases, condition, args.target)
-            summarise(rows, timing, f"{data} {condition}", args.target)
+            rows, timing = evaluate(cases, condition, args.target, joint=args.joint)
+            summarise(rows, timing, f"{data} {condition}{' (joint)' if args.joint else ''}", args.target)
             all_rows += rows
     if args.csv:
         bp.write_rows(all_rows, args.csv)
