@@ -46,12 +46,14 @@ class _Snapshot:
         self.samples = samples  # [(vertices, class)]
 
     def same_as(self, other):
-        def eq(a, b):
-            return len(a) == len(b) and all(
-                x[1:] == y[1:] and x[0].shape == y[0].shape and np.allclose(x[0], y[0]) for x, y in zip(a, b)
-            )
+        return other is not None and _same(self.outlines, other.outlines) and _same(self.samples, other.samples)
 
-        return other is not None and eq(self.outlines, other.outlines) and eq(self.samples, other.samples)
+
+def _same(a, b):
+    """Whether two lists of (vertices, identity…) entries are equal."""
+    return len(a) == len(b) and all(
+        x[1:] == y[1:] and x[0].shape == y[0].shape and np.allclose(x[0], y[0]) for x, y in zip(a, b)
+    )
 
 
 class OutlineController:
@@ -108,24 +110,30 @@ class OutlineController:
         )
 
     def _apply(self, snap):
-        """Show ``snap`` in the layers (no undo record, no clipping)."""
+        """Show ``snap`` in the layers (no undo record, no clipping). A layer
+        that already shows its part is left alone: napari re-triangulates
+        every polygon of a layer whose data is set."""
+        shown = self.snapshot()
+        colors_ok = self._colors_ok()
         self._applying = True
         try:
-            _set_layer(
-                self.outlines,
-                [v for v, _, _ in snap.outlines],
-                {
-                    "roi": pd.Categorical([r for _, r, _ in snap.outlines], categories=schema.ROI_KEYS),
-                    "origin": pd.Categorical([g for _, _, g in snap.outlines], categories=ORIGINS),
-                },
-                [ROI_COLORS.get(r, "white") for _, r, _ in snap.outlines],
-            )
-            _set_layer(
-                self.samples,
-                [v for v, _ in snap.samples],
-                {"class": pd.Categorical([c for _, c in snap.samples], categories=schema.SAMPLE_CLASSES)},
-                [SAMPLE_COLORS.get(c, "white") for _, c in snap.samples],
-            )
+            if not (colors_ok and _same(shown.outlines, snap.outlines)):
+                _set_layer(
+                    self.outlines,
+                    [v for v, _, _ in snap.outlines],
+                    {
+                        "roi": pd.Categorical([r for _, r, _ in snap.outlines], categories=schema.ROI_KEYS),
+                        "origin": pd.Categorical([g for _, _, g in snap.outlines], categories=ORIGINS),
+                    },
+                    [ROI_COLORS.get(r, "white") for _, r, _ in snap.outlines],
+                )
+            if not (colors_ok and _same(shown.samples, snap.samples)):
+                _set_layer(
+                    self.samples,
+                    [v for v, _ in snap.samples],
+                    {"class": pd.Categorical([c for _, c in snap.samples], categories=schema.SAMPLE_CLASSES)},
+                    [SAMPLE_COLORS.get(c, "white") for _, c in snap.samples],
+                )
         finally:
             self._applying = False
         self._state = snap
