@@ -335,8 +335,14 @@ def reshape_neighbours(name, before, after, neighbours, *, shape):
 
     changed = {}
     masks = {}
+    # only an outline within a pixel of the reshaped one, before or after, can be touched
+    both = np.vstack([np.asarray(before, dtype=float), np.asarray(after, dtype=float)])
+    lo, hi = both.min(axis=0) - 1.5, both.max(axis=0) + 1.5
     for key, vertices in neighbours.items():
-        clipped = clip_outline(vertices, {name: after}, shape=shape, name=key)
+        v = np.asarray(vertices, dtype=float)
+        if np.any(v.max(axis=0) < lo) or np.any(v.min(axis=0) > hi):
+            continue
+        clipped = clip_outline(v, {name: after}, shape=shape, name=key)
         if clipped.changed:
             changed[key] = clipped.vertices
         masks[key] = roi_mask(clipped.vertices, shape)
