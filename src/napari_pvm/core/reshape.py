@@ -3,12 +3,11 @@
 Moving vertices one at a time is slow when a proposed outline is wrong over a
 stretch of its border. A stroke drawn from the outline's border, along where
 the border should be, back to the border replaces the stretch of border
-between its two ends. Of
-the two ways to close the stroke with the rest of the border, the one that
-changes fewer pixels is kept, so a stroke outside the outline adds the
-region between them and a stroke across it cuts off the smaller part; the
-observer can ask for the other way round (``other_side=True``), for a cut
-that keeps the smaller part.
+between its two ends. Of the two ways to close the stroke with the rest of
+the border, the one that changes fewer pixels is kept, so a stroke outside
+the outline adds the region between them and a stroke across it cuts off the
+smaller part; the observer can ask for the other way round
+(``other_side=True``), for a cut that keeps the smaller part.
 
 A stroke that starts or ends a little past the border (an overshoot of up to
 ``reach_mm``) is trimmed at the border. All distances are in millimetres
@@ -26,15 +25,14 @@ import numpy as np
 from .errors import AnnotationError
 from .rois import roi_mask, validate_polygon
 
-#: A piece cut off an outline goes to the neighbour that borders at least this
-#: share of the piece's outer edge (the rest is the stroke's side).
-SHARED_BORDER = 0.5
-
 __all__ = ["REACH_MM", "ReshapeError", "ReshapeResult", "reshape_neighbours", "reshape_outline", "reshape_target"]
 
 #: How far (mm) a stroke's ends may lie from the border they attach to:
 #: about the width of a drawn line at the zoom observers outline at.
 REACH_MM = 4.0
+#: A piece cut off an outline goes to the neighbour that borders at least this
+#: share of the piece's outer edge (the rest is the stroke's side).
+SHARED_BORDER = 0.5
 
 
 class ReshapeError(AnnotationError):
@@ -151,8 +149,7 @@ def _ends(s_mm, v_mm, reach_mm, name):
         if dist > reach_mm:
             raise ReshapeError(
                 f"the stroke {which} {dist:.1f} mm from {name}'s border; start and end it on the border "
-                f"(within {reach_mm:g} mm)",
-                location=None,
+                f"(within {reach_mm:g} mm)"
             )
         ends.append((None, pos))
     return ends
