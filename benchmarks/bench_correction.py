@@ -5,6 +5,8 @@ Usage (from the repository root):
     python benchmarks/bench_correction.py                       # phantom + Dixon, click and click+examples
     python benchmarks/bench_correction.py --data dixon --target 0.90
     python benchmarks/bench_correction.py --csv /tmp/correction.csv
+    python benchmarks/bench_correction.py --joint            # a slice's outlines together, as the dock
+    python benchmarks/bench_correction.py --joint --yield-only --data dixon
 
 The cases, clicks and examples are those of ``bench_propose.py`` (same
 generators and seeds). A simulated observer corrects each proposed outline
@@ -14,10 +16,11 @@ the largest region where proposal and truth disagree and drags one stroke
 along the true border there, from where the two borders agree to where they
 agree again, starting and ending it on the proposal's border (as an observer
 who sees that border does); a stroke that makes the outline worse is turned
-round once (Shift-T). It gives up after 8 strokes, or when a stroke is refused or does
-not help; a given-up or missing outline is drawn by hand. Each muscle is
-corrected on its own (in the dock a stroke on a shared border also moves the
-neighbour's border, which only helps).
+round once (Shift-T). It gives up after 8 strokes, or when a stroke is
+refused or does not help; a given-up or missing outline is drawn by hand.
+Each muscle is corrected on its own; with ``--joint`` a slice's outlines are
+corrected together and a stroke on a shared border moves the neighbour's
+border too, as in the dock (``--yield-only``: the neighbour only yields).
 
 The baseline, in the same run, is drawing the outline by hand: the fewest
 polygon vertices (clicks) whose outline reaches the same Dice, from the true
