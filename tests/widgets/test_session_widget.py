@@ -525,3 +525,37 @@ def test_the_session_locks_the_measure_docks_image_list(make_dock, study):
     assert dock.image is not None and dock.image_combo.currentText() == widget.image_layer.name
     assert widget.end()
     assert dock.image_combo.isEnabled()
+
+
+def test_a_reshape_stroke_in_a_reading_session_is_saved_and_its_layer_leaves_with_the_case(
+    make_dock, make_napari_viewer, study, canvas, phantom_files, qtbot
+):
+    from napari_pvm.core.rois import roi_mask
+
+    truth = read_annotation(phantom_files["annotation"])
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1500, 950)
+    widget = make_dock(study, viewer=viewer)
+    dock = _hook_measure(widget)
+    _ready(widget, widget.start())
+    c = canvas(viewer)
+    first = widget.session.current_id
+    image = widget.image_layer
+    _go_to_slice(widget, c, 2)
+    c.key("k")
+    c.polygon(image, _outline(truth, "PS_L"))
+    shape = image.data.shape[-2:]
+    drawn = roi_mask(np.array(dock.annotation()["rois"][0]["vertices"]), shape)
+    rows, cols = np.nonzero(drawn)
+    chord = np.floor(rows.mean()) + 0.5
+    c.key("R", "shift")
+    stroke_layer = viewer.layers.selection.active
+    assert stroke_layer.metadata["napari_pvm"]["role"] == "stroke"
+    c.pixel_stroke(image, [(chord, cols.min() - 2), (chord, cols.max() + 2)], steps=8)
+    qtbot.waitUntil(lambda: not len(stroke_layer.data), timeout=5000)
+    reshaped = roi_mask(np.array(dock.annotation()["rois"][0]["vertices"]), shape)
+    assert 0 < reshaped.sum() < drawn.sum()
+    _leave(widget)  # Next without a row: the case is saved as it is
+    saved = read_annotation(study.annotation_path("A", first))
+    np.testing.assert_array_equal(roi_mask(saved.rois["PS_L"], shape), reshaped)
+    assert [layer.name for layer in viewer.layers] == [widget.session.current_id]  # the stroke layer left too
