@@ -1,7 +1,7 @@
 """The Reshape tool of the Measure dock, driven by real strokes on the canvas:
-a stroke across an outline cuts off its smaller part, a stroke along a shared
-border moves it (the neighbour yields), undo restores, a stray stroke is
-refused with nothing changed."""
+a stroke across an outline cuts off its smaller part (Shift-T the other),
+a stroke into a neighbour moves the border for both, undo restores, a stray
+stroke is refused with nothing changed, Escape drops a stroke in progress."""
 
 import numpy as np
 
@@ -17,8 +17,8 @@ def _masks(dock):
 def _start_reshape(dock, c):
     c.key("R", "shift")
     layer = dock.viewer.layers.selection.active
-    assert layer.metadata["napari_pvm"]["role"] == "stroke", (dock.messages, layer.mode)
-    assert layer.metadata["napari_pvm"]["role"] == "stroke" and layer.mode == "add_path"
+    assert layer.metadata["napari_pvm"]["role"] == "stroke", dock.messages
+    assert layer.mode == "add_path"
     return layer
 
 
