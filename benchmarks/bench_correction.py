@@ -63,10 +63,7 @@ def dice(a, b):
 
 def true_border(truth):
     """The true mask's outline (largest piece, holes filled), as ordered vertices."""
-    lab, n = ndi.label(truth)
-    sizes = np.bincount(lab.ravel())
-    sizes[0] = 0
-    return mask_to_polygon(ndi.binary_fill_holes(lab == np.argmax(sizes)))
+    return mask_to_polygon(ndi.binary_fill_holes(bp.largest_piece(truth)))
 
 
 def stroke_along_truth(border, error_region):
@@ -106,6 +103,14 @@ def attach(stroke, vertices):
     return np.vstack([[nearest(stroke[0])], stroke, [nearest(stroke[-1])]])
 
 
+def next_stroke(vertices, truth, border, shape):
+    """The observer's next stroke on an outline: along the true border where
+    outline and truth disagree most, attached to the outline's border (None
+    when no run of the true border borders the disagreement)."""
+    stroke = stroke_along_truth(border, bp.largest_piece(roi_mask(vertices, shape) ^ truth))
+    return None if stroke is None else attach(stroke, vertices)
+
+
 def correct(vertices, truth, shape, spacing, target):
     """The simulated observer's corrections: (strokes, turns, final dice, fixed).
 
@@ -116,14 +121,9 @@ def correct(vertices, truth, shape, spacing, target):
     d = dice(roi_mask(v, shape), truth)
     strokes = turns = 0
     while d < target and strokes < MAX_STROKES:
-        proposal = roi_mask(v, shape)
-        lab, n = ndi.label(proposal ^ truth)
-        sizes = np.bincount(lab.ravel())
-        sizes[0] = 0
-        stroke = stroke_along_truth(border, lab == np.argmax(sizes))
+        stroke = next_stroke(v, truth, border, shape)
         if stroke is None:
             break
-        stroke = attach(stroke, v)
         try:
             new = reshape_outline(v, stroke, shape=shape, spacing=spacing).vertices
         except ReshapeError:
@@ -167,14 +167,10 @@ def correct_slice(outlines, truths, shape, spacing, target):
         if not todo:
             break
         key = min(todo, key=lambda k: (d[k], k))
-        lab, n = ndi.label(roi_mask(current[key], shape) ^ truths[key])
-        sizes = np.bincount(lab.ravel())
-        sizes[0] = 0
-        stroke = stroke_along_truth(borders[key], lab == np.argmax(sizes))
+        stroke = next_stroke(current[key], truths[key], borders[key], shape)
         if stroke is None:
             given_up.add(key)
             continue
-        stroke = attach(stroke, current[key])
         best = None
         for other_side in (False, True):
             try:

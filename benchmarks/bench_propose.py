@@ -65,9 +65,8 @@ def real_root():
 
 
 # ------------------------------------------------------------------ cases
-def trace(mask):
-    """Outline of a mask as an observer would store it (contract-2 vertices)."""
-    from napari_pvm.core.propose import mask_to_polygon
+def largest_piece(mask):
+    """The largest 4-connected piece of ``mask`` (None when it is empty)."""
     from scipy import ndimage as ndi
 
     lab, n = ndi.label(mask)
@@ -75,7 +74,18 @@ def trace(mask):
         return None
     sizes = np.bincount(lab.ravel())
     sizes[0] = 0
-    return mask_to_polygon(ndi.binary_fill_holes(lab == np.argmax(sizes)), tolerance=0.35)
+    return lab == np.argmax(sizes)
+
+
+def trace(mask):
+    """Outline of a mask as an observer would store it (contract-2 vertices)."""
+    from napari_pvm.core.propose import mask_to_polygon
+    from scipy import ndimage as ndi
+
+    piece = largest_piece(mask)
+    if piece is None:
+        return None
+    return mask_to_polygon(ndi.binary_fill_holes(piece), tolerance=0.35)
 
 
 def load_dixon(subject):
