@@ -768,17 +768,16 @@ class SessionWidget(QWidget):
                 self.viewer.layers.selection.active = active  # the layer chosen (e.g. samples), not the default
                 return
 
-    def _guard_spine_view(self):
-        """Raise unless the sagittal image is the one shown (the Spine dock
-        marks the slice the viewer shows)."""
-        if self.session is not None and len(self.session.measure_sets) > 1 and self.view != "spine":
-            raise PvmError("the mid-sagittal slice is marked on the sagittal image: show it first (Ctrl-J)")
+    def _view_guard(self, view, refusal):
+        """A dock's ``view_guard`` hook: it raises ``refusal`` unless ``view``
+        ("muscle" or "spine") is the image shown, because a dock's Mark button
+        marks the slice the viewer shows."""
 
-    def _guard_muscle_view(self):
-        """Raise unless the axial image is the one shown (for a Measure dock
-        with a ``view_guard`` hook: its Mark button marks the slice the viewer shows)."""
-        if self.session is not None and len(self.session.measure_sets) > 1 and self.view != "muscle":
-            raise PvmError("the level is marked on the axial image: show it first (Ctrl-J)")
+        def guard():
+            if self.session is not None and len(self.session.measure_sets) > 1 and self.view != view:
+                raise PvmError(refusal)
+
+        return guard
 
     def _set_ready(self, token):
         if token is not self._token:
@@ -1073,7 +1072,9 @@ class SessionWidget(QWidget):
         self.spine = dock
         _lock_case_fields(dock, self.session, self.session.study.spine_csv, hide_patient=self.show_codes)
         dock.path_guard = self._guard_spine_path
-        dock.view_guard = self._guard_spine_view
+        dock.view_guard = self._view_guard(
+            "spine", "the mid-sagittal slice is marked on the sagittal image: show it first (Ctrl-J)"
+        )
         if self._spine_notify is None:
             self._spine_notify = dock.notify
             dock.notify = lambda message, level="info": self._spine_notify(self._mask(message), level)
@@ -1120,7 +1121,9 @@ class SessionWidget(QWidget):
         if hasattr(dock, "path_guard"):  # the dock's own Save/Load… buttons obey the session too
             dock.path_guard = self._guard_path
         if hasattr(dock, "view_guard") and "spine" in session.measure_sets:
-            dock.view_guard = self._guard_muscle_view  # Mark only while the axial image is shown
+            dock.view_guard = self._view_guard(
+                "muscle", "the level is marked on the axial image: show it first (Ctrl-J)"
+            )
         if self._dock_notify is None:
             self._dock_notify = dock.notify
             dock.notify = lambda message, level="info": self._dock_notify(self._mask(message), level)
