@@ -4,6 +4,7 @@ and strokes that cannot reshape refused with a reason."""
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from napari_pvm.core.reshape import ReshapeError, reshape_neighbours, reshape_outline, reshape_target
 from napari_pvm.core.rois import polygon_area_px, roi_mask
@@ -51,8 +52,6 @@ def test_the_stroke_ends_are_measured_in_mm():
 
 
 def test_a_stroke_along_the_true_border_removes_a_proposals_bulge():
-    from scipy import ndimage
-
     from napari_pvm.core.clip import mask_to_polygon
     from napari_pvm.core.phantom import make_phantom
 
@@ -78,6 +77,62 @@ def test_a_stroke_along_the_true_border_removes_a_proposals_bulge():
     dice_after = 2 * (got & truth).sum() / (got.sum() + truth.sum())
     assert dice_before < 0.95 and dice_after > 0.99, (dice_before, dice_after)
     assert res.removed_pixels > 0.9 * (proposal & ~truth).sum()
+
+
+def test_uneven_overshoots_across_a_thin_strip_give_the_same_cut():
+    strip = [[9.5, 9.5], [9.5, 30.5], [12.5, 30.5], [12.5, 9.5]]  # rows 10-12, columns 10-30
+    want = roi_mask(strip, SHAPE) & (np.arange(SHAPE[1]) > 15.5)[None, :]  # columns 10-15 cut off
+    for down in ([[8.5, 15.5], [13.5, 15.5]], [[6, 15.5], [13, 15.5]], [[9, 15.5], [16, 15.5]]):
+        for stroke in (down, down[::-1]):
+            got = reshape_outline(strip, stroke, shape=SHAPE)
+            np.testing.assert_array_equal(roi_mask(got.vertices, SHAPE), want)
+            assert got.removed_pixels == 3 * 6
+
+
+@pytest.mark.parametrize(
+    "stroke",
+    [
+        [[10, 15], [5, 12], [5, 18], [10, 15]],  # a loop from one border point back to it
+        [[8, 22], [4, 26], [6, 30], [9, 23]],  # both ends nearest to the same corner
+    ],
+)
+def test_a_stroke_ending_where_it_started_is_refused(stroke):
+    with pytest.raises(ReshapeError, match="starts and ends at the same place"):
+        reshape_outline(SQUARE, stroke, shape=SHAPE)
+
+
+def test_a_stroke_running_back_over_the_border_gives_a_simple_outline():
+    """Along the top border, out and back onto it short of where it left: the
+    closed ring would run over itself (its area by vertices 95, its pixels
+    128), so the outline is traced round its pixels instead."""
+    res = reshape_outline(SQUARE, [[10, 12], [10, 18], [5, 18], [10, 16]], shape=SHAPE)
+    want = roi_mask([[10, 10], [10, 16], [5, 18], [10, 18], [10, 20], [20, 20], [20, 10]], SHAPE)
+    got = roi_mask(res.vertices, SHAPE)
+    np.testing.assert_array_equal(got, want)
+    assert res.added_pixels == 7 and res.removed_pixels == 0
+    assert abs(polygon_area_px(res.vertices) - got.sum()) < 0.05 * got.sum()
+
+
+def test_bad_arguments_are_refused_with_a_reason():
+    stroke = [[10, 12.5], [20, 12.5]]
+    with pytest.raises(ReshapeError, match="spacing"):
+        reshape_outline(SQUARE, stroke, shape=SHAPE, spacing=(np.inf, 1.0))
+    with pytest.raises(ReshapeError, match="reach_mm"):
+        reshape_outline(SQUARE, stroke, shape=SHAPE, reach_mm=np.nan)
+    with pytest.raises(ReshapeError, match="spacing"):
+        reshape_target({"ES_L": SQUARE}, stroke, spacing=(1, 1, 1))
+    with pytest.raises(ReshapeError, match="points"):
+        reshape_target({"ES_L": SQUARE}, [[10, 20], [15]])
+    # a float shape is a shape; an empty outline is no target
+    assert reshape_outline(SQUARE, stroke, shape=(40.0, 40.0)).removed_pixels == 33
+    assert reshape_target({"PS_L": np.zeros((0, 2)), "ES_L": SQUARE}, stroke) == "ES_L"
+
+
+def test_the_target_and_the_reshape_agree_at_the_image_edge():
+    edge = [[-0.5, -0.5], [-0.5, 10], [10, 10], [10, -0.5]]  # an outline on the image's top edge
+    stroke = [[-20, 5], [5, 15], [10, 5]]  # dragged past the top: it follows the edge
+    assert reshape_target({"ES_L": edge}, stroke, shape=SHAPE) == "ES_L"
+    assert reshape_outline(edge, stroke, shape=SHAPE).added_pixels > 0
 
 
 LEFT = np.array([[9.5, 9.5], [9.5, 19.5], [20.5, 19.5], [20.5, 9.5]])  # columns 10-19, rows 10-20
@@ -110,6 +165,23 @@ def test_a_piece_cut_off_beside_fat_belongs_to_no_outline():
     right = LEFT + [0, 10]
     moved, changed = _neighbours_after([[9.5, 14.5], [12.5, 19.5]], right)
     assert changed == {}
+
+
+def test_a_piece_between_two_neighbours_goes_to_the_one_bordering_most():
+    right = LEFT + [0, 10]  # columns 20-29
+    below = np.array([[20.5, 9.5], [20.5, 29.5], [30.5, 29.5], [30.5, 9.5]])  # rows 21-30
+    stroke = [[9.5, 17.5], [17.5, 17.5], [17.5, 9.5]]  # cuts off the lower right corner
+    moved = reshape_outline(LEFT, stroke, shape=SHAPE).vertices
+    piece = roi_mask(LEFT, SHAPE) & ~roi_mask(moved, SHAPE)
+    edge = ndimage.binary_dilation(piece) & ~piece & ~roi_mask(moved, SHAPE)
+    by_right = (edge & roi_mask(right, SHAPE)).sum()
+    by_below = (edge & roi_mask(below, SHAPE)).sum()
+    assert max(by_right, by_below) < 0.5 * edge.sum() <= by_right + by_below  # neither alone has half
+    changed = reshape_neighbours("MF_L", LEFT, moved, {"ES_L": right, "PS_L": below}, shape=SHAPE)
+    winner = "ES_L" if by_right > by_below else "PS_L"
+    assert list(changed) == [winner]
+    grown = roi_mask(changed[winner], SHAPE)
+    np.testing.assert_array_equal(grown, roi_mask(right if winner == "ES_L" else below, SHAPE) | piece)
 
 
 def test_a_stroke_that_would_cut_the_neighbour_in_two_is_refused():

@@ -385,7 +385,7 @@ class OutlineController:
         state = self.undo_stack[-1] if replace_last else self._state
         shape = self._shape()
         current = {r: self._to_image(v) for v, r, _ in state.outlines}
-        key = reshape_target(current, stroke, spacing=spacing, prefer=prefer)
+        key = reshape_target(current, stroke, spacing=spacing, prefer=prefer, shape=shape)
         result = reshape_outline(current[key], stroke, shape=shape, spacing=spacing, other_side=other_side, name=key)
         # the stroke is the new border of both outlines where they share one
         others = {r: v for r, v in current.items() if r != key}

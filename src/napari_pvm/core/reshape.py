@@ -10,8 +10,8 @@ smaller part; the observer can ask for the other way round
 (``other_side=True``), for a cut that keeps the smaller part.
 
 A stroke that starts or ends a little past the border (an overshoot of up to
-``reach_mm``) is trimmed at the border. All distances are in millimetres
-(``spacing``), so the tool behaves the same on every scanner.
+``reach_mm``) is trimmed at the border. All distances are in millimetres (``spacing``), so the
+tool behaves the same on every scanner.
 
 On a border two outlines share, the stroke is the new border of both
 (:func:`reshape_neighbours`): the neighbour yields what the stroke takes,
@@ -19,6 +19,7 @@ and takes what the stroke cuts off along their shared border.
 """
 
 import dataclasses
+import itertools
 
 import numpy as np
 
@@ -30,8 +31,9 @@ __all__ = ["REACH_MM", "ReshapeError", "ReshapeResult", "reshape_neighbours", "r
 #: How far (mm) a stroke's ends may lie from the border they attach to:
 #: about the width of a drawn line at the zoom observers outline at.
 REACH_MM = 4.0
-#: A piece cut off an outline goes to the neighbour that borders at least this
-#: share of the piece's outer edge (the rest is the stroke's side).
+#: A piece cut off an outline goes to a neighbour when neighbours border at
+#: least this share of the piece's outer edge (the one bordering most takes it);
+#: otherwise it lies mostly beside fat or bone and belongs to no outline.
 SHARED_BORDER = 0.5
 
 
@@ -130,29 +132,41 @@ def _border_between(n, start, stop, forward):
     return np.nonzero(inside)[0][np.argsort(ahead[inside], kind="stable")]
 
 
-def _ends(s_mm, v_mm, reach_mm, name):
-    """Stroke positions and border positions where the stroke attaches:
-    ((stroke_a, border_a), (stroke_b, border_b)); a stroke position of None
-    means the stroke's own end, projected onto the border."""
+def _end_options(s_mm, v_mm, reach_mm, name):
+    """Where the stroke may attach to the border at each end, in order of preference.
+
+    Returns ``[start options, end options]``, each a list of ``(stroke
+    position, border position)``; a stroke position of None means the
+    stroke's own end, projected onto the border. First the overshoot
+    reading: the crossing farthest from the end within ``reach_mm`` (and
+    within the stroke's nearer half) is where the stroke meets the border,
+    what lies beyond it is trimmed; without such a crossing, the end's
+    projection when it is within ``reach_mm``. Then, for a stroke whose
+    outline would cross itself that way, the crossing nearest to the end and
+    the end's projection.
+    """
     length = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(s_mm, axis=0).T))])
-    window = min(reach_mm, 0.5 * length[-1])
     cross = _crossings(s_mm, v_mm)
     along = np.interp(cross[:, 0], np.arange(len(s_mm)), length) if len(cross) else np.empty(0)
-    ends = []
-    for which, near in (("starts", along <= window), ("ends", along >= length[-1] - window)):
-        if near.any():  # an overshoot past the border: trim it at the border
-            k = np.nonzero(near)[0][-1 if which == "starts" else 0]
-            ends.append((float(cross[k, 0]), float(cross[k, 1])))
-            continue
+    options = []
+    for which in ("starts", "ends"):
         point = s_mm[0] if which == "starts" else s_mm[-1]
         dist, pos = _nearest_on_border(v_mm, point)
-        if dist > reach_mm:
+        from_end = along if which == "starts" else length[-1] - along
+        by_distance = np.argsort(from_end, kind="stable")  # nearest to this end first
+        in_half = [k for k in by_distance if from_end[k] <= min(reach_mm, 0.5 * length[-1])]
+        in_reach = [k for k in by_distance if from_end[k] <= reach_mm]
+        mine = [(float(cross[k, 0]), float(cross[k, 1])) for k in in_half[-1:] + in_reach[:1]]
+        if dist <= reach_mm:
+            mine.insert(1 if in_half else 0, (None, pos))
+        mine = list(dict.fromkeys(mine))
+        if not mine:
             raise ReshapeError(
                 f"the stroke {which} {dist:.1f} mm from {name}'s border; start and end it on the border "
                 f"(within {reach_mm:g} mm)"
             )
-        ends.append((None, pos))
-    return ends
+        options.append(mine)
+    return options
 
 
 def reshape_outline(
@@ -189,8 +203,9 @@ def reshape_outline(
     ------
     ReshapeError
         A stroke that does not start and end on the border (within
-        ``reach_mm``), or crosses the border between its ends so that the
-        outline would cross itself either way round.
+        ``reach_mm``), ends where it started, or crosses or runs back over
+        the border between its ends so that the outline would cross itself
+        either way round; bad ``shape``, ``spacing`` or ``reach_mm``.
 
     Examples
     --------
@@ -202,41 +217,46 @@ def reshape_outline(
     >>> res.added_pixels > 0, res.removed_pixels
     (True, 0)
     """
+    shape = _shape_pair(shape)
+    sp = _spacing_pair(spacing)
+    try:
+        reach_mm = float(reach_mm)
+    except (TypeError, ValueError):
+        reach_mm = np.nan
+    if not (np.isfinite(reach_mm) and reach_mm >= 0):
+        raise ReshapeError(f"reach_mm must be a finite distance in mm, got {reach_mm!r}")
     v = validate_polygon(vertices, shape, name=name)
     s = _stroke_array(stroke, shape)
-    sp = np.asarray(spacing, dtype=float)
-    if sp.shape != (2,) or not np.all(sp > 0):
-        raise ReshapeError(f"spacing must be two positive numbers in mm, got {spacing!r}")
-    (sa, ba), (sb, bb) = _ends(s * sp, v * sp, reach_mm, name)
-    lo = 0 if sa is None else int(np.floor(sa)) + 1
-    hi = len(s) if sb is None else int(np.floor(sb)) + 1
-    inner = s[lo:hi]
-    if sa is not None and sb is not None and sb - sa < 1e-9:
-        raise ReshapeError("the stroke only touches the border: drag from the border along the new border back to it")
-    # where the stroke attaches: its crossing with the border, or its end's nearest border point
-    a = _point_at(s, sa) if sa is not None else _point_at(v, ba)
-    b = _point_at(s, sb) if sb is not None else _point_at(v, bb)
-    path = np.vstack([[a], inner, [b]])
+    starts, stops = _end_options(s * sp, v * sp, reach_mm, name)
     before = roi_mask(v, shape)
-    candidates, problem = [], None
-    for forward in (True, False):
-        ring = np.vstack([path, v[_border_between(len(v), bb, ba, forward)]])
-        try:
-            ring = validate_polygon(ring, shape, name=name)
-        except AnnotationError as exc:
-            problem = problem or exc
+    refusal = None
+    # the most likely reading of the stroke's ends first; a reading whose
+    # outline would cross itself either way round gives way to the next
+    for (sa, ba), (sb, bb) in itertools.product(starts, stops):
+        if (len(s) - 1 if sb is None else sb) - (0 if sa is None else sa) < 1e-9:
+            refusal = refusal or ReshapeError(
+                "the stroke only touches the border: drag from the border along the new border back to it"
+            )
             continue
-        after = roi_mask(ring, shape)
-        candidates.append((int(np.count_nonzero(after != before)), ring, after))
-    if not candidates:
-        points = [_point_at(v, pos) for _, pos in _crossings(path, v)]
-        away = [p for p in points if min(np.hypot(*(p - a)), np.hypot(*(p - b))) > 1e-6]
-        where = away[0] if away else None
-        raise ReshapeError(
-            f"the stroke crosses {name}'s border between its ends; draw it from the border to the border "
-            "without crossing it in between (or in two strokes)",
-            location=where,
-        ) from problem
+        apart = abs(ba - bb) % len(v)
+        if min(apart, len(v) - apart) < 1e-9:
+            refusal = refusal or ReshapeError(
+                f"the stroke starts and ends at the same place on {name}'s border; "
+                "end it where the new border meets the old one"
+            )
+            continue
+        lo = 0 if sa is None else int(np.floor(sa)) + 1
+        hi = len(s) if sb is None else int(np.floor(sb)) + 1
+        # where the stroke attaches: its crossing with the border, or its end's nearest border point
+        a = _point_at(s, sa) if sa is not None else _point_at(v, ba)
+        b = _point_at(s, sb) if sb is not None else _point_at(v, bb)
+        path = np.vstack([[a], s[lo:hi], [b]])
+        candidates, problem = _closings(path, v, ba, bb, shape, before, name)
+        if candidates:
+            break
+        refusal = refusal or _crossing_refusal(path, v, a, b, name, problem)
+    else:
+        raise refusal
     candidates.sort(key=lambda c: c[0])
     if other_side:
         if len(candidates) < 2:
@@ -254,21 +274,105 @@ def reshape_outline(
     )
 
 
-def reshape_target(outlines, stroke, *, spacing=(1.0, 1.0), prefer=None, reach_mm=REACH_MM):
+def _closings(path, v, ba, bb, shape, before, name):
+    """The two ways to close ``path`` (from border position ``ba`` to ``bb``)
+    with the rest of the border: ``[(pixels changed, ring, mask)]`` of those
+    that give a valid outline, and the refusal of the last that does not."""
+    candidates, problem = [], None
+    for forward in (True, False):
+        ring = np.vstack([path, v[_border_between(len(v), bb, ba, forward)]])
+        try:
+            ring = validate_polygon(ring, shape, name=name)
+            after = roi_mask(ring, shape)
+            ring = _traced_if_overlapping(ring, after)
+        except AnnotationError as exc:
+            problem = exc
+            continue
+        candidates.append((int(np.count_nonzero(after != before)), ring, after))
+    return candidates, problem
+
+
+def _crossing_refusal(path, v, a, b, name, problem):
+    points = [_point_at(v, pos) for _, pos in _crossings(path, v)]
+    away = [p for p in points if min(np.hypot(*(p - a)), np.hypot(*(p - b))) > 1e-6]
+    refusal = ReshapeError(
+        f"the stroke crosses {name}'s border between its ends; draw it from the border to the border "
+        "without crossing it in between (or in two strokes)",
+        location=away[0] if away else None,
+    )
+    refusal.__cause__ = problem
+    return refusal
+
+
+def _traced_if_overlapping(ring, after):
+    """The ring, or, when two of its edges lie on each other (a stroke laid
+    along the border, or drawn back over it) and its pixels ``after`` are one
+    piece without holes, the outline traced round those pixels: such a
+    ring's area by vertices is not its pixels' area. (validate_polygon finds
+    crossings only.)"""
+    from scipy import ndimage
+
+    from .clip import mask_to_polygon
+
+    p, d = ring, np.roll(ring, -1, axis=0) - ring
+    n = len(ring)
+    length2 = np.maximum((d**2).sum(axis=1), 1e-12)
+
+    def cross(u, w):
+        return u[..., 0] * w[..., 1] - u[..., 1] * w[..., 0]
+
+    rel0 = p[None, :, :] - p[:, None, :]  # edge j's start seen from edge i's start
+    rel1 = rel0 + d[None, :, :]
+    scale = np.sqrt(length2)[:, None]
+    collinear = (np.abs(cross(d[:, None, :], rel0)) <= 1e-9 * scale) & (
+        np.abs(cross(d[:, None, :], rel1)) <= 1e-9 * scale
+    )
+    t0 = (rel0 * d[:, None, :]).sum(axis=2) / length2[:, None]
+    t1 = (rel1 * d[:, None, :]).sum(axis=2) / length2[:, None]
+    overlap = np.minimum(np.maximum(t0, t1), 1.0) - np.maximum(np.minimum(t0, t1), 0.0)
+    if not np.any(collinear & (overlap > 1e-9) & ~np.eye(n, dtype=bool)):
+        return ring
+    _, pieces = ndimage.label(after)
+    if pieces != 1 or not np.array_equal(ndimage.binary_fill_holes(after), after):
+        return ring  # its pixels are what is measured (contract 1), whatever its vertices' area
+    return mask_to_polygon(after)
+
+
+def _shape_pair(shape):
+    try:
+        rows, cols = (int(n) for n in shape)
+    except (TypeError, ValueError):
+        raise ReshapeError(f"shape must be the slice's (rows, columns), got {shape!r}") from None
+    return rows, cols
+
+
+def _spacing_pair(spacing):
+    try:
+        sp = np.asarray(spacing, dtype=float)
+    except (TypeError, ValueError):
+        sp = np.empty(0)
+    if sp.shape != (2,) or not np.all(np.isfinite(sp) & (sp > 0)):
+        raise ReshapeError(f"spacing must be two positive numbers in mm, got {spacing!r}")
+    return sp
+
+
+def reshape_target(outlines, stroke, *, spacing=(1.0, 1.0), prefer=None, reach_mm=REACH_MM, shape=None):
     """The outline a stroke reshapes: one whose border both ends reach.
 
     ``outlines`` is ``{key: vertices}``; ``prefer`` (the outline chosen in
     the draw list) wins when both ends reach it, else the outline whose
-    border is nearest to the farther end. Raises :class:`ReshapeError` when
-    no outline is within ``reach_mm`` of both ends.
+    border is nearest to the farther end. With ``shape``, stroke points past
+    the image edge follow the edge, as in :func:`reshape_outline`. Raises
+    :class:`ReshapeError` when no outline is within ``reach_mm`` of both ends.
     """
-    s = np.asarray(stroke, dtype=float)
-    sp = np.asarray(spacing, dtype=float)
-    if s.ndim != 2 or s.shape[1] != 2 or len(s) < 2:
-        raise ReshapeError("the stroke must be at least two [row, col] points")
+    sp = _spacing_pair(spacing)
+    s = _stroke_array(stroke, (np.inf, np.inf) if shape is None else _shape_pair(shape))
     reach = {}
     for key, vertices in outlines.items():
-        v = np.asarray(vertices, dtype=float) * sp
+        v = np.asarray(vertices, dtype=float)
+        if v.ndim != 2 or v.shape[1:] != (2,) or len(v) < 2:
+            continue  # not an outline a stroke can follow
+        v = v * sp
         far = max(_nearest_on_border(v, s[0] * sp)[0], _nearest_on_border(v, s[-1] * sp)[0])
         if far <= reach_mm:
             reach[key] = far
@@ -289,9 +393,9 @@ def reshape_neighbours(name, before, after, neighbours, *, shape):
     The stroke is the new border of both outlines on a shared border: a
     neighbour yields the pixels the stroke gave to ``name`` (the clip of
     :func:`napari_pvm.core.clip.clip_outline`), and each piece the stroke
-    cut off ``name`` goes to the neighbour that borders most of the piece's
-    outer edge (at least :data:`SHARED_BORDER` of it); a piece bordered
-    mostly by fat or bone belongs to no outline.
+    cut off ``name`` whose outer edge borders outlines for at least
+    :data:`SHARED_BORDER` of its length goes to the neighbour that borders
+    most of it; a piece bordered mostly by fat or bone belongs to no outline.
 
     Parameters
     ----------
@@ -352,9 +456,9 @@ def reshape_neighbours(name, before, after, neighbours, *, shape):
         if not edge.any() or not masks:
             continue
         shares = {key: np.count_nonzero(edge & m) for key, m in masks.items()}
+        if sum(shares.values()) < SHARED_BORDER * np.count_nonzero(edge):
+            continue  # mostly fat or bone around it
         key = max(shares, key=lambda k: (shares[k], k))
-        if shares[key] < SHARED_BORDER * np.count_nonzero(edge):
-            continue
         grown = masks[key] | piece
         if not np.array_equal(ndimage.binary_fill_holes(grown), grown):
             continue  # the piece would close a hole in the neighbour: leave it unassigned
