@@ -203,9 +203,9 @@ def reshape_outline(
     ------
     ReshapeError
         A stroke that does not start and end on the border (within
-        ``reach_mm``), ends where it started, or crosses or runs back over
-        the border between its ends so that the outline would cross itself
-        either way round; bad ``shape``, ``spacing`` or ``reach_mm``.
+        ``reach_mm``), ends where it started, or crosses the border between
+        its ends so that the outline would cross itself either way round;
+        bad ``shape``, ``spacing`` or ``reach_mm``.
 
     Examples
     --------
