@@ -348,6 +348,34 @@ def test_bad_image_or_spacing_is_refused():
         propose_outlines(np.zeros((64, 64)), spacing=(1, -1), clicks={"ES_L": (5, 5)})
     with pytest.raises(ProposalError, match="unknown outline"):
         propose_outlines(np.zeros((64, 64)), spacing=(1, 1), rois=["QL_L"])
+    # a uniform slice has no muscle-fat contrast to scale by (it crashed the geodesic step)
+    for value in (0.0, 5.0):
+        with pytest.raises(ProposalError, match="uniform"):
+            propose_outlines(np.full((64, 64), value), spacing=(0.9, 0.9), clicks={"ES_L": (32, 40)})
+    # a header spacing finer than any lumbar MRI would make the mm-sized filters huge
+    with pytest.raises(ProposalError, match="finer than 0.1 mm"):
+        propose_outlines(np.eye(64), spacing=(0.01, 0.01), clicks={"ES_L": (32, 40)})
+
+
+def test_two_muscles_clicked_at_one_place_are_refused(phantoms, clicks):
+    target, _ = phantoms
+    same = dict(clicks, MF_L=clicks["ES_L"])
+    with pytest.raises(ProposalError, match="clicks ES_L and MF_L are 0.0 mm apart"):
+        propose_outlines(target.l4, spacing=target.spacing[1:], clicks=same)
+
+
+def test_an_example_with_left_and_right_swapped_is_refused(phantoms, clicks):
+    """Without clicks such an example would put every muscle on the wrong side."""
+    target, _ = phantoms
+    swapped = {k[:-1] + {"L": "R", "R": "L"}[k[-1]]: v for k, v in target.rois.items()}
+    with pytest.raises(ProposalError, match="example 0: PS_L .* look swapped"):
+        propose_outlines(target.l4, spacing=target.spacing[1:], examples=[(target.l4, target.spacing[1:], swapped)])
+
+
+def test_one_wanted_outline_may_be_named_alone(phantoms, clicks):
+    target, _ = phantoms
+    out = propose_outlines(target.l4, spacing=target.spacing[1:], clicks=clicks, rois="MF_L")
+    assert set(out) == {"MF_L"}
 
 
 def test_area_bound_keeps_the_surest_pixels_up_to_the_largest_example():

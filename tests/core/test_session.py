@@ -476,3 +476,10 @@ def test_examples_come_only_from_the_observers_own_finished_cases_of_this_sessio
     assert len(s.example_annotations(limit=0)) == 0
     write_annotation(study.annotation_path("A", other), Annotation(slice_index=2, rois=truth.rois, observer_id="B"))
     assert s.example_annotations() == []
+    # left and right outlines the wrong way round would teach mirrored sides: left out too
+    own = {"slice_index": truth.slice_index, "image_sha256": truth.image_sha256, "observer_id": "A"}
+    swapped = {k[:-1] + {"L": "R", "R": "L"}[k[-1]]: v for k, v in shifted[other].items()}
+    write_annotation(study.annotation_path("A", other), Annotation(rois=swapped, **own))
+    assert s.example_annotations() == []
+    write_annotation(study.annotation_path("A", other), Annotation(rois=shifted[other], **own))
+    assert len(s.example_annotations()) == 1

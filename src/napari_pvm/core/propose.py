@@ -114,6 +114,9 @@ ADJUST_MM = 3.0
 BODY_LEVEL = 0.05
 #: Pixel size (mm) of the grid the random walker is solved on (speed).
 WORK_MM = 1.25
+#: Finer pixel spacing (mm) is refused: no MRI of the lumbar muscles has it, and
+#: the mm-sized filters would need thousands of pixels (a wrong header).
+MIN_SPACING_MM = 0.1
 #: With examples, a proposed muscle larger than the largest of its examples
 #: (in mm², brought to this body's size by the alignment's scale) times
 #: (1 + AREA_MARGIN) is shrunk to that area, keeping the pixels the random
@@ -152,7 +155,7 @@ def _check_inputs(image, spacing, clicks, examples, rois):
     if not np.all(np.isfinite(image)):
         raise ProposalError("the image contains NaN or infinite values")
     spacing = _check_spacing(spacing, "spacing")
-    keys = schema.ROI_KEYS if rois is None else tuple(rois)
+    keys = schema.ROI_KEYS if rois is None else (rois,) if isinstance(rois, str) else tuple(rois)
     bad = [k for k in keys if k not in schema.ROI_KEYS]
     if bad:
         raise ProposalError(f"unknown outline(s) {', '.join(map(str, bad))}; use {', '.join(schema.ROI_KEYS)}")
@@ -173,6 +176,8 @@ def _check_inputs(image, spacing, clicks, examples, rois):
                 f"{image.shape[0]}×{image.shape[1]} slice; click inside the muscle"
             )
         points[key] = p
+    if np.ptp(image) <= 1e-9 * max(float(np.abs(image).max()), 1.0):
+        raise ProposalError("the image is uniform (no contrast between tissues); check the image and slice shown")
     checked = []
     for i, example in enumerate(examples or ()):
         try:
@@ -180,8 +185,10 @@ def _check_inputs(image, spacing, clicks, examples, rois):
         except (TypeError, ValueError):
             raise ProposalError(f"example {i}: must be (image2d, spacing, {{roi_key: vertices}})") from None
         ex_image = np.asarray(ex_image)
-        if ex_image.ndim != 2 or min(ex_image.shape) < 16 or not np.issubdtype(ex_image.dtype, np.number):
+        if ex_image.ndim != 2 or min(ex_image.shape) < 16:
             raise ProposalError(f"example {i}: the image must be one 2D slice, got shape {ex_image.shape}")
+        if not np.issubdtype(ex_image.dtype, np.number) or np.iscomplexobj(ex_image):
+            raise ProposalError(f"example {i}: the image must hold real numbers, got {ex_image.dtype}")
         ex_image = ex_image.astype(np.float64)
         if not np.all(np.isfinite(ex_image)):
             raise ProposalError(f"example {i}: the image contains NaN or infinite values")
@@ -201,9 +208,27 @@ def _check_inputs(image, spacing, clicks, examples, rois):
             m = roi_mask(v, ex_image.shape)
             if m.any():
                 masks[key] = m
+        _check_example_sides(i, masks)
         if masks:  # an example without outlines teaches nothing: skipped
             checked.append((ex_image, ex_spacing, masks))
     return image, spacing, points, checked, wanted
+
+
+def _check_example_sides(i, masks):
+    """Refuse an example whose left and right outlines are the wrong way round
+    (contract 1: column 0 is the patient's right, so a left muscle lies at
+    larger columns than its right partner): it would teach mirrored sides."""
+    for m in schema.MUSCLES:
+        left, right = masks.get(f"{m}_L"), masks.get(f"{m}_R")
+        if left is None or right is None:
+            continue
+        col_l, col_r = np.nonzero(left)[1].mean(), np.nonzero(right)[1].mean()
+        if col_l <= col_r:
+            raise ProposalError(
+                f"example {i}: {m}_L (column {col_l:.0f}) lies on the patient's right of {m}_R "
+                f"(column {col_r:.0f}); column 0 is the patient's right, so the example's left and right "
+                "outlines look swapped (was its image flipped?)"
+            )
 
 
 def _check_spacing(spacing, what):
@@ -213,6 +238,11 @@ def _check_spacing(spacing, what):
         raise ProposalError(f"{what} must be (row, col) in mm, got {spacing!r}") from None
     if len(s) != 2 or not all(np.isfinite(s)) or min(s) <= 0 or max(s) > 20:
         raise ProposalError(f"{what} must be two positive (row, col) values in mm, got {spacing!r}")
+    if min(s) < MIN_SPACING_MM:
+        raise ProposalError(
+            f"{what} {s[0]:g} × {s[1]:g} mm is finer than {MIN_SPACING_MM:g} mm, finer than any MRI of the "
+            "lumbar muscles; check the pixel spacing in the image header"
+        )
     return s
 
 
@@ -256,6 +286,8 @@ def _levels(image, body, points, spacing):
         muscle = float(np.percentile(inside, 35))
     if fat - muscle <= 1e-6 * max(abs(fat), 1.0):
         muscle = float(np.percentile(inside, 10))
+    if not fat - muscle > 1e-6 * max(abs(fat), 1.0):  # nothing to scale the image by
+        raise ProposalError("the slice shows no contrast between muscle and fat; check the image and slice shown")
     return muscle, fat
 
 
@@ -406,7 +438,7 @@ def _segment(image, spacing, points, prior, wanted, *, level=None, areas=None, t
             # the back muscles border fat: muscle up to half-way to fat (partial
             # volume), and down to LIKE_DARK below its own level (darker tissue
             # is ligament, cortical bone or fascia)
-            frac = (opened - mu) / max(1.0 - mu, 1e-6)
+            frac = np.clip((opened - mu) / max(1.0 - mu, 1e-6), -30.0, 30.0)  # exp stays finite
             likelihood[k] = 1.0 / (
                 (1.0 + np.exp((frac - LIKE_LEVEL) / LIKE_WIDTH)) * (1.0 + np.exp((-frac - LIKE_DARK) / LIKE_WIDTH))
             )
@@ -864,6 +896,15 @@ def _check_anatomy(points, body, spacing):
             raise ProposalError(
                 f"click {key} at row {p[0]:.0f}, column {p[1]:.0f} lies outside the body; click inside the muscle"
             )
+    keys = list(points)
+    for i, a in enumerate(keys):
+        for b in keys[i + 1 :]:
+            apart = float(np.hypot(*((points[a] - points[b]) * np.asarray(spacing))))
+            if apart < 2 * CLICK_SEED_MM:  # their seed disks would overlap
+                raise ProposalError(
+                    f"clicks {a} and {b} are {apart:.1f} mm apart, too close for two muscles; "
+                    "click once inside each muscle, nearer its middle"
+                )
     cols = np.nonzero(body.any(axis=0))[0]
     # the midline: between the two sides' clicks when both are given, else the body's middle
     pairs = _click_pairs(points)

@@ -902,8 +902,9 @@ class ReadingSession:
         that are done (their row is in the shared CSV), never the patient
         being read, never another observer's files, never another session
         label's; the most recently finished first. Files whose observer,
-        session or patient fields disagree with their place, or whose image
-        digest does not match the image, are left out.
+        session or patient fields disagree with their place, whose image
+        digest does not match the image, or whose left and right outlines lie
+        the wrong way round (a proposal would refuse them), are left out.
 
         Parameters
         ----------
@@ -950,7 +951,7 @@ class ReadingSession:
             and annotation.session in (None, self.session)
             and annotation.patient_id in (None, pid)
         )
-        if not own or not annotation.rois:
+        if not own or not annotation.rois or _sides_swapped(annotation.rois):
             return None
         try:
             volume = read_volume(self._cases[pid].image)
@@ -1204,3 +1205,15 @@ def _version():
     from .._version import __version__
 
     return __version__
+
+
+def _sides_swapped(rois):
+    """Whether a left outline lies at smaller columns than its right partner
+    (contract 1: column 0 is the patient's right)."""
+    from .schema import MUSCLES
+
+    for muscle in MUSCLES:
+        left, right = rois.get(f"{muscle}_L"), rois.get(f"{muscle}_R")
+        if left is not None and right is not None and left[:, 1].mean() <= right[:, 1].mean():
+            return True
+    return False
