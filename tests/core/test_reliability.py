@@ -6,6 +6,7 @@ GPL: never imported by the package) and scipy's ``linregress``.
 """
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -599,3 +600,40 @@ def test_bland_altman_plot_on_given_axes_and_pair():
     const = make_rows({"A": {FI: [1, 1, 1]}, "B": {FI: [1, 1, 1]}})
     with pytest.raises(StatsInputError, match="constant"):
         bland_altman_plot(const, FI)
+
+
+def test_no_impossible_icc_or_interval_is_reported():
+    """With poor reliability and few patients ICC(2,k)'s formula passes its pole
+    (a value of 27.9 and an interval (5.4, 0.44) were reported): it is NaN
+    with a note, and every interval is finite and ordered or NaN."""
+    x = [[21.95, 19.1], [20.95, 20.54], [19.85, 21.08], [18.5, 21.36], [19.94, 19.46]]
+    r = rel.icc(x)
+    assert np.isnan(r["icc2_k"]) and np.isnan(r["icc2_k_ci"]).all() and "ICC(2,k) undefined" in r["note"]
+    rng = np.random.default_rng(7)
+    for _ in range(500):
+        n, k = int(rng.integers(3, 8)), int(rng.integers(2, 4))
+        r = rel.icc(rng.normal(20, 1, (n, k)))  # no patient effect: reliability near 0
+        for form in ("icc2_1", "icc3_1", "icc2_k", "icc3_k"):
+            assert not r[form] > 1
+            low, high = r[f"{form}_ci"]
+            assert (np.isnan(low) and np.isnan(high)) or low <= high
+        if np.isnan(r["icc2_k"]):
+            assert r["note"]
+
+
+def test_equal_patient_means_give_notes_not_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = rel.icc([[1.0, 2], [2, 1], [1, 2], [2, 1]])  # every patient's mean is 1.5
+    assert r["f"] == 0 and all(np.isnan(r[f"{form}_ci"]).all() for form in ("icc2_1", "icc3_1", "icc2_k", "icc3_k"))
+    assert "every patient has the same mean" in r["note"]
+
+
+def test_agreement_does_not_depend_on_the_values_offset():
+    """A residual is compared with floating-point rounding of the values, not with
+    their size: 1e9 + millimetres still varies."""
+    b = np.array([[1, 1.1], [2, 2.3], [3, 2.8]]) * 1e-3
+    assert rel.icc(b + 1e9)["icc3_1"] == pytest.approx(rel.icc(b)["icc3_1"], rel=1e-3)
+    assert rel.icc(b + 1e9)["note"] == ""
+    shifted = rel.bland_altman(b[:, 0] + 1e9, b[:, 1] + 1e9)
+    assert shifted["sd_diff"] == pytest.approx(rel.bland_altman(b[:, 0], b[:, 1])["sd_diff"], rel=1e-3)

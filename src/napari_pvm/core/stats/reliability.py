@@ -69,6 +69,7 @@ KOO_LI_BANDS = ((-math.inf, "poor"), (0.5, "moderate"), (0.75, "good"), (0.9, "e
 LOA_CI_METHODS = ("exact", "approximate")
 
 _ICC_FORMS = ("icc2_1", "icc3_1", "icc2_k", "icc3_k")
+_ICC_LABELS = {"icc2_1": "ICC(2,1)", "icc3_1": "ICC(3,1)", "icc2_k": "ICC(2,k)", "icc3_k": "ICC(3,k)"}
 _PAIR_VALUES = (
     "bias",
     "bias_ci_low",
@@ -173,7 +174,7 @@ def icc(data, *, alpha=0.05):
     df1, dfc, df2 = n - 1, k - 1, (n - 1) * (k - 1)
     msr = k * np.sum((row_means - grand) ** 2) / df1
     msc = n * np.sum((col_means - grand) ** 2) / dfc
-    exact_fit = np.abs(residuals).max() <= 1e-12 * np.abs(x).max()
+    exact_fit = np.abs(residuals).max() <= _rounding(x)
     mse = 0.0 if exact_fit else float(np.sum(residuals**2) / df2)
 
     out = {
@@ -186,11 +187,19 @@ def icc(data, *, alpha=0.05):
         "df2": df2,
         "note": "",
     }
+    notes = []
     with np.errstate(divide="ignore", invalid="ignore"):
         out["icc2_1"] = (msr - mse) / (msr + (k - 1) * mse + k * (msc - mse) / n)
         out["icc3_1"] = (msr - mse) / (msr + (k - 1) * mse)
-        out["icc2_k"] = (msr - mse) / (msr + (msc - mse) / n)
+        average = msr + (msc - mse) / n
+        # past its pole (the observers disagree more than the patients differ)
+        # the formula's value means nothing: above 1, or of the wrong sign
+        out["icc2_k"] = (msr - mse) / average if average > 0 else math.nan
         out["icc3_k"] = (msr - mse) / msr if msr > 0 else math.nan
+    if not average > 0:
+        notes.append("ICC(2,k) undefined: the observers disagree more than the patients differ")
+    if not msr > 0:
+        notes.append("ICC(3,k) undefined: every patient has the same mean (between-patient variance 0)")
 
     if exact_fit:
         # Every subject's values differ between raters by the same constant
@@ -198,9 +207,12 @@ def icc(data, *, alpha=0.05):
         out.update(f=math.inf, p=0.0)
         for form in _ICC_FORMS:
             out[f"{form}_ci"] = (math.nan, math.nan)
-        out["note"] = (
-            "the observers differ by the same amount for every patient (residual "
-            "variance 0): confidence intervals undefined"
+        out["note"] = "; ".join(
+            notes
+            + [
+                "the observers differ by the same amount for every patient (residual "
+                "variance 0): confidence intervals undefined"
+            ]
         )
         return _as_floats(out)
 
@@ -208,6 +220,11 @@ def icc(data, *, alpha=0.05):
     out["f"] = fval
     out["p"] = float(_stats.f.sf(fval, df1, df2))
     q = 1 - alpha / 2
+    if fval <= 0:  # no between-patient variance: every interval degenerate
+        for form in _ICC_FORMS:
+            out[f"{form}_ci"] = (math.nan, math.nan)
+        out["note"] = "; ".join(notes + ["confidence intervals undefined: every patient has the same mean"])
+        return _as_floats(out)
 
     # Consistency: Shrout & Fleiss (1979) / McGraw & Wong (1996) case 3.
     f_low = fval / _stats.f.ppf(q, df1, df2)
@@ -227,8 +244,18 @@ def icc(data, *, alpha=0.05):
     high = n * (f_star_inv * msr - mse) / (c + n * f_star_inv * msr)
     out["icc2_1_ci"] = (low, high)
     # Spearman–Brown of the single-rater bounds; identical to McGraw & Wong's
-    # n(MSR − F*·MSE) / (F*(MSC − MSE) + n·MSR) for ICC(A,k).
-    out["icc2_k_ci"] = tuple(k * r / (1 + (k - 1) * r) for r in (low, high))
+    # n(MSR − F*·MSE) / (F*(MSC − MSE) + n·MSR) for ICC(A,k). Below −1/(k − 1)
+    # a single-rater bound has no average-rater counterpart.
+    out["icc2_k_ci"] = tuple(k * r / (1 + (k - 1) * r) if 1 + (k - 1) * r > 0 else -math.inf for r in (low, high))
+    for form in _ICC_FORMS:
+        ci = out[form + "_ci"]
+        if not (np.isfinite(ci).all() and ci[0] <= ci[1] and np.isfinite(out[form])):
+            out[form + "_ci"] = (math.nan, math.nan)
+            if np.isfinite(out[form]):
+                notes.append(
+                    f"{_ICC_LABELS[form]}: confidence interval undefined (too little between-patient variance)"
+                )
+    out["note"] = "; ".join(notes)
     return _as_floats(out)
 
 
@@ -292,7 +319,7 @@ def bland_altman(a, b, *, agreement=1.96, alpha=0.05, loa_ci="exact"):
     m = (a + b) / 2
     bias = float(d.mean())
     sd = float(d.std(ddof=1))
-    if sd <= 1e-12 * max(np.abs(a).max(), np.abs(b).max()):
+    if sd <= _rounding(a, b):
         sd = 0.0
     t = _stats.t.ppf(1 - alpha / 2, n - 1)
     half = t * sd / math.sqrt(n)
@@ -334,13 +361,12 @@ def _proportional_bias(means, diffs, alpha):
         return {**nan, "note": "proportional bias needs at least 3 pairs"}
     mx = means - means.mean()
     sxx = float(np.sum(mx**2))
-    if sxx <= (1e-12 * max(np.abs(means).max(), 1e-300)) ** 2 * n:
+    if math.sqrt(sxx / n) <= _rounding(means):
         return {**nan, "note": "proportional bias undefined: every pair has the same mean"}
     slope = float(np.sum(mx * (diffs - diffs.mean())) / sxx)
     resid = diffs - diffs.mean() - slope * mx
     s2 = float(np.sum(resid**2)) / (n - 2)
-    scale = max(np.abs(diffs).max(), np.abs(means).max())
-    if math.sqrt(s2) <= 1e-12 * scale:
+    if math.sqrt(s2) <= _rounding(diffs, means):
         return {
             **nan,
             "prop_bias_slope": slope,
@@ -724,6 +750,13 @@ def _measure(wide, alpha, loa_ci, who):
         notes.append(pairs[0]["note"])
     row["note"] = "; ".join(notes) or None
     return row, pairs
+
+
+def _rounding(*arrays):
+    """What floating-point rounding leaves of a zero in sums of these values:
+    a spread or residual below it is no spread at all. It scales with the
+    values' magnitude, not with their spread (1e9 + 0.001 still varies)."""
+    return 256 * np.finfo(float).eps * max(float(np.abs(np.asarray(x, dtype=float)).max()) for x in arrays)
 
 
 def _is_constant(x):
