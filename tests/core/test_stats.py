@@ -1015,3 +1015,42 @@ def test_html_report_is_self_contained_and_escaped(tmp_path):
     assert "<script>" not in html and "&lt;script&gt;" in html and "b&amp;c" in html
     assert "data:image/png;base64," in html and "http" not in html.replace("http-equiv", "")
     assert json.loads((tmp_path / "out" / "results.json").read_text())["outcome"]["column"] == "out"
+
+
+# ------------------------------------------------ edge cases found in review
+
+
+def test_levene_is_undefined_with_two_values_per_group():
+    """|x − mean| is the same for both values of a pair, so F was inf and P 0."""
+    row, notes = continuous_row([1.0, 2.0], [3.0, 5.0])
+    assert math.isnan(row["levene_f"]) and math.isnan(row["levene_p"])
+    assert row["mean_diff_ci_from"] == "student" and any("Levene" in n for n in notes)
+
+
+def test_categorical_levels_are_matched_by_their_text():
+    """1 and "1" (mixed spreadsheet cells) are one level, as in the outcome."""
+    data = pd.DataFrame({"y": [0, 1, 0, 1, 0, 1], "c": [1, "1", 1, "1", 2, 2]})
+    levels = analyse(data, "y", categorical=["c"]).comparison.levels
+    assert levels["level"].tolist() == ["1", "2"]
+    assert levels[["count_0", "count_1"]].to_numpy().tolist() == [[2, 2], [1, 1]]
+
+
+def test_infinite_values_and_missing_outcomes_are_refused_by_name():
+    from napari_pvm.core.stats.compare import compare_groups
+    from napari_pvm.core.stats.roc import roc_analysis
+
+    x = pd.DataFrame({"x": [1.0, 2, np.inf, 4, 5, 6.5, 7, 8]})
+    y = pd.Series([0, 0, 0, 1, 1, 1, 0, 1])
+    for call in (
+        lambda: compare_groups(x, y, continuous=["x"]),
+        lambda: logistic_regression(x, y, ["x"]),
+        lambda: roc_analysis(x, y, ["x"]),
+    ):
+        with pytest.raises(StatsInputError, match="x has 1 infinite value"):
+            call()
+    unknown = y.astype(float).mask(y.index == 3)  # one patient's outcome not recorded
+    with pytest.raises(StatsInputError, match="outcome is missing for 1 patient"):
+        compare_groups(x.replace(np.inf, 3.0), unknown, continuous=["x"])
+    # detected types: a column with infinite numbers is left out as such, not taken for text
+    kind, reason = detect_type(pd.Series([np.inf, 1.5, 3, 4, 5, 2]))
+    assert kind is None and "infinite" in reason

@@ -303,6 +303,9 @@ def continuous_row(x0, x1, *, name="x"):
     if not too_few:
         if var0 == 0 and var1 == 0:
             notes.append(f"{name}: Levene's test is undefined: both groups are constant")
+        elif a.size == 2 and b.size == 2:
+            # |x − mean| is the same for both values of a pair: no spread within groups to test
+            notes.append(f"{name}: Levene's test is undefined with 2 values in each group")
         else:
             res = _stats.levene(a, b, center="mean")
             lev_f, lev_p = float(res.statistic), float(res.pvalue)
@@ -411,7 +414,10 @@ def categorical_row(values, y, *, name="x", seed=0):
         Per level: counts, column percentages and expected counts per group.
     warnings : list of str
     """
-    values = pd.Series(np.asarray(values, dtype=object))
+    from .input import _canon
+
+    # one level per text: 1, 1.0 and "1" (mixed spreadsheet cells) are the same level
+    values = pd.Series([_canon(v) for v in np.asarray(values, dtype=object)], dtype=object)
     y = np.asarray(y, int)
     notes = []
     order = _level_order(values)
@@ -503,7 +509,10 @@ def compare_groups(data, y, *, continuous=(), categorical=(), seed=0):
     -------
     GroupComparison
     """
-    y = pd.Series(y, index=data.index).astype(int)
+    from .input import check_finite, outcome_series
+
+    y = outcome_series(y, data.index)
+    check_finite(data, list(continuous))
     rows, level_rows, notes = [], [], []
     for name in continuous:
         x = data[name]

@@ -27,6 +27,7 @@ __all__ = [
     "EXTRA_NA",
     "MAX_CATEGORICAL_LEVELS",
     "SPINE_MEASURES",
+    "check_finite",
     "clean_text",
     "derived_measures",
     "describe_bad",
@@ -38,6 +39,7 @@ __all__ = [
     "load_table",
     "measure_columns",
     "merge_measurements",
+    "outcome_series",
     "read_measurements",
     "select_rows",
     "table_kind",
@@ -158,6 +160,43 @@ def to_numeric(series):
     return values.where(~bad), bad
 
 
+def outcome_series(y, index):
+    """The 0/1 outcome as integers aligned on ``index``.
+
+    Raises
+    ------
+    StatsInputError
+        A missing outcome, or a value other than 0 and 1 (code it with
+        :func:`encode_outcome` first).
+    """
+    y = pd.Series(y, index=index)
+    if y.isna().any():
+        raise StatsInputError(
+            f"the outcome is missing for {int(y.isna().sum())} patient(s); leave them out or code their outcome first"
+        )
+    codes = pd.to_numeric(y, errors="coerce")
+    if codes.isna().any() or not codes.isin([0, 1]).all():
+        raise StatsInputError("the outcome must be coded 0 (no event) and 1 (event); code it with encode_outcome")
+    return codes.astype(int)
+
+
+def check_finite(data, columns):
+    """Refuse numeric columns holding infinite values (a division by zero
+    upstream, a corrupt cell): they are neither data nor missing.
+
+    Raises
+    ------
+    StatsInputError
+        Naming the column and how many such values it holds.
+    """
+    for name in columns:
+        values = data[name]
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            n_inf = int(np.isinf(values.to_numpy(dtype=float)).sum())
+            if n_inf:
+                raise StatsInputError(f"{name} has {n_inf} infinite value(s); correct or remove them first")
+
+
 def describe_bad(series, bad, ids, k=5):
     """Up to ``k`` bad cells as ``'x' (patient P1), …`` for messages."""
     where = np.flatnonzero(bad.to_numpy())[:k]
@@ -195,6 +234,9 @@ def detect_type(series, *, max_levels=MAX_CATEGORICAL_LEVELS):
     if present.empty:
         return None, "it has no values"
     values, bad = to_numeric(present)
+    infinite = np.isinf(pd.to_numeric(present.astype(object), errors="coerce").astype(float))
+    if infinite.any():
+        return None, f"it has {int(infinite.sum())} infinite value(s); correct them in the table first"
     n_distinct = present.nunique()
     if not bad.any():
         if n_distinct < 2:

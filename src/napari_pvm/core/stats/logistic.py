@@ -397,7 +397,10 @@ def logistic_regression(data, y, covariates, *, categorical=(), reference=None):
     covariates = list(dict.fromkeys(covariates))
     if not covariates:
         raise StatsInputError("logistic regression needs at least one covariate")
-    y = pd.Series(y, index=data.index).astype(int)
+    from .input import check_finite, outcome_series
+
+    y = outcome_series(y, data.index)
+    check_finite(data, covariates)
     frame = data[covariates]
     complete = frame.notna().all(axis=1)
     n_missing = int((~complete).sum())

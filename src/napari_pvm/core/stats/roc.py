@@ -193,7 +193,10 @@ def roc_analysis(data, y, variables):
     -------
     RocResult
     """
-    y = pd.Series(y, index=data.index).astype(int)
+    from .input import check_finite, outcome_series
+
+    y = outcome_series(y, data.index)
+    check_finite(data, list(variables))
     rows, curves, notes = [], [], []
     for name in variables:
         x = data[name]
