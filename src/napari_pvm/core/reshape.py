@@ -10,8 +10,8 @@ smaller part; the observer can ask for the other way round
 (``other_side=True``), for a cut that keeps the smaller part.
 
 A stroke that starts or ends a little past the border (an overshoot of up to
-``reach_mm``) is trimmed at the border. All distances are in millimetres (``spacing``), so the
-tool behaves the same on every scanner.
+``reach_mm``) is trimmed at the border. All distances are in millimetres
+(``spacing``), so the tool behaves the same on every scanner.
 
 On a border two outlines share, the stroke is the new border of both
 (:func:`reshape_neighbours`): the neighbour yields what the stroke takes,
@@ -314,28 +314,37 @@ def _traced_if_overlapping(ring, after):
 
     from .clip import mask_to_polygon
 
-    p, d = ring, np.roll(ring, -1, axis=0) - ring
-    n = len(ring)
-    length2 = np.maximum((d**2).sum(axis=1), 1e-12)
-
-    def cross(u, w):
-        return u[..., 0] * w[..., 1] - u[..., 1] * w[..., 0]
-
-    rel0 = p[None, :, :] - p[:, None, :]  # edge j's start seen from edge i's start
-    rel1 = rel0 + d[None, :, :]
-    scale = np.sqrt(length2)[:, None]
-    collinear = (np.abs(cross(d[:, None, :], rel0)) <= 1e-9 * scale) & (
-        np.abs(cross(d[:, None, :], rel1)) <= 1e-9 * scale
-    )
-    t0 = (rel0 * d[:, None, :]).sum(axis=2) / length2[:, None]
-    t1 = (rel1 * d[:, None, :]).sum(axis=2) / length2[:, None]
-    overlap = np.minimum(np.maximum(t0, t1), 1.0) - np.maximum(np.minimum(t0, t1), 0.0)
-    if not np.any(collinear & (overlap > 1e-9) & ~np.eye(n, dtype=bool)):
+    if not _edges_overlap(ring):
         return ring
     _, pieces = ndimage.label(after)
     if pieces != 1 or not np.array_equal(ndimage.binary_fill_holes(after), after):
         return ring  # its pixels are what is measured (contract 1), whatever its vertices' area
     return mask_to_polygon(after)
+
+
+def _edges_overlap(ring):
+    """Whether two edges of a closed ring overlap along a stretch: edges are
+    grouped by the line they lie on (direction and offset), and within a
+    line their extents are compared; O(N log N), for strokes of any length."""
+    d = np.roll(ring, -1, axis=0) - ring
+    length = np.hypot(d[:, 0], d[:, 1])
+    keep = length > 1e-12
+    start, d, length = ring[keep], d[keep], length[keep]
+    u = d / length[:, None]
+    u[(u[:, 0] < 0) | ((u[:, 0] == 0) & (u[:, 1] < 0))] *= -1  # one direction per line
+    offset = start[:, 0] * u[:, 1] - start[:, 1] * u[:, 0]
+    t0, t1 = (start * u).sum(axis=1), ((start + d) * u).sum(axis=1)
+    lo, hi = np.minimum(t0, t1), np.maximum(t0, t1)
+    lines = {}
+    for i, key in enumerate(map(tuple, np.round(np.column_stack([u, offset]), 6))):
+        lines.setdefault(key, []).append(i)
+    for edges in lines.values():
+        reach = -np.inf
+        for i in sorted(edges, key=lambda i: lo[i]):
+            if lo[i] < reach - 1e-9:  # starts before the previous edge on this line ends
+                return True
+            reach = max(reach, hi[i])
+    return False
 
 
 def _shape_pair(shape):
