@@ -463,6 +463,14 @@ def test_validate_row_normalises(no_warnings):
     assert validate_row(dict(row)) == row  # idempotent
 
 
+def test_an_integer_beyond_64_bits_is_refused():
+    """Readers hold integer columns as 64-bit integers: a larger seed would
+    make every later read of the shared CSV fail."""
+    with pytest.raises(StoreError, match="seed is 99999999999999999999; it must lie within"):
+        validate_row(make_example_row(seed=99999999999999999999))
+    assert validate_row(make_example_row(seed=2**63 - 1))["seed"] == 2**63 - 1
+
+
 def test_a_bad_row_among_several_writes_none(seeded):
     rows = [make_example_row(patient_id=f"P{i}") for i in range(3)]
     rows[1]["PS_L_fi_pct"] = 101.0

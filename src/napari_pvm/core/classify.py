@@ -60,6 +60,12 @@ MIN_SAMPLE_PIXELS = 10
 #: At most this many sampled pixels per class are trained on (a fixed
 #: subsample beyond that).
 MAX_PIXELS_PER_CLASS = 500
+#: Largest seed: the range numpy's and scikit-learn's random states take (and
+#: far inside the shared CSV's 64-bit integers).
+MAX_SEED = 2**32 - 1
+#: Most trees a forest may have (Weka's default is 100): beyond this a forest
+#: only costs time and memory.
+MAX_TREES = 10_000
 #: Forest targets of the two classes.
 _TARGET = {MUSCLE: 0, FAT: 1}
 
@@ -297,9 +303,15 @@ class FatClassifier(_TrainedModel):
     ):
         if preset not in _features.PRESETS:
             raise ClassifierError(f"unknown feature preset {preset!r}; choose one of {', '.join(_features.PRESETS)}")
-        for name, value, low in (("n_trees", n_trees, 1), ("seed", seed, 0), ("max_features", max_features, 1)):
+        for name, value, low, high in (
+            ("n_trees", n_trees, 1, MAX_TREES),
+            ("seed", seed, 0, MAX_SEED),
+            ("max_features", max_features, 1, None),
+        ):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
                 raise ClassifierError(f"{name} must be an integer of at least {low}, got {value!r}")
+            if high is not None and value > high:
+                raise ClassifierError(f"{name} must be at most {high}, got {value!r}")
         if criterion not in _forest.CRITERIA:
             raise ClassifierError(f"criterion must be 'entropy' or 'gini', got {criterion!r}")
         self.preset = preset

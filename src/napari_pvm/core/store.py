@@ -72,6 +72,7 @@ __all__ = [
     "latest_rows",
     "locked",
     "read_rows",
+    "spreadsheet_safe",
     "validate_row",
 ]
 
@@ -187,8 +188,14 @@ def _number(col, value, integer):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise StoreError(f"{col} must be a number, got {type(value).__name__} {value!r}")
     if col in integer:
-        if not float(value).is_integer():
+        try:
+            whole = float(value).is_integer()
+        except OverflowError:  # an int beyond the float range
+            whole = True
+        if not whole:
             raise StoreError(f"{col} must be a whole number, got {value!r}")
+        if not -(2**63) <= int(value) < 2**63:  # readers hold these columns as 64-bit integers
+            raise StoreError(f"{col} is {value!r}; it must lie within ±9.2e18 (a 64-bit integer)")
         return int(value)
     try:
         number = float(value)
@@ -1247,6 +1254,21 @@ def append_rows(csv_path, rows, *, table="muscle", timeout=30.0):
     return ids
 
 
+def spreadsheet_safe(value):
+    """A text cell a spreadsheet shows but never runs: text starting like a
+    formula (``=``, ``+``, ``-``, ``@``, a tab, a carriage return, or ``'``)
+    gets a leading ``'``; anything else is returned unchanged.
+
+    Examples
+    --------
+    >>> print(spreadsheet_safe("=1+1"), spreadsheet_safe("ES_L"), spreadsheet_safe(1.5))
+    '=1+1 ES_L 1.5
+    """
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def _csv_line(row, spec):
     cells = []
     for col in spec.columns:
@@ -1257,10 +1279,8 @@ def _csv_line(row, spec):
             cells.append(str(value))
         elif col in spec.numeric:
             cells.append(repr(value))  # the shortest text giving this float
-        elif value.startswith(_FORMULA_START):  # a spreadsheet would run it
-            cells.append("'" + value)
         else:
-            cells.append(value)
+            cells.append(spreadsheet_safe(value))
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerow(cells)  # QUOTE_MINIMAL
     return buffer.getvalue()
