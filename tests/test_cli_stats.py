@@ -339,3 +339,17 @@ def test_stats_help_is_plain_text(capsys):
     assert "--merge MEASUREMENTS.csv" in out and "read1" in out
     for markup in ("``", ":func:", ":mod:", ":class:"):
         assert markup not in out
+
+
+def test_out_tables_never_hold_a_formula(capsys, tmp_path):
+    """Category levels and names are the user's text: in the CSV tables a cell
+    that a spreadsheet would run gets a leading quote (the HTML escapes it)."""
+    t = pd.read_csv(COHORT, usecols=["patient_id", "residual_lbp", "sex_male"])
+    t["group"] = np.where(t["sex_male"] == 1, '=HYPERLINK("http://x","y")', "+cmd")
+    table = tmp_path / "t.csv"
+    t.to_csv(table, index=False)
+    status, _, _ = run(capsys, table, "--outcome", "residual_lbp", "--categorical", "group", "--out", tmp_path / "o")
+    assert status == 0
+    levels = (tmp_path / "o" / "comparison_levels.csv").read_text(encoding="utf-8")
+    assert "'=HYPERLINK" in levels and "'+cmd" in levels
+    assert not any(cell.startswith(("=", "+", "@")) for line in levels.splitlines() for cell in line.split(","))

@@ -601,7 +601,10 @@ def export_steps(result, out_dir):
         notes += [note] if note else []
         done += 1
         yield done, total, item[1]
-    contents = {f"{name}.csv": frame.to_csv(index=False) for name, frame in tables.items()}
+    from ..store import spreadsheet_safe
+
+    # the tables carry the user's own text (variable names, category levels): never a formula
+    contents = {f"{name}.csv": frame.map(spreadsheet_safe).to_csv(index=False) for name, frame in tables.items()}
     contents["results.json"] = dumps(result.to_dict(), indent=1) + "\n"
     if is_rel:
         contents["reliability.txt"] = reliability_text(result) + "\n"
