@@ -381,3 +381,49 @@ def test_an_unwritable_csv_folder_is_refused_before_the_work(phantom_files, caps
     assert main(["measure", *args, "--csv", "/proc/out.csv"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "error: the folder /proc is not writable" in err and "held" not in err
+
+
+@pytest.mark.parametrize(
+    "extra, named",
+    [
+        (["--seed", "99999999999999999999"], "seed must be at most 4294967295"),
+        (["--trees", "99999999999999999999"], "n_trees must be at most 10000"),
+    ],
+)
+def test_out_of_range_forest_settings_are_refused_before_a_row(phantom_files, tmp_path, capsys, extra, named):
+    """A seed beyond 64 bits was written and then made every reader of the
+    shared CSV fail (OverflowError)."""
+    csv = tmp_path / "m.csv"
+    capsys.readouterr()
+    args = [str(phantom_files["image"]), str(phantom_files["annotation"]), *extra]
+    assert main(["measure", *args, "--patient", "P", "--observer", "A", "--csv", str(csv)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and named in err and not csv.exists()
+
+
+def test_phantom_refusals_write_nothing_and_say_one_line(tmp_path, capsys):
+    for args in (
+        ["--spacing", "1e300"],  # float32 overflow warned before the refusal
+        ["--sagittal", "--noise", "nan"],  # left a partial phantom behind
+        ["--sagittal", "--shading", "inf"],
+    ):
+        out = tmp_path / "out"
+        capsys.readouterr()
+        assert main(["phantom", str(out), *args]) == 2, args
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("error: "), err
+        assert not out.exists() or not any(out.iterdir())
+    taken = tmp_path / "taken"
+    (taken / "phantom.pvm.json").mkdir(parents=True)  # a folder where a file goes: refused even with --force
+    assert main(["phantom", str(taken), "--force"]) == 2
+    assert "a folder has the name of a phantom file" in capsys.readouterr().err
+    assert [p.name for p in taken.iterdir()] == ["phantom.pvm.json"]
+
+
+def test_json_nested_too_deeply_is_refused_by_name(phantom_files, tmp_path, capsys):
+    deep = tmp_path / "deep.pvm.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    capsys.readouterr()
+    assert main(["measure", str(phantom_files["image"]), str(deep)]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: deep.pvm.json is nested too deeply to be read as the annotation\n"

@@ -130,6 +130,13 @@ def test_annotation_with_only_angles_or_only_rois(clean_phantom):
 # ------------------------------------------------------------ angles
 
 
+def test_an_angle_line_outside_the_slice_is_refused(clean_phantom):
+    obj = json.loads(json.dumps(clean_phantom.annotation))
+    obj["angles"][0]["upper"] = [[1e15, 0], [5, 10]]  # was measured (-39°) and stored
+    with pytest.raises(AnnotationError, match="an end of the upper line lies outside the"):
+        measure(clean_phantom, obj)
+
+
 @pytest.mark.parametrize("spacing", [(1.0, 1.0), (0.5, 1.2), (1.2, 0.5)])
 @pytest.mark.parametrize("true_deg", [14.0, -6.5])
 def test_angle_is_measured_in_mm_with_its_sign(spacing, true_deg):

@@ -71,6 +71,11 @@ def _check_outdir(outdir, *, sagittal, force):
                     f"{where}, not a folder; give a folder to write the phantom into (it is created when missing)"
                 )
             break
+    folders = [str(outdir / name) for name in FILES[sagittal] if (outdir / name).is_dir()]
+    if folders:
+        raise PvmError(
+            f"{', '.join(folders)}: a folder has the name of a phantom file; move it or choose another OUTDIR"
+        )
     existing = [str(outdir / name) for name in FILES[sagittal] if (outdir / name).exists()]
     if existing and not force:
         verb = "exists" if len(existing) == 1 else "exist"

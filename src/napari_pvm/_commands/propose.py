@@ -102,6 +102,8 @@ def _read_clicks(path):
         raise PvmError(f"clicks file not found: {path}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PvmError(f"{path.name} is not valid JSON ({' '.join(str(exc).split())[:100]})") from None
+    except RecursionError:
+        raise PvmError(f"{path.name} is nested too deeply to be a clicks file") from None
     if not isinstance(obj, dict):
         raise PvmError(f'{path.name} must hold an object such as {{"PS_L": [row, col], ...}}')
     for key, value in obj.items():

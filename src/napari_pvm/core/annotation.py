@@ -296,6 +296,8 @@ def _read_json(path, *, what):
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise AnnotationError(f"{path.name} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    except RecursionError:
+        raise AnnotationError(f"{path.name} is nested too deeply to be read as the {what}") from None
 
 
 def write_annotation(path, annotation):

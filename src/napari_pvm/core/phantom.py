@@ -177,6 +177,8 @@ def make_phantom(
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise PvmError(f"phantom seed must be a whole number ≥ 0, got {seed!r}")
+    if not (0.2 <= float(spacing) <= 3.0):  # before float32, which overflows past 3.4e38
+        raise PvmError(f"phantom spacing {spacing} mm is outside 0.2–3 mm")
     # NIfTI headers hold float32: use the value the file will carry, so that
     # areas from the written file equal the truth to the last digit
     spacing = float(np.float32(spacing))

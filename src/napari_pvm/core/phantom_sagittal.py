@@ -191,8 +191,8 @@ def make_sagittal_phantom(
         raise PvmError("sagittal phantom: n_slices must be odd (the middle slice is mid-sagittal)")
     if supersample < 1 or supersample % 2 == 0:
         raise PvmError("sagittal phantom: supersample must be an odd positive integer")
-    if noise < 0 or shading < 0 or shading >= 1:
-        raise PvmError("sagittal phantom: noise must be ≥ 0 and shading in [0, 1)")
+    if not (0 <= noise <= 1 and 0 <= shading < 1):  # NaN fails both
+        raise PvmError(f"sagittal phantom: noise must be in [0, 1] and shading in [0, 1), got {noise!r}, {shading!r}")
     # the NIfTI header stores float32: build with the spacing a reader will see
     dr, dc, slice_spacing = (float(np.float32(v)) for v in (dr, dc, slice_spacing))
     rng = np.random.default_rng(seed)

@@ -438,8 +438,9 @@ def measure_spine(image, annotation, *, spacing, n_slices=None):
     Raises
     ------
     AnnotationError
-        An ROI with fewer than 3 vertices or outside the image, vertebral ROIs
-        without a CSF ROI, every vertebra excluded, nothing to measure.
+        An ROI with fewer than 3 vertices or outside the image, an angle's
+        line with an end outside it, vertebral ROIs without a CSF ROI, every
+        vertebra excluded, nothing to measure.
     """
     image = np.asarray(image, dtype=float)
     if image.ndim != 2:
@@ -494,6 +495,16 @@ def measure_spine(image, annotation, *, spacing, n_slices=None):
     )
     if on_other:
         warnings.append(f"ROI on another slice than the marked slice {annotation.slice_index}: {', '.join(on_other)}")
+    rows, cols = image.shape
+    for name, lines in annotation.angles.items():
+        for which, line in zip(("upper", "lower"), lines, strict=True):
+            line = np.asarray(line, dtype=float)
+            if not ((line[:, 0] >= -0.5).all() and (line[:, 0] <= rows - 0.5).all()) or not (
+                (line[:, 1] >= -0.5).all() and (line[:, 1] <= cols - 0.5).all()
+            ):
+                raise AnnotationError(
+                    f"{name}: an end of the {which} line lies outside the {rows}×{cols} slice; draw it on the image"
+                )
     angles = {name: line_angle_deg(upper, lower, spacing=spacing) for name, (upper, lower) in annotation.angles.items()}
     return SpineResult(
         vbq=vbq,
