@@ -345,3 +345,16 @@ def test_allow_unusual_spacing_reaches_image_and_dixon_reads(cohort, monkeypatch
     monkeypatch.setattr(batch, "run_batch", lambda *a, **k: seen.update(k) or batch.BatchSummary())
     assert main(["batch", str(cohort / "worklist.csv"), "--csv", "out.csv", "--allow-unusual-spacing"]) == 0
     assert seen["allow_unusual_spacing"] is True
+
+
+def test_a_torn_last_line_is_a_plain_note(cohort, tmp_path, capsys):
+    """The store's repair is one ``note:`` line, as in measure, spine and the
+    other commands (batch printed Python's warning text with a source line)."""
+    out = tmp_path / "out.csv"
+    assert main(["batch", str(cohort / "worklist.csv"), "--csv", str(out), "--workers", "1"]) == 0
+    with open(out, "a", encoding="utf-8") as handle:
+        handle.write("2,torn-row,P9,A")  # a writer killed mid-line: no newline, too few cells
+    capsys.readouterr()
+    assert main(["batch", str(cohort / "worklist.csv"), "--csv", str(out), "--workers", "1"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 1 and "ignored a torn final line" in notes[0]
