@@ -353,3 +353,9 @@ def test_out_tables_never_hold_a_formula(capsys, tmp_path):
     levels = (tmp_path / "o" / "comparison_levels.csv").read_text(encoding="utf-8")
     assert "'=HYPERLINK" in levels and "'+cmd" in levels
     assert not any(cell.startswith(("=", "+", "@")) for line in levels.splitlines() for cell in line.split(","))
+
+
+def test_a_seed_out_of_range_is_refused(capsys):
+    assert "--seed must be a whole number from 0 to 4294967295, got -1" in fail(
+        capsys, COHORT, "--outcome", "residual_lbp", "--seed", "-1"
+    )

@@ -99,6 +99,8 @@ def run(args):
         ]
         if used:
             raise StatsInputError(f"{', '.join(used)} applies to measurements: add --merge MEASUREMENTS.csv")
+    if not 0 <= args.seed < 2**32:  # the range numpy's random generators are seeded with here
+        raise StatsInputError(f"--seed must be a whole number from 0 to {2**32 - 1}, got {args.seed}")
     from ._notes import plain_notes
 
     with plain_notes():  # a torn last line of a merged CSV is one note, not Python's warning text
