@@ -1054,3 +1054,27 @@ def test_infinite_values_and_missing_outcomes_are_refused_by_name():
     # detected types: a column with infinite numbers is left out as such, not taken for text
     kind, reason = detect_type(pd.Series([np.inf, 1.5, 3, 4, 5, 2]))
     assert kind is None and "infinite" in reason
+
+
+def test_logistic_regression_does_not_depend_on_a_covariates_units():
+    """Fitted on centred, unit-SD covariates and brought back: a covariate in
+    other units (× 1e-6) or with a large offset (+ 1e7) gives the same fit
+    (it used to stop without convergence, or be called collinear), and the
+    oracle is statsmodels on the unit scale."""
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=40)
+    y = pd.Series((rng.random(40) < 1 / (1 + np.exp(-x))).astype(int))
+    oracle = sm.Logit(y.to_numpy(float), sm.add_constant(x)).fit(disp=0)
+    for scale, offset in ((1.0, 0.0), (1e-6, 0.0), (1.0, 1e7), (1e3, -5e4)):
+        fit = logistic_regression(pd.DataFrame({"x": x * scale + offset}), y, ["x"])
+        assert not fit.warnings, fit.warnings
+        row = fit.rows.set_index("variable").loc["x"]
+        assert row["B"] * scale == pytest.approx(oracle.params[1], rel=1e-7)
+        assert row["SE"] * scale == pytest.approx(oracle.bse[1], rel=1e-7)
+        assert row["p"] == pytest.approx(oracle.pvalues[1], rel=1e-6)
+        assert fit.summary["minus2ll"] == pytest.approx(-2 * oracle.llf, rel=1e-10)
+    # a separation beyond the offset where the unscaled search lost it
+    steps = pd.DataFrame({"x": 1e4 + 0.5 * np.arange(20)})
+    assert "complete separation" in " ".join(logistic_regression(steps, pd.Series([0] * 10 + [1] * 10), ["x"]).warnings)

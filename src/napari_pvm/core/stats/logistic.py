@@ -182,6 +182,19 @@ def _ordered_levels(labels, numeric):
 # --------------------------------------------------------------------------
 
 
+def _standardised(X):
+    """The design with every non-constant column centred and scaled to unit
+    SD. With the constant column this spans the same space (the same rank,
+    the same separations), but stays well conditioned when a covariate's
+    offset dwarfs its spread (1e7 + a few units)."""
+    X = np.asarray(X, float)
+    mean, sd = X.mean(axis=0), X.std(axis=0)
+    varies = sd > 0
+    out = X.copy()
+    out[:, varies] = (X[:, varies] - mean[varies]) / sd[varies]
+    return out
+
+
 def detect_separation(X, y):
     """Whether the data are completely or quasi-completely separated.
 
@@ -202,14 +215,11 @@ def detect_separation(X, y):
     separated : ndarray of bool
         Patients whose outcome the separating direction predicts exactly.
     direction : ndarray of float
-        The separating direction β (on the columns scaled to unit SD), or
-        zeros.
+        The separating direction β (on the columns centred and scaled to
+        unit SD, the constant kept), or zeros.
     """
-    X = np.asarray(X, float)
     s = np.where(np.asarray(y) == 1, 1.0, -1.0)
-    scale = X.std(axis=0)
-    scale[scale == 0] = 1.0
-    A = (X / scale) * s[:, None]
+    A = _standardised(X) * s[:, None]
     n, p = A.shape
     res = _optimize.linprog(-A.sum(axis=0), A_ub=-A, b_ub=np.zeros(n), bounds=[(-1, 1)] * p, method="highs")
     tol = 1e-7 * max(1.0, np.abs(A).max())
@@ -453,7 +463,7 @@ def logistic_regression(data, y, covariates, *, categorical=(), reference=None):
             notes.append(f"logistic: reference category of {name} is {ref!r}")
 
     Xc = np.column_stack([np.ones(n), X.to_numpy(float)])
-    rank = np.linalg.matrix_rank(Xc)
+    rank = np.linalg.matrix_rank(_standardised(Xc))
     vif = _vif(X.to_numpy(float))
     summary["condition_number"] = _condition_number(Xc)
     empty = _empty_rows(info, vif)
@@ -464,7 +474,7 @@ def logistic_regression(data, y, covariates, *, categorical=(), reference=None):
         "hosmer_lemeshow": None,
     }
     if rank < Xc.shape[1]:
-        _, _, vt = np.linalg.svd(Xc / np.linalg.norm(Xc, axis=0))
+        _, _, vt = np.linalg.svd(_standardised(Xc))
         null = vt[-1]
         names = ["the constant", *X.columns]
         involved = [names[i] for i in np.flatnonzero(np.abs(null) > 1e-6)]
@@ -506,7 +516,15 @@ def logistic_regression(data, y, covariates, *, categorical=(), reference=None):
         )
         return LogisticResult(summary=summary, warnings=notes, **failed)
 
-    model = sm.Logit(yc.to_numpy(float), Xc)
+    # fitted on centred, unit-SD covariates (Newton converges whatever their
+    # units), then brought back: B = A·B_z, Cov(B) = A·Cov(B_z)·Aᵀ
+    Z = _standardised(Xc)
+    mean, sd = Xc.mean(axis=0), Xc.std(axis=0)
+    to_raw = np.eye(Xc.shape[1])  # Z = Xc·A: z_j = (x_j − mean_j)/sd_j, column 0 the constant
+    for j in np.flatnonzero(sd > 0):
+        to_raw[j, j] = 1.0 / sd[j]
+        to_raw[0, j] = -mean[j] / sd[j]
+    model = sm.Logit(yc.to_numpy(float), Z)
     with _warnings.catch_warnings(record=True) as caught:
         _warnings.simplefilter("always")
         try:
@@ -518,8 +536,9 @@ def logistic_regression(data, y, covariates, *, categorical=(), reference=None):
     summary["converged"] = converged
     summary["iterations"] = int(fit.mle_retvals.get("iterations", 0))
     sep_warned = any("separation" in str(w.message).lower() for w in caught)
-    params = np.asarray(fit.params, float)
-    bse = np.asarray(fit.bse, float)
+    params = to_raw @ np.asarray(fit.params, float)
+    cov = to_raw @ np.asarray(fit.cov_params(), float) @ to_raw.T
+    bse = np.sqrt(np.diag(cov))
     if not converged or sep_warned or not np.all(np.isfinite(bse)):
         why = "separation" if sep_warned else "no convergence in 100 Newton steps"
         notes.append(
@@ -554,7 +573,6 @@ def logistic_regression(data, y, covariates, *, categorical=(), reference=None):
 
     # Joint Wald tests of categorical covariates with several indicators.
     terms = []
-    cov = np.asarray(fit.cov_params(), float)
     for name in refs:
         idx = [i + 1 for i, m in enumerate(info) if m["covariate"] == name and m["level"] is not None]
         if len(idx) > 1:
@@ -574,7 +592,7 @@ def logistic_regression(data, y, covariates, *, categorical=(), reference=None):
         cox_snell_r2=cs,
         nagelkerke_r2=cs / (1.0 - math.exp(2.0 * ll0 / n)),
     )
-    prob = np.asarray(fit.predict(Xc), float)
+    prob = np.asarray(fit.predict(Z), float)
     pred = (prob > CUT).astype(int)
     obs = yc.to_numpy()
     cls = []
