@@ -1,7 +1,9 @@
 """The Reshape tool of the Measure dock, driven by real strokes on the canvas:
 a stroke across an outline cuts off its smaller part (Shift-T the other),
 a stroke into a neighbour moves the border for both, undo restores, a stray
-stroke is refused with nothing changed, Escape drops a stroke in progress."""
+stroke is refused with nothing changed, Escape drops a stroke in progress,
+Reshape stays on in a partial case, a stroke on another slice is refused,
+and choosing an outline mid-stroke or on its own row leaves Reshape cleanly."""
 
 import numpy as np
 
@@ -175,3 +177,122 @@ def test_reshape_finishes_a_polygon_in_progress_as_what_it_was_started_for(measu
     c.polygon(dock.image, truth.rois["PS_L"][::4], finish=None)  # PS L, left in progress
     _start_reshape(dock, c)
     assert dock.origins() == {"PS_L": "drawn"}
+
+
+# ----------------------------------------- found by an exploratory review
+def _stroke_layer(dock):
+    return next(x for x in dock.viewer.layers if (x.metadata.get("napari_pvm") or {}).get("role") == "stroke")
+
+
+def _chord(mask, frac=0.3):
+    """A row half-way between pixel centres below the middle of ``mask``, and its column span."""
+    rows, cols = np.nonzero(mask)
+    return np.floor(rows.mean() + frac * (rows.max() - rows.mean())) + 0.5, cols.min(), cols.max()
+
+
+def _click_row(dock, key):
+    from qtpy.QtCore import Qt
+    from qtpy.QtTest import QTest
+
+    from napari_pvm._widgets.measure_widget import TARGETS
+
+    table = dock.outline_list
+    rect = table.visualRect(table.model().index(TARGETS.index(key), 0))
+    QTest.mouseClick(table.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, rect.center())
+    QTest.qWait(30)
+
+
+def _half_stroke(dock, c):
+    """Press left of PS L and drag half-way across it, the button still held."""
+    r, c0, c1 = _chord(_masks(dock)["PS_L"])
+    a = np.array(c.pixel_to_canvas(dock.image, (r, c0 - 2)))
+    b = np.array(c.pixel_to_canvas(dock.image, (r, c1 + 2)))
+    c.move(tuple(a))
+    c.press(tuple(a))
+    for t in np.linspace(0, 0.5, 5)[1:]:
+        c.move(tuple(a + t * (b - a)), pressed=True)
+    return a, b
+
+
+def test_reshape_stays_on_while_muscles_are_still_missing(measure_case, qtbot, phantom_files):
+    """After a stroke the draw list moved on to the next missing muscle and
+    left Reshape: the next drag drew a polygon."""
+    dock, c = measure_case
+    c.polygon(dock.image, read_annotation(phantom_files["annotation"]).rois["PS_L"][::4])
+    _click_row(dock, "PS_L")
+    layer = _start_reshape(dock, c)
+    r, c0, c1 = _chord(_masks(dock)["PS_L"])
+    c.pixel_stroke(dock.image, [(r, c0 - 2), (r, c1 + 2)], steps=8)
+    qtbot.waitUntil(lambda: not len(layer.data) and not layer._is_creating, timeout=5000)
+    qtbot.wait(80)
+    assert any("PS L reshaped" in text for _, text in dock.messages)
+    assert dock.viewer.layers.selection.active is layer and layer.mode == "add_path"
+
+
+def test_escape_during_a_held_drag_drops_the_stroke_cleanly(measure_case, qtbot, phantom_files):
+    """Escape finished napari's path under its own drag: the release raised in the event loop."""
+    dock, c = measure_case
+    assert dock.load_annotation(phantom_files["annotation"])
+    c.fit()
+    before = _masks(dock)
+    layer = _start_reshape(dock, c)
+    _, end = _half_stroke(dock, c)
+    c.key("Escape")
+    c.release(tuple(end))  # pytest-qt fails the test on an exception in the event loop
+    qtbot.waitUntil(lambda: not len(layer.data) and not layer._is_creating, timeout=5000)
+    qtbot.wait(80)
+    for key, mask in _masks(dock).items():
+        np.testing.assert_array_equal(mask, before[key])
+    assert not any("reshaped" in text for _, text in dock.messages)
+
+
+def test_choosing_an_outline_mid_stroke_drops_the_stroke_and_the_next_one_works(measure_case, qtbot, phantom_files):
+    dock, c = measure_case
+    assert dock.load_annotation(phantom_files["annotation"])
+    c.fit()
+    ps = _masks(dock)["PS_L"]
+    layer = _start_reshape(dock, c)
+    start, end = _half_stroke(dock, c)
+    _click_row(dock, "ES_R")
+    c.release(tuple(start + 0.5 * (end - start)))
+    qtbot.waitUntil(lambda: not len(layer.data) and not layer._is_creating, timeout=5000)
+    assert dock.viewer.layers.selection.active is dock.outlines
+    np.testing.assert_array_equal(_masks(dock)["PS_L"], ps)
+    # the next stroke is the observer's, not the remains of the dropped one
+    _click_row(dock, "PS_L")
+    layer = _start_reshape(dock, c)
+    r, c0, c1 = _chord(ps)
+    c.pixel_stroke(dock.image, [(r, c0 - 2), (r, c1 + 2)], steps=8)
+    qtbot.waitUntil(lambda: not len(layer.data) and not layer._is_creating, timeout=5000)
+    qtbot.wait(80)
+    rr = np.arange(ps.shape[0])[:, None] * np.ones(ps.shape[1])
+    np.testing.assert_array_equal(_masks(dock)["PS_L"], ps & (rr < r))
+
+
+def test_a_stroke_on_another_slice_is_refused(measure_case, qtbot, phantom_files):
+    """The outlines live on the marked slice; a stroke on a slice where they are
+    not shown reshaped them unseen."""
+    dock, c = measure_case
+    assert dock.load_annotation(phantom_files["annotation"])
+    c.fit()
+    before = _masks(dock)
+    layer = _start_reshape(dock, c)
+    step = list(dock.viewer.dims.current_step)
+    step[0] = dock.slice_index + 1
+    dock.viewer.dims.current_step = tuple(step)
+    r, c0, c1 = _chord(before["PS_L"])
+    c.pixel_stroke(dock.image, [(r, c0 - 2), (r, c1 + 2)], steps=8)
+    qtbot.waitUntil(lambda: not len(layer.data) and not layer._is_creating, timeout=5000)
+    qtbot.wait(80)
+    np.testing.assert_array_equal(_masks(dock)["PS_L"], before["PS_L"])
+    assert any(f"marked slice {dock.slice_index}" in text for _, text in dock.messages)
+
+
+def test_clicking_the_chosen_row_leaves_reshape(measure_case, qtbot, phantom_files):
+    dock, c = measure_case
+    assert dock.load_annotation(phantom_files["annotation"])
+    c.fit()
+    _click_row(dock, "ES_L")
+    _start_reshape(dock, c)
+    _click_row(dock, "ES_L")  # the row already chosen: no selection change
+    assert dock.viewer.layers.selection.active is dock.outlines and dock.outlines.mode == "add_polygon"

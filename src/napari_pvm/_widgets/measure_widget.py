@@ -106,6 +106,7 @@ class MeasureWidget(RefusingDock, QWidget):
         self._stroke_layers = []  # reshape stroke layers whose data events reach this dock
         self._last_stroke = None  # (stroke, other_side, state it made, key): what Shift-T turns round
         self._drop_stroke = False  # the stroke being drawn was cancelled
+        self._stroke_held = False  # a drag on a stroke layer is under way
         self._proposals_allowed = True
         #: why proposals are off when :attr:`proposals_allowed` is False (tooltip and refusal)
         self.proposals_off_reason = "Outline proposals are off here"
@@ -167,6 +168,8 @@ class MeasureWidget(RefusingDock, QWidget):
             self.outline_list.setItem(i, 0, item)
             self.outline_list.setItem(i, 1, QTableWidgetItem("—"))
         self.outline_list.itemSelectionChanged.connect(self._on_list_clicked)
+        # a click on the row already chosen changes no selection: it still leaves Reshape
+        self.outline_list.clicked.connect(lambda _index: self._on_list_clicked())
         self.missing_label = QLabel()
         self.missing_label.setWordWrap(True)
         # a refused clip, in full (a toast may be cut short), until it is resolved
@@ -490,10 +493,19 @@ class MeasureWidget(RefusingDock, QWidget):
         does); the reading session calls it before it switches the image shown."""
         if self._controller is not None:
             self._controller.cancel_drawing()
+        self._drop_stroke_in_progress()
+
+    def _drop_stroke_in_progress(self, *, now=False):
+        """A reshape stroke still being drawn is dropped, not applied. A drag
+        still held on the stroke layer is left to napari to finish at its
+        release (finishing it under napari's drag breaks the release); it is
+        dropped then. ``now``: finish it at once (the stroke layer is being
+        left, and napari's drag with it)."""
         stroke = _layers.owned_layer(self.viewer, "stroke", self.image) if self.image is not None else None
         if stroke is not None and stroke._is_creating:
             self._drop_stroke = True
-            stroke._finish_drawing()
+            if now or not self._stroke_held:
+                stroke._finish_drawing()
 
     # ------------------------------------------------------- draw list
     @property
@@ -515,6 +527,7 @@ class MeasureWidget(RefusingDock, QWidget):
         self._require_slice()
         ctrl = self._attach_layers(create=True)
         _finish_polygon(ctrl)
+        self._drop_stroke_in_progress(now=True)
         self._target = target
         if target in schema.ROI_KEYS:
             layer, defaults, color = ctrl.outlines, {"roi": target, "origin": "drawn"}, ROI_COLORS[target]
@@ -571,6 +584,9 @@ class MeasureWidget(RefusingDock, QWidget):
         """After every outline/sample change: advance the draw list, refresh the list."""
         layer = self.outlines
         drawn = set(layer.features["roi"]) if layer is not None and len(layer.data) else set()
+        if self._reshaping():
+            self._update_list()  # Reshape stays on for the next stroke
+            return
         if self._target in schema.ROI_KEYS and self._target in drawn:
             nxt = self._next_missing()
             if nxt is not None:
@@ -1168,6 +1184,19 @@ class MeasureWidget(RefusingDock, QWidget):
         self.notify(str(exc) if isinstance(exc, PvmError) else f"proposal failed: {exc}", "error")
 
     # ---------------------------------------------------------- reshape
+    def _reshaping(self):
+        """Whether Reshape is on (this image's stroke layer is the active layer)."""
+        layer = _layers.owned_layer(self.viewer, "stroke", self.image) if self.image is not None else None
+        return layer is not None and _layers.same(self.viewer.layers.selection.active, layer)
+
+    def _track_stroke_drag(self, layer, event):
+        """Whether a drag on the stroke layer is held (for Escape and choose)."""
+        self._stroke_held = True
+        yield
+        while event.type == "mouse_move":
+            yield
+        self._stroke_held = False
+
     def _reshape_action(self):
         """The Reshape control: strokes dragged on the canvas reshape outlines
         until it is pressed again (or an outline or sample is chosen)."""
@@ -1175,7 +1204,7 @@ class MeasureWidget(RefusingDock, QWidget):
         ctrl = self._attach_layers(create=True)
         layer = _layers.owned_layer(self.viewer, "stroke", image)
         if layer is not None and _layers.same(self.viewer.layers.selection.active, layer):
-            return self.choose(self._target)  # pressed again: back to drawing
+            return self.choose(self._target)  # pressed again: back to drawing (a stroke in progress dropped)
         _finish_polygon(ctrl)
         if not ctrl._state.outlines:
             self._refuse("nothing to reshape yet: draw or propose outlines first")
@@ -1185,6 +1214,7 @@ class MeasureWidget(RefusingDock, QWidget):
         if not any(_layers.same(layer, seen) for seen in self._stroke_layers):
             layer.events.data.connect(self._on_stroke_event)
             layer.bind_key("Escape", lambda _layer: self.cancel_drawing(), overwrite=True)
+            layer.mouse_drag_callbacks.append(self._track_stroke_drag)
             self._stroke_layers.append(layer)
         self.viewer.layers.selection.active = layer
         layer.mode = "add_path"
@@ -1210,12 +1240,19 @@ class MeasureWidget(RefusingDock, QWidget):
         if layer._is_creating:
             QTimer.singleShot(30, self._take_stroke)
             return
-        stroke = _layers._to_image_data(layer, image, layer.data[-1])[:, -2:]
+        points = _layers._to_image_data(layer, image, layer.data[-1])
         layer.data = []
         if self._drop_stroke:  # Escape, or the image is being switched
             self._drop_stroke = False
             return
-        self._run(self.reshape, stroke)
+        planes = set(np.round(points[:, 0]).astype(int)) if points.shape[1] > 2 else set()
+        if planes and planes != {self.slice_index}:
+            return self._run(
+                self._refuse,
+                f"the stroke was drawn on slice {min(planes)}; the outlines are on the marked slice "
+                f"{self.slice_index}: go back to it to reshape them",
+            )
+        self._run(self.reshape, points[:, -2:])
 
     def reshape(self, stroke, *, other_side=False):
         """Reshape an outline with a stroke of image ``[row, col]`` points
