@@ -196,7 +196,7 @@ def _check_inputs(image, spacing, clicks, examples, rois):
         if not isinstance(ex_rois, dict):
             raise ProposalError(f"example {i}: outlines must be a {{roi_key: vertices}} mapping")
         masks = {}
-        from .rois import roi_mask, validate_polygon
+        from .rois import roi_mask, swapped_sides, validate_polygon
 
         for key, verts in ex_rois.items():
             if key not in schema.ROI_KEYS:
@@ -208,27 +208,17 @@ def _check_inputs(image, spacing, clicks, examples, rois):
             m = roi_mask(v, ex_image.shape)
             if m.any():
                 masks[key] = m
-        _check_example_sides(i, masks)
-        if masks:  # an example without outlines teaches nothing: skipped
-            checked.append((ex_image, ex_spacing, masks))
-    return image, spacing, points, checked, wanted
-
-
-def _check_example_sides(i, masks):
-    """Refuse an example whose left and right outlines are the wrong way round
-    (contract 1: column 0 is the patient's right, so a left muscle lies at
-    larger columns than its right partner): it would teach mirrored sides."""
-    for m in schema.MUSCLES:
-        left, right = masks.get(f"{m}_L"), masks.get(f"{m}_R")
-        if left is None or right is None:
-            continue
-        col_l, col_r = np.nonzero(left)[1].mean(), np.nonzero(right)[1].mean()
-        if col_l <= col_r:
+        swapped = swapped_sides({k: v for k, v in ex_rois.items() if k in masks})
+        if swapped is not None:  # it would teach mirrored sides
+            m, col_l, col_r = swapped
             raise ProposalError(
                 f"example {i}: {m}_L (column {col_l:.0f}) lies on the patient's right of {m}_R "
                 f"(column {col_r:.0f}); column 0 is the patient's right, so the example's left and right "
                 "outlines look swapped (was its image flipped?)"
             )
+        if masks:  # an example without outlines teaches nothing: skipped
+            checked.append((ex_image, ex_spacing, masks))
+    return image, spacing, points, checked, wanted
 
 
 def _check_spacing(spacing, what):

@@ -27,6 +27,7 @@ __all__ = [
     "exclusive_masks",
     "polygon_area_px",
     "roi_mask",
+    "swapped_sides",
     "validate_polygon",
 ]
 
@@ -271,3 +272,41 @@ def exclusive_masks(masks, *, max_overlap=MAX_OVERLAP_PIXELS):
         out[key] = kept
         taken |= mask
     return out
+
+
+def swapped_sides(rois):
+    """The first muscle whose left outline lies at smaller columns than its
+    right one, or None.
+
+    Contract 1 puts the patient's right at column 0, so a left muscle's
+    vertices lie, on average, at larger columns than its right partner's;
+    outlines the other way round were drawn with left and right swapped, or
+    on a flipped image.
+
+    Parameters
+    ----------
+    rois : dict
+        ``{roi_key: (N, 2) [row, col] vertices}``.
+
+    Returns
+    -------
+    tuple or None
+        ``(muscle, left mean column, right mean column)``.
+
+    Examples
+    --------
+    >>> left = [[0, 30], [0, 40], [10, 35]]
+    >>> right = [[0, 5], [0, 15], [10, 10]]
+    >>> swapped_sides({"ES_L": left, "ES_R": right}) is None
+    True
+    >>> swapped_sides({"ES_L": right, "ES_R": left})[0]
+    'ES'
+    """
+    for muscle in schema.MUSCLES:
+        left, right = rois.get(f"{muscle}_L"), rois.get(f"{muscle}_R")
+        if left is None or right is None:
+            continue
+        col_l, col_r = float(np.mean(np.asarray(left, float)[:, 1])), float(np.mean(np.asarray(right, float)[:, 1]))
+        if col_l <= col_r:
+            return muscle, col_l, col_r
+    return None

@@ -43,6 +43,7 @@ from .annotation import annotation_sha256 as _outline_digest
 from .annotation import check_identifier, read_annotation, write_annotation, write_json_atomic
 from .batch import read_worklist
 from .errors import PvmError
+from .rois import swapped_sides
 from .schema import DEFAULT_SESSION
 
 __all__ = [
@@ -951,7 +952,7 @@ class ReadingSession:
             and annotation.session in (None, self.session)
             and annotation.patient_id in (None, pid)
         )
-        if not own or not annotation.rois or _sides_swapped(annotation.rois):
+        if not own or not annotation.rois or swapped_sides(annotation.rois) is not None:
             return None
         try:
             volume = read_volume(self._cases[pid].image)
@@ -1205,15 +1206,3 @@ def _version():
     from .._version import __version__
 
     return __version__
-
-
-def _sides_swapped(rois):
-    """Whether a left outline lies at smaller columns than its right partner
-    (contract 1: column 0 is the patient's right)."""
-    from .schema import MUSCLES
-
-    for muscle in MUSCLES:
-        left, right = rois.get(f"{muscle}_L"), rois.get(f"{muscle}_R")
-        if left is not None and right is not None and left[:, 1].mean() <= right[:, 1].mean():
-            return True
-    return False
