@@ -559,3 +559,66 @@ def test_a_reshape_stroke_in_a_reading_session_is_saved_and_its_layer_leaves_wit
     saved = read_annotation(study.annotation_path("A", first))
     np.testing.assert_array_equal(roi_mask(saved.rois["PS_L"], shape), reshaped)
     assert [layer.name for layer in viewer.layers] == [widget.session.current_id]  # the stroke layer left too
+
+
+# -------------------------------------- found by an exploratory review
+def test_removing_the_last_outline_is_saved_and_does_not_come_back(make_dock, study, canvas):
+    """The empty state was never saved (nothing to save), so the removed
+    outline came back on the next visit and stayed in the file."""
+    widget = make_dock(study)
+    _hook_measure(widget)
+    _ready(widget, widget.start())
+    first = widget.session.current_id
+    _draw(widget, n=1)
+    assert sorted(read_annotation(study.annotation_path("A", first)).rois) == ["PS_L"]
+    c = canvas(widget.viewer)
+    c.key("z", "ctrl")  # the only outline undone
+    assert not len(widget.measure.outlines.data)
+    assert _leave(widget)
+    assert _ready(widget, widget.previous())
+    assert not len(widget.measure.outlines.data)
+    assert read_annotation(study.annotation_path("A", first)).rois == {}
+    assert _session_file(study)["cases"][first]["outlines"] == 0
+
+
+def test_a_window_whose_session_another_window_took_writes_nothing(make_dock, make_napari_viewer, study, canvas):
+    """The second window of the same session is the one that writes; the first
+    said "not saved" but still overwrote the annotation, and appended rows the
+    session never recorded."""
+    first_window = make_dock(study)
+    _hook_measure(first_window)
+    _ready(first_window, first_window.start())
+    pid = first_window.session.current_id
+    _draw(first_window, n=2)
+    second_window = make_dock(study, viewer=make_napari_viewer())
+    _hook_measure(second_window)
+    _ready(second_window, second_window.start())
+    before = study.annotation_path("A", pid).read_bytes()
+    canvas(first_window.viewer).key("z", "ctrl")  # the first window goes on editing
+    assert first_window.status_label.text().startswith("not saved")
+    assert study.annotation_path("A", pid).read_bytes() == before
+    # a row from the first window is refused before anything is appended
+    from napari_pvm.core.errors import PvmError
+
+    csv_before = study.measurements_csv.read_bytes()
+    dock = first_window.measure
+    with pytest.raises(PvmError, match="changed by another napari window"):
+        dock._append_row(str(study.measurements_csv), {"patient_id": pid})
+    assert study.measurements_csv.read_bytes() == csv_before
+
+
+def test_outlines_removed_on_a_later_visit_are_saved_removed(make_dock, study, canvas):
+    widget = make_dock(study)
+    _hook_measure(widget)
+    _ready(widget, widget.start())
+    first = widget.session.current_id
+    _draw(widget, n=1)
+    assert _leave(widget)
+    assert _ready(widget, widget.previous())  # the saved outline is shown again
+    layer = widget.measure.outlines
+    layer.selected_data = {0}
+    widget.viewer.layers.selection.active = layer
+    canvas(widget.viewer).key("Delete")  # removed on this visit
+    assert not len(layer.data)
+    assert _leave(widget)
+    assert read_annotation(study.annotation_path("A", first)).rois == {}

@@ -26,6 +26,9 @@ class RefusingDock:
         from ..core.store import StoreWarning, append_rows
 
         try:
+            guard = getattr(self, "path_guard", None)
+            if guard is not None:  # a reading session may refuse (another window took it over)
+                guard(csv_path, "append")
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", StoreWarning)
                 # a short lock timeout: the GUI waits at most a few seconds for another writer

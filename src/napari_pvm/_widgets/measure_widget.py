@@ -113,7 +113,7 @@ class MeasureWidget(RefusingDock, QWidget):
         # dialogs go through these hooks so tests can answer them
         self.confirm = self._ask
         self.notify = _layers.notify
-        # set by the reading session: path_guard(path, "load" | "save") raises PvmError to refuse
+        # set by the reading session: path_guard(path, "load" | "save" | "append") raises PvmError to refuse
         self.path_guard = None
         # set by the reading session: view_guard() raises PvmError when marking the level
         # must wait (e.g. the sagittal image is shown, not the axial one)

@@ -124,6 +124,7 @@ class SessionWidget(QWidget):
         self._views = {}  # view -> (dims point, (camera center, zoom) or None) when left
         self._spine_problem = None  # why this case's spine measures cannot be made
         self._unreadable = set()  # measure sets whose saved drawing of this case could not be loaded
+        self._had_work = False  # outlines or samples were on screen during this visit of the case
         self.show_codes = False
         self.ready = True
         # dialogs and messages go through these hooks so tests can answer them
@@ -602,6 +603,7 @@ class SessionWidget(QWidget):
             self._views = {}
             self.view = None
             self._unreadable = set()
+            self._had_work = False
             if error is not None:  # the worker itself failed (each image's error is in result)
                 result = dict.fromkeys(("muscle", "spine"), error)
             result = dict(result or {})
@@ -649,8 +651,10 @@ class SessionWidget(QWidget):
             if not dock.load_annotation(path):
                 self._unreadable.add("muscle")
                 self._say(f"case {name}: your saved outlines could not be loaded", "error")
-            elif dock.slice_index is not None and self.image_layer.ndim == 3:
-                self._show_slice(dock.slice_index)  # by world position: a sagittal series may share the viewer
+            else:
+                self._had_work = self._has_work()  # removing them all in this visit is then saved
+                if dock.slice_index is not None and self.image_layer.ndim == 3:
+                    self._show_slice(dock.slice_index)  # by world position: a sagittal series may share the viewer
         for layer in self._case_layers():
             self._watch(layer)
         self._set_up_proposals(dock)
@@ -883,6 +887,19 @@ class SessionWidget(QWidget):
             or (paint is not None and paint.data.any())
         )
 
+    def _cleared(self):
+        """Whether the observer removed, during this visit, the last outline or
+        sample of a case whose file holds some: the empty state is saved then
+        (else the removed outlines came back on the next visit). Not when the
+        image is not shown or the saved file could not be read (never
+        overwritten)."""
+        image = self.image_layer
+        if image is None or not any(_same(layer, image) for layer in self.viewer.layers):
+            return False
+        if not self._had_work or "muscle" in self._unreadable or self.session.own_annotation() is None:
+            return False
+        return self.session.saved_outlines() > 0
+
     def _save_current(self, quiet=False, spine=True):
         """Save the current outlines (and, with ``spine``, the spine drawing)
         into the observer's own files.
@@ -891,7 +908,11 @@ class SessionWidget(QWidget):
         """
         if spine and not self._save_spine(quiet=quiet):
             return False, 0
-        if self.session is None or not self.ready or not self._has_work():
+        if self.session is None or not self.ready:
+            return True, 0
+        if self._has_work():
+            self._had_work = True
+        elif not self._cleared():
             return True, 0
         dock = self.measure
         try:
@@ -1099,11 +1120,14 @@ class SessionWidget(QWidget):
             self._spine_notify = None
 
     def _guard_spine_path(self, path, mode):
-        """Raise unless the Spine dock may ``mode`` ("load" / "save") ``path``."""
+        """Raise unless the Spine dock may ``mode`` ("load" / "save" /
+        "append" a row to) ``path``."""
         session = self.session
         if session is None:
             return
-        if mode == "load":
+        if mode == "append":
+            session.check_current()
+        elif mode == "load":
             session.check_readable(path, "spine")
         else:
             session.check_writable(path, "spine")  # never over the outlines, another case or session
@@ -1154,11 +1178,14 @@ class SessionWidget(QWidget):
         self.measure = None
 
     def _guard_path(self, path, mode):
-        """Raise unless the Measure dock may ``mode`` ("load" / "save") ``path``."""
+        """Raise unless the Measure dock may ``mode`` ("load" / "save" /
+        "append" a row to) ``path``."""
         session = self.session
         if session is None:
             return
-        if mode == "load":
+        if mode == "append":
+            session.check_current()  # a window another one took the session from adds no row
+        elif mode == "load":
             session.check_readable(path)
         else:
             session.check_writable(path)  # never over the spine drawing, another case or session

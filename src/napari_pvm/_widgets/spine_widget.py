@@ -16,7 +16,8 @@ Every control has a method of the same meaning: :meth:`mark_slice`,
 A reading session (``session_widget``) drives the dock per case through
 :meth:`reset_case`, :meth:`load_annotation` (``start=True``),
 :meth:`remember_row`, :meth:`cancel_drawing`, the hooks ``path_guard`` (which
-files *Load…* / *Save…* may use) and ``view_guard`` (marking only while the
+files *Load…* / *Save…* may use, and whether a row may be added) and
+``view_guard`` (marking only while the
 sagittal image is shown), and the signals :attr:`SpineWidget.changed`
 (something drawn, deleted or excluded: save it) and
 :attr:`SpineWidget.row_added` (a row went to the shared spine CSV).
@@ -113,7 +114,7 @@ class SpineWidget(RefusingDock, QWidget):
         self.notify = _notify
         self.confirm = self._confirm  # (title, text) -> bool; tests answer it
         self._added = {}  # (drawing digest, CSV, patient, observer, session) -> row_id added
-        # set by a reading session: path_guard(path, "load" | "save") raises PvmError to refuse
+        # set by a reading session: path_guard(path, "load" | "save" | "append") raises PvmError to refuse
         self.path_guard = None
         # set by a reading session: view_guard() raises PvmError when this dock's image is not shown
         self.view_guard = None

@@ -973,6 +973,11 @@ class ReadingSession:
         self._entry(pid)
         return self.study.annotation_path(self.observer_id, pid, self.session)
 
+    def saved_outlines(self, patient_id=None):
+        """How many outlines the observer's saved annotation of a patient holds
+        (as recorded at its last save; 0 before any)."""
+        return int(self._entry(patient_id or self.current_id).get("outlines", 0) or 0)
+
     def own_annotation(self, patient_id=None):
         """The observer's own annotation file of this session, if it exists."""
         path = self.annotation_path(patient_id)
@@ -1080,6 +1085,7 @@ class ReadingSession:
             raise SessionError(str(exc)) from None
         parts = len(parsed.vertebrae) + (parsed.csf is not None) + 2 * len(parsed.angles) + len(parsed.excluded)
         parts += bool(parsed.extra.get("unpaired_line"))  # one endplate line drawn so far (the Spine dock's key)
+        self.check_current()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             write_spine_annotation(path, obj)
@@ -1109,6 +1115,7 @@ class ReadingSession:
         path = self.annotation_path(pid)
         self.study.check_annotation_target(path, self.observer_id, pid)
         annotation = dataclasses.replace(annotation, patient_id=pid, observer_id=self.observer_id, session=self.session)
+        self.check_current()  # a window another one took the session from writes nothing
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             write_annotation(path, annotation)
@@ -1145,8 +1152,10 @@ class ReadingSession:
     def to_dict(self):
         return json.loads(json.dumps(self._state))
 
-    def _save(self):
-        """Write the session file atomically; refuse if another window changed it."""
+    def check_current(self):
+        """Raise :class:`SessionError` when another napari window has changed
+        this session's file since this window read it: then this window may
+        write nothing (no annotation, no row), only the other one may."""
         on_disk = _read_json(self.path, "session file")
         if on_disk is not None and int(on_disk.get("revision", 0)) != int(self._state["revision"]):
             raise SessionError(
@@ -1154,6 +1163,10 @@ class ReadingSession:
                 f"(revision {on_disk.get('revision')} on disk, {self._state['revision']} here); "
                 "close the other window and start the session again"
             )
+
+    def _save(self):
+        """Write the session file atomically; refuse if another window changed it."""
+        self.check_current()
         self._state["revision"] = int(self._state["revision"]) + 1
         self._state["updated_at"] = _now()
         try:
