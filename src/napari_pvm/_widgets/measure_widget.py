@@ -501,7 +501,7 @@ class MeasureWidget(RefusingDock, QWidget):
         release (finishing it under napari's drag breaks the release); it is
         dropped then. ``now``: finish it at once (the stroke layer is being
         left, and napari's drag with it)."""
-        stroke = _layers.owned_layer(self.viewer, "stroke", self.image) if self.image is not None else None
+        stroke = self._stroke_layer()
         if stroke is not None and stroke._is_creating:
             self._drop_stroke = True
             if now or not self._stroke_held:
@@ -582,11 +582,11 @@ class MeasureWidget(RefusingDock, QWidget):
 
     def _on_outlines_settled(self):
         """After every outline/sample change: advance the draw list, refresh the list."""
-        layer = self.outlines
-        drawn = set(layer.features["roi"]) if layer is not None and len(layer.data) else set()
         if self._reshaping():
             self._update_list()  # Reshape stays on for the next stroke
             return
+        layer = self.outlines
+        drawn = set(layer.features["roi"]) if layer is not None and len(layer.data) else set()
         if self._target in schema.ROI_KEYS and self._target in drawn:
             nxt = self._next_missing()
             if nxt is not None:
@@ -1184,9 +1184,13 @@ class MeasureWidget(RefusingDock, QWidget):
         self.notify(str(exc) if isinstance(exc, PvmError) else f"proposal failed: {exc}", "error")
 
     # ---------------------------------------------------------- reshape
+    def _stroke_layer(self):
+        """This image's reshape stroke layer (None before Reshape was used on it)."""
+        return _layers.owned_layer(self.viewer, "stroke", self.image) if self.image is not None else None
+
     def _reshaping(self):
         """Whether Reshape is on (this image's stroke layer is the active layer)."""
-        layer = _layers.owned_layer(self.viewer, "stroke", self.image) if self.image is not None else None
+        layer = self._stroke_layer()
         return layer is not None and _layers.same(self.viewer.layers.selection.active, layer)
 
     def _track_stroke_drag(self, layer, event):
@@ -1202,8 +1206,7 @@ class MeasureWidget(RefusingDock, QWidget):
         until it is pressed again (or an outline or sample is chosen)."""
         image = self._require_slice()
         ctrl = self._attach_layers(create=True)
-        layer = _layers.owned_layer(self.viewer, "stroke", image)
-        if layer is not None and _layers.same(self.viewer.layers.selection.active, layer):
+        if self._reshaping():
             return self.choose(self._target)  # pressed again: back to drawing (a stroke in progress dropped)
         _finish_polygon(ctrl)
         if not ctrl._state.outlines:
@@ -1234,7 +1237,7 @@ class MeasureWidget(RefusingDock, QWidget):
     def _take_stroke(self):
         """Apply a finished stroke (napari may still be drawing: look again later)."""
         image = self.image
-        layer = _layers.owned_layer(self.viewer, "stroke", image) if image is not None else None
+        layer = self._stroke_layer()
         if layer is None or not len(layer.data):
             return
         if layer._is_creating:
