@@ -874,10 +874,15 @@ class SessionWidget(QWidget):
     def _clear_case(self):
         self._retire_case()
 
-    def _has_work(self):
+    def _image_shown(self):
+        """Whether the case's axial image is in the viewer."""
         image = self.image_layer
-        if image is None or not any(_same(layer, image) for layer in self.viewer.layers):
+        return image is not None and any(_same(layer, image) for layer in self.viewer.layers)
+
+    def _has_work(self):
+        if not self._image_shown():
             return False
+        image = self.image_layer
         outlines = _layers.outline_layer(self.viewer, image, create=False)
         samples = _layers.sample_layer(self.viewer, image, create=False)
         paint = _layers.paint_layer(self.viewer, image, create=False)
@@ -893,8 +898,7 @@ class SessionWidget(QWidget):
         (else the removed outlines came back on the next visit). Not when the
         image is not shown or the saved file could not be read (never
         overwritten)."""
-        image = self.image_layer
-        if image is None or not any(_same(layer, image) for layer in self.viewer.layers):
+        if not self._image_shown():
             return False
         if not self._had_work or "muscle" in self._unreadable or self.session.own_annotation() is None:
             return False
@@ -1120,17 +1124,8 @@ class SessionWidget(QWidget):
             self._spine_notify = None
 
     def _guard_spine_path(self, path, mode):
-        """Raise unless the Spine dock may ``mode`` ("load" / "save" /
-        "append" a row to) ``path``."""
-        session = self.session
-        if session is None:
-            return
-        if mode == "append":
-            session.check_current()
-        elif mode == "load":
-            session.check_readable(path, "spine")
-        else:
-            session.check_writable(path, "spine")  # never over the outlines, another case or session
+        """The Spine dock's ``path_guard`` (:meth:`_guard_path` for spine drawings)."""
+        self._guard_path(path, mode, "spine")
 
     def _attach_measure(self):
         """Find or dock the Measure widget and fill it for this session."""
@@ -1177,18 +1172,19 @@ class SessionWidget(QWidget):
             self._dock_notify = None
         self.measure = None
 
-    def _guard_path(self, path, mode):
-        """Raise unless the Measure dock may ``mode`` ("load" / "save" /
-        "append" a row to) ``path``."""
+    def _guard_path(self, path, mode, measure_set="muscle"):
+        """Raise unless a dock may ``mode`` ("load" / "save" / "append" a row
+        to) ``path``: the Measure dock's ``path_guard`` (the Spine dock's with
+        ``measure_set="spine"``)."""
         session = self.session
         if session is None:
             return
         if mode == "append":
             session.check_current()  # a window another one took the session from adds no row
         elif mode == "load":
-            session.check_readable(path)
+            session.check_readable(path, measure_set)
         else:
-            session.check_writable(path)  # never over the spine drawing, another case or session
+            session.check_writable(path, measure_set)  # never over the other drawing, another case or session
 
     def _say(self, message, level="info"):
         self.notify(self._mask(message), level)
