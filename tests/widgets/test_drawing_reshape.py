@@ -16,6 +16,19 @@ def _masks(dock):
     return {f"{r['muscle']}_{r['side']}": roi_mask(np.array(r["vertices"]), shape) for r in dock.annotation()["rois"]}
 
 
+def _chord(mask, frac=0.3):
+    """A row half-way between pixel centres below the middle of ``mask`` (the
+    part under it is the smaller one), and the mask's column span."""
+    rows, cols = np.nonzero(mask)
+    return np.floor(rows.mean() + frac * (rows.max() - rows.mean())) + 0.5, cols.min(), cols.max()
+
+
+def _wait_taken(qtbot, layer):
+    """Until the dock has taken (applied or dropped) the stroke drawn on ``layer``."""
+    qtbot.waitUntil(lambda: not len(layer.data) and not layer._is_creating, timeout=5000)
+    qtbot.wait(80)
+
+
 def _start_reshape(dock, c):
     c.key("R", "shift")
     layer = dock.viewer.layers.selection.active
@@ -31,11 +44,9 @@ def test_a_stroke_across_an_outline_cuts_off_its_smaller_part_and_undo_restores(
     c.fit()
     before = _masks(dock)
     ps = before["PS_L"]
-    rows, cols = np.nonzero(ps)
-    # a chord half-way between pixel centres, below the middle: the part under it is the smaller one
-    chord = np.floor(rows.mean() + 0.3 * (rows.max() - rows.mean())) + 0.5
+    chord, c0, c1 = _chord(ps)
     stroke_layer = _start_reshape(dock, c)
-    c.pixel_stroke(dock.image, [(chord, cols.min() - 2), (chord, cols.max() + 2)], steps=8)
+    c.pixel_stroke(dock.image, [(chord, c0 - 2), (chord, c1 + 2)], steps=8)
     qtbot.waitUntil(lambda: not len(stroke_layer.data), timeout=5000)
     after = _masks(dock)
     rr = np.arange(ps.shape[0])[:, None] * np.ones(ps.shape[1])
@@ -132,11 +143,9 @@ def test_a_proposal_corrected_with_a_stroke_becomes_edited(measure_case, qtbot, 
     clicks = {k: np.unravel_index(int(np.argmax(ndimage.distance_transform_edt(m))), shape) for k, m in masks.items()}
     dock.propose(clicks={k: (float(r), float(cc)) for k, (r, cc) in clicks.items()}, wait=True)
     assert set(dock.origins().values()) == {"proposed"}
-    ps = _masks(dock)["PS_R"]
-    rows, cols = np.nonzero(ps)
-    chord = np.floor(rows.mean() + 0.3 * (rows.max() - rows.mean())) + 0.5
+    chord, c0, c1 = _chord(_masks(dock)["PS_R"])
     stroke_layer = _start_reshape(dock, c)
-    c.pixel_stroke(dock.image, [(chord, cols.min() - 2), (chord, cols.max() + 2)], steps=8)
+    c.pixel_stroke(dock.image, [(chord, c0 - 2), (chord, c1 + 2)], steps=8)
     qtbot.waitUntil(lambda: not len(stroke_layer.data), timeout=5000)
     origins = dock.origins()
     assert origins["PS_R"] == "edited"
@@ -184,12 +193,6 @@ def _stroke_layer(dock):
     return next(x for x in dock.viewer.layers if (x.metadata.get("napari_pvm") or {}).get("role") == "stroke")
 
 
-def _chord(mask, frac=0.3):
-    """A row half-way between pixel centres below the middle of ``mask``, and its column span."""
-    rows, cols = np.nonzero(mask)
-    return np.floor(rows.mean() + frac * (rows.max() - rows.mean())) + 0.5, cols.min(), cols.max()
-
-
 def _click_row(dock, key):
     from qtpy.QtCore import Qt
     from qtpy.QtTest import QTest
@@ -223,8 +226,7 @@ def test_reshape_stays_on_while_muscles_are_still_missing(measure_case, qtbot, p
     layer = _start_reshape(dock, c)
     r, c0, c1 = _chord(_masks(dock)["PS_L"])
     c.pixel_stroke(dock.image, [(r, c0 - 2), (r, c1 + 2)], steps=8)
-    qtbot.waitUntil(lambda: not len(layer.data) and not layer._is_creating, timeout=5000)
-    qtbot.wait(80)
+    _wait_taken(qtbot, layer)
     assert any("PS L reshaped" in text for _, text in dock.messages)
     assert dock.viewer.layers.selection.active is layer and layer.mode == "add_path"
 
@@ -239,8 +241,7 @@ def test_escape_during_a_held_drag_drops_the_stroke_cleanly(measure_case, qtbot,
     _, end = _half_stroke(dock, c)
     c.key("Escape")
     c.release(tuple(end))  # pytest-qt fails the test on an exception in the event loop
-    qtbot.waitUntil(lambda: not len(layer.data) and not layer._is_creating, timeout=5000)
-    qtbot.wait(80)
+    _wait_taken(qtbot, layer)
     for key, mask in _masks(dock).items():
         np.testing.assert_array_equal(mask, before[key])
     assert not any("reshaped" in text for _, text in dock.messages)
@@ -263,8 +264,7 @@ def test_choosing_an_outline_mid_stroke_drops_the_stroke_and_the_next_one_works(
     layer = _start_reshape(dock, c)
     r, c0, c1 = _chord(ps)
     c.pixel_stroke(dock.image, [(r, c0 - 2), (r, c1 + 2)], steps=8)
-    qtbot.waitUntil(lambda: not len(layer.data) and not layer._is_creating, timeout=5000)
-    qtbot.wait(80)
+    _wait_taken(qtbot, layer)
     rr = np.arange(ps.shape[0])[:, None] * np.ones(ps.shape[1])
     np.testing.assert_array_equal(_masks(dock)["PS_L"], ps & (rr < r))
 
@@ -282,8 +282,7 @@ def test_a_stroke_on_another_slice_is_refused(measure_case, qtbot, phantom_files
     dock.viewer.dims.current_step = tuple(step)
     r, c0, c1 = _chord(before["PS_L"])
     c.pixel_stroke(dock.image, [(r, c0 - 2), (r, c1 + 2)], steps=8)
-    qtbot.waitUntil(lambda: not len(layer.data) and not layer._is_creating, timeout=5000)
-    qtbot.wait(80)
+    _wait_taken(qtbot, layer)
     np.testing.assert_array_equal(_masks(dock)["PS_L"], before["PS_L"])
     assert any(f"marked slice {dock.slice_index}" in text for _, text in dock.messages)
 
