@@ -16,16 +16,16 @@ own texture:
 - *line*: a white top-hat (5 × 5 pixels) of the image smoothed at 0.7 pixel;
 - a border pixel is *visible* when either, at its maximum within one pixel
   of the border, exceeds the 95th percentile of the same measure inside
-  the slice's muscles (pixels at least 4 pixels from any outline). The
+  the slice's muscles (pixels at least 4 pixels from their own outline). The
   same test on those inner pixels gives the rate at which texture alone
   passes it (*chance*).
 
 Border pixels are grouped by what lies across: the same side's other back
 muscle (the ES|MF border), the other multifidus (midline), or outside
-tissue, split into fat (fat fraction >= 0.5 within 2 pixels: subcutaneous
-or perimuscular fat) and lean tissue or bone (quadratus lumborum, the
-transverse processes, the lamina). On the Dixon subjects the test runs on
-the W+F image (the image the proposals get, issue 12 item 2) and on the fat
+tissue, split into fat (mean fat fraction >= 0.5 over the non-muscle pixels
+within 2 pixels: subcutaneous or perimuscular fat) and lean tissue or bone
+(quadratus lumborum, the transverse processes, the lamina). On the Dixon
+subjects the test runs on the W+F image (the image the proposals get, issue 12 item 2) and on the fat
 fraction F / (W + F), the contrast made for fat.
 
 With ``--proposals`` each true border pixel is also scored by its distance
@@ -57,15 +57,17 @@ TEXTURE_PERCENTILE = 95
 WITHIN_MM = 3.0
 
 
-def visibility(image, muscles):
+def visibility(image, masks):
     """Per pixel: does an edge or thin bright line stand out from the muscles' texture?
 
-    Returns the boolean map and the rate at which inner muscle pixels pass.
+    ``masks``: the true muscle masks; each is eroded on its own, so that the
+    border two muscles share is not taken for texture. Returns the boolean
+    map and the rate at which inner muscle pixels pass.
     """
     edge = ndi.gaussian_gradient_magnitude(image.astype(float), 1.0)
     smooth = ndi.gaussian_filter(image.astype(float), 0.7)
     line = smooth - ndi.grey_opening(smooth, size=(5, 5))
-    inner = ndi.binary_erosion(muscles, iterations=INNER_PX)
+    inner = np.any([ndi.binary_erosion(m, iterations=INNER_PX) for m in masks], axis=0)
     visible = np.zeros(image.shape, bool)
     for measure in (edge, line):
         level = np.percentile(measure[inner], TEXTURE_PERCENTILE)
@@ -83,8 +85,9 @@ def border_kinds(truth, fat_fraction):
     keys = sorted(truth)
     for i, k in enumerate(keys, start=1):
         label[truth[k]] = i
-    muscles = label > 0
-    fat_near = ndi.maximum_filter(np.where(muscles, 0.0, fat_fraction), 5)
+    outside = (label == 0).astype(float)
+    # mean fat fraction of the tissue across the border (the non-muscle pixels within 2 pixels)
+    fat_near = ndi.uniform_filter(fat_fraction * outside, 5) / np.maximum(ndi.uniform_filter(outside, 5), 1e-9)
     out = []
     for i, k in enumerate(keys, start=1):
         mask = label == i
@@ -189,10 +192,9 @@ def main(argv=None):
     rows, chance, found = [], [], []
     for data in datasets:
         for subject, k, images, fraction, truth in sources[data]():
-            muscles = np.any(list(truth.values()), axis=0)
             pixels = border_kinds(truth, fraction)
             for image_name, image in images.items():
-                visible, rate = visibility(image, muscles)
+                visible, rate = visibility(image, list(truth.values()))
                 chance.append(dict(data=subject, image=image_name, chance=rate))
                 rows += [
                     dict(data=subject, image=image_name, kind=kind, visible=visible[r, c]) for kind, _, r, c in pixels
