@@ -435,6 +435,19 @@ def test_a_faint_fat_plane_holds_a_back_muscle_to_its_side(click_row):
     assert (mask & in_front).sum() <= 0.15 * in_front.sum()
 
 
+def test_a_click_between_coarse_pixels_still_reads_its_tissue():
+    """At 8 mm pixels the 2.5 mm seed disk around a click between pixel
+    centres holds no pixel; the click's own pixel is read (it used to give
+    an empty median and the misleading 'no contrast between muscle and fat')."""
+    rr, cc = np.mgrid[:40, :40]
+    image = np.where(((rr - 20) / 18.0) ** 2 + ((cc - 20) / 18.8) ** 2 <= 1, 100.0, 2.0)
+    muscle = (rr > 22) & (rr < 32) & (np.abs(cc - 20) > 2) & (np.abs(cc - 20) < 12)
+    image[muscle] = 30.0
+    out = propose_outlines(image, spacing=(8.0, 8.0), clicks={"ES_R": (28.5, 14.5)})
+    assert set(out) == {"ES_R"}
+    assert roi_mask(out["ES_R"], image.shape)[28, 14]
+
+
 def test_mask_to_polygon_reproduces_masks():
     rng = np.random.default_rng(0)
     for _ in range(5):

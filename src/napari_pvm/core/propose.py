@@ -293,8 +293,13 @@ def _levels(image, body, points, spacing):
 
 
 def _disk_mask(shape, centre, radius_mm, spacing):
+    """Pixels within ``radius_mm`` of ``centre``, and always the pixel the centre lies in."""
     rr, cc = np.ogrid[: shape[0], : shape[1]]
-    return ((rr - centre[0]) * spacing[0]) ** 2 + ((cc - centre[1]) * spacing[1]) ** 2 <= radius_mm**2
+    disk = ((rr - centre[0]) * spacing[0]) ** 2 + ((cc - centre[1]) * spacing[1]) ** 2 <= radius_mm**2
+    r, c = int(round(centre[0])), int(round(centre[1]))
+    if 0 <= r < shape[0] and 0 <= c < shape[1]:  # a disk finer than the pixels (coarse spacing)
+        disk[r, c] = True
+    return disk
 
 
 # --------------------------------------------------------- example priors
