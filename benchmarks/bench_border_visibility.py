@@ -157,9 +157,7 @@ def proposal_masks(subject, k, truth, condition):
 
     case = _case(subject, k, condition)
     name, image, spacing, _, examples = case
-    rng = np.random.default_rng([bp.SEED] + [ord(ch) for ch in name])
-    clicks = {key: bp.inner_half_click(m, spacing, rng) for key, m in sorted(truth.items())}
-    kwargs = {"spacing": spacing, "rois": list(truth), "clicks": clicks}
+    kwargs = {"spacing": spacing, "rois": list(truth), "clicks": bp.case_clicks(name, truth, spacing)}
     if condition != "click":
         kwargs["examples"] = examples
     out = propose_outlines(image, **kwargs)

@@ -212,8 +212,7 @@ def manual_vertices(truth, target):
 def evaluate(cases, condition, target, seed=bp.SEED, joint=False):
     rows, timing = [], {"reshape": [], "clip": []}
     for name, image, spacing, truth, examples in cases:
-        rng = np.random.default_rng([seed] + [ord(ch) for ch in name])  # as bench_propose
-        clicks = {k: bp.inner_half_click(m, spacing, rng) for k, m in sorted(truth.items())}
+        clicks = bp.case_clicks(name, truth, spacing, seed)  # as bench_propose
         kwargs = {"spacing": spacing, "rois": list(truth), "clicks": clicks}
         if condition == "click+examples":
             kwargs["examples"] = examples

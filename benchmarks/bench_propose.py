@@ -209,6 +209,12 @@ def inner_half_click(mask, spacing, rng):
     return (float(rr[i]), float(cc[i]))
 
 
+def case_clicks(name, truth, spacing, seed=SEED):
+    """One inner-half click per true muscle, seeded by the case name (reproducible per case)."""
+    rng = np.random.default_rng([seed] + [ord(ch) for ch in name])
+    return {k: inner_half_click(m, spacing, rng) for k, m in sorted(truth.items())}
+
+
 def dice(a, b):
     s = a.sum() + b.sum()
     return 2.0 * np.logical_and(a, b).sum() / s if s else 1.0
@@ -268,8 +274,7 @@ def baseline_random_walker(image, *, spacing, clicks, rois=None):
 def evaluate(cases, condition, seed=SEED):
     rows = []
     for name, image, spacing, truth, examples in cases:
-        rng = np.random.default_rng([seed] + [ord(ch) for ch in name])  # per case, reproducible
-        clicks = {k: inner_half_click(m, spacing, rng) for k, m in sorted(truth.items())}
+        clicks = case_clicks(name, truth, spacing, seed)
         kwargs = {"spacing": spacing, "rois": list(truth)}
         if condition in ("click", "click+examples", "baseline"):
             kwargs["clicks"] = clicks
